@@ -1,0 +1,38 @@
+"""Where to run: the best device this machine has (cuda > mps > cpu), or the one asked for."""
+
+from __future__ import annotations
+
+import torch
+
+from gpt.errors import DeviceError
+
+
+def pick_device(requested: str | None = "auto") -> torch.device:
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"{requested!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but this machine has no CUDA GPU visible to PyTorch")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(f"{requested} was requested but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("Apple MPS was requested but is not available on this machine")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"{requested!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human description, e.g. 'CUDA: NVIDIA H200' or 'CPU (2 threads)'."""
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"

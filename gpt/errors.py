@@ -1,0 +1,38 @@
+"""One exception type per kind of user mistake. Each message is written to be shown to a person as is."""
+
+
+class GPTError(Exception):
+    """Base class: something the user can fix, with a message that says how."""
+
+
+class ConfigError(GPTError, ValueError):
+    """A model or training setting that cannot work (e.g. n_embd not divisible by n_head)."""
+
+
+class UnknownCharactersError(GPTError, ValueError):
+    """Text contains characters that are not in the model's vocabulary."""
+
+    def __init__(self, chars: list[str], vocab_size: int):
+        self.chars = chars
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in chars[:20])
+        more = f" and {len(chars) - 20} more" if len(chars) > 20 else ""
+        super().__init__(
+            f"The text contains {len(chars)} character(s) this model does not know: {shown}{more}. "
+            f"It only knows the {vocab_size} characters of the text it was trained on."
+        )
+
+
+class DataError(GPTError):
+    """Training text that is missing, unreadable, not UTF-8, too short, or fails its checksum."""
+
+
+class WeightsError(GPTError):
+    """A weights folder or Hub repo that is missing, corrupt, not ours, or does not match the model."""
+
+
+class DeviceError(GPTError):
+    """A requested device (cuda, mps, ...) that this machine does not have."""
+
+
+class SamplingError(GPTError, ValueError):
+    """Generation settings out of range (negative temperature, top_p above 1, ...)."""

@@ -1,0 +1,349 @@
+"""The training loop, shared by the command line (`python -m train`) and the app.
+
+One loop, several faces: it reports through events (plain dicts) passed to callbacks, and writes them to
+metrics.jsonl in the run folder. Set the `stop` threading.Event to end a run between two steps: the best
+weights so far are kept in model.safetensors, and training_state.safetensors lets --resume carry on.
+Under torchrun it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from gpt import weights
+from gpt.card import model_card
+from gpt.data import SHAKESPEARE, TextData, load_text
+from gpt.device import describe_device, pick_device
+from gpt.errors import ConfigError
+from gpt.model import GPT, GPTConfig
+from gpt.presets import PRESETS
+from gpt.sampling import generate_text
+from gpt.tokenizer import CharTokenizer
+
+METRICS_FILE = "metrics.jsonl"
+MODEL_FIELDS = [f.name for f in fields(GPTConfig) if f.name != "vocab_size"]
+
+
+@dataclass
+class TrainConfig:
+    # model (vocab_size comes from the text)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    block_size: int = 256
+    dropout: float = 0.2
+    bias: bool = True
+    # optimisation: AdamW, linear warmup then cosine decay from learning_rate to min_lr at max_iters
+    batch_size: int = 64
+    max_iters: int = 5000
+    learning_rate: float = 3e-4
+    min_lr: float = 3e-4
+    warmup_iters: int = 0
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.0  # 0 = off
+    # evaluation: loss on eval_iters batches of each split every eval_interval steps, and a short sample
+    eval_interval: int = 500
+    eval_iters: int = 200
+    sample_length: int = 200
+    # where and how
+    data: str = SHAKESPEARE  # "shakespeare" or the path of a UTF-8 text file
+    seed: int = 1337
+    device: str = "auto"  # auto = cuda > mps > cpu
+    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 elsewhere
+    compile: bool = False
+
+    def __post_init__(self):
+        self.model_config(vocab_size=1)  # GPTConfig validates the model fields
+        positive = ["batch_size", "eval_interval", "eval_iters"]
+        non_negative = ["max_iters", "warmup_iters", "sample_length"]
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number of at least {low}, not {value!r}")
+        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ConfigError(f"{name} must be a number of 0 or more, not {value!r}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be above 0, not {self.learning_rate}")
+        if self.min_lr > self.learning_rate:
+            raise ConfigError(f"min_lr ({self.min_lr}) cannot be above learning_rate ({self.learning_rate})")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be from 0 up to (not including) 1, not {getattr(self, name)}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"dtype must be auto, float32 or bfloat16, not {self.dtype!r}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "TrainConfig":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
+
+
+def get_lr(step: int, config: TrainConfig) -> float:
+    """Linear warmup over warmup_iters, then cosine decay to min_lr at max_iters."""
+    if step < config.warmup_iters:
+        return config.learning_rate * (step + 1) / (config.warmup_iters + 1)
+    if step >= config.max_iters:
+        return config.min_lr
+    progress = (step - config.warmup_iters) / max(1, config.max_iters - config.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
+    return config.min_lr + coeff * (config.learning_rate - config.min_lr)
+
+
+def _seed(*parts: int) -> int:
+    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # a tuple of ints hashes the same in every run
+
+
+@torch.no_grad()
+def estimate_loss(model: GPT, data: TextData, eval_iters: int, batch_size: int, seed: int = 0,
+                  autocast=nullcontext) -> dict[str, float]:
+    """Mean loss over eval_iters random batches of each split, in eval mode (no dropout), as in the lecture."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)  # its own RNG: evaluating never changes the training run
+    out = {}
+    for split in ("train", "val"):
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            X, Y = data.get_batch(split, batch_size, generator)
+            with autocast():
+                _, loss = model(X, Y)
+            losses[k] = loss.item()
+        out[split] = losses.mean().item()
+    model.train(was_training)
+    return out
+
+
+class Trainer:
+    """Builds model, data and optimizer from a TrainConfig, then `run()` trains and reports events."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+                 callbacks: list[Callable[[dict], None]] = (), stop: threading.Event | None = None):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.callbacks = list(callbacks)
+        self.stop = stop or threading.Event()
+        self.lock = threading.Lock()  # held during each step, so snapshot() never sees half an update
+
+        self.rank, self.world_size, self.ddp = 0, 1, int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.device = pick_device(config.device)
+        if self.ddp:
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+        self.master = self.rank == 0
+        if config.batch_size % self.world_size:
+            raise ConfigError(f"batch_size ({config.batch_size}) must divide evenly over {self.world_size} processes")
+        self.rank_batch = config.batch_size // self.world_size  # same global batch, whatever the process count
+
+        use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda"
+                                                  and torch.cuda.is_bf16_supported())
+        self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls: much faster, precise enough here
+
+        text = load_text(config.data)
+        saved = None
+        if resume:
+            _, vocab = weights.read_config(self.out_dir)
+            self.tokenizer = CharTokenizer(vocab)
+            saved = weights.load_training_state(self.out_dir)
+        else:
+            self.tokenizer = CharTokenizer.from_text(text)
+        self.data = TextData(text, self.tokenizer, config.block_size, self.device)
+
+        torch.manual_seed(config.seed)
+        self.model = GPT(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars).to(self.device)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]  # matmul weights and embeddings
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=self.device.type == "cuda",
+        )
+        self.step, self.best_val, self.elapsed_before = 0, math.inf, 0.0
+        if saved is not None:
+            self._restore(*saved)
+
+        self.train_model = self.model
+        if config.compile:
+            self.train_model = torch.compile(self.model)
+        if self.ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_model = DistributedDataParallel(
+                self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @staticmethod
+    def saved_config(out_dir: str | Path) -> TrainConfig:
+        """The TrainConfig a run folder was trained with, for --resume."""
+        _, _, _, meta = weights.load_training_state(out_dir)
+        return TrainConfig(**meta["config"])
+
+    def _restore(self, model_state, optimizer_state, rng, meta):
+        saved = TrainConfig(**meta["config"])
+        changed = [k for k in MODEL_FIELDS if getattr(saved, k) != getattr(self.config, k)]
+        if changed:
+            raise ConfigError(f"cannot resume with a different model: {', '.join(changed)} changed")
+        weights.check_state_dict(model_state, self.model, self.out_dir / weights.STATE_FILE)
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.step, self.best_val, self.elapsed_before = meta["step"], meta["best_val"], meta["elapsed"]
+
+    # --- events ---
+
+    def emit(self, event: dict) -> None:
+        if not self.master:
+            return
+        with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+        for callback in self.callbacks:
+            callback(event)
+
+    def _trim_metrics(self) -> None:
+        """On resume, forget events logged after the saved step, so the loss curve continues seamlessly."""
+        path = self.out_dir / METRICS_FILE
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step
+                and json.loads(line)["event"] not in ("done", "stopped", "start")]
+        weights.atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    # --- the loop ---
+
+    def run(self) -> dict:
+        config, model = self.config, self.model
+        tokens_per_step = config.batch_size * config.block_size
+        if self.master:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.step > 0:
+                self._trim_metrics()
+            else:
+                (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
+        self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
+                   "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
+                   "device": describe_device(self.device), "world_size": self.world_size,
+                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0})
+        started = time.perf_counter()
+        elapsed = lambda: self.elapsed_before + time.perf_counter() - started
+        # a saved state is always written right after an eval: a resumed run does not repeat it
+        last_eval, stopped, rate = (self.step if self.step > 0 else None), False, None
+        model.train()
+        while True:
+            stopping = self._should_stop()
+            done = self.step >= config.max_iters
+            if self.step % config.eval_interval == 0 or done or stopping:
+                if last_eval != self.step:
+                    self._evaluate(elapsed())
+                    if self.master:
+                        self._save_state(elapsed())
+                    last_eval = self.step
+            if done or stopping:
+                stopped = stopping and not done
+                break
+
+            t0 = time.perf_counter()
+            lr = get_lr(self.step, config)
+            with self.lock:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                generator = torch.Generator().manual_seed(_seed(config.seed, self.rank, self.step))
+                X, Y = self.data.get_batch("train", self.rank_batch, generator)
+                with self.autocast():
+                    _, loss = self.train_model(X, Y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                self.optimizer.step()
+                self.step += 1
+            loss = loss.item()  # waits for the step to finish, so dt below is honest
+            dt = time.perf_counter() - t0
+            rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
+            if not math.isfinite(loss):
+                raise ConfigError(f"the loss became {loss} at step {self.step}: lower the learning rate")
+            self.emit({"event": "step", "step": self.step, "loss": loss, "lr": lr,
+                       "tokens_per_sec": rate, "elapsed": elapsed()})
+
+        result = {"event": "stopped" if stopped else "done", "step": self.step, "best_val": self.best_val,
+                  "elapsed": elapsed(), "out_dir": str(self.out_dir)}
+        self.emit(result)
+        if self.ddp:
+            dist.barrier()
+            dist.destroy_process_group()
+        return result
+
+    def _should_stop(self) -> bool:
+        flag = self.stop.is_set()
+        if self.ddp:  # every process must stop at the same step, or the others would wait forever
+            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
+    def _evaluate(self, elapsed: float) -> None:
+        if not self.master:
+            return
+        config = self.config
+        losses = estimate_loss(self.model, self.data, config.eval_iters, config.batch_size,
+                               _seed(config.seed, -1, self.step), self.autocast)
+        sample = self.sample(config.sample_length) if config.sample_length else ""
+        improved = losses["val"] < self.best_val
+        if improved:
+            self.best_val = losses["val"]
+            weights.save_weights(self.model, self.out_dir, card=self.card(losses, elapsed))
+        self.emit({"event": "eval", "step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
+                   "best_val": self.best_val, "saved": improved, "sample": sample, "elapsed": elapsed})
+
+    def sample(self, length: int, prompt: str = "") -> str:
+        """A short sample from the model as it is now: the learner watches noise turn into Shakespeare."""
+        was_training = self.model.training
+        self.model.eval()
+        with self.autocast():
+            text = generate_text(self.model, prompt, max_new_tokens=length, seed=self.config.seed)[0]
+        self.model.train(was_training)
+        return text
+
+    def _save_state(self, elapsed: float) -> None:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        meta = {"step": self.step, "best_val": self.best_val, "elapsed": elapsed, "config": asdict(self.config)}
+        weights.save_training_state(self.out_dir, self.model, self.optimizer, rng, meta)
+
+    def card(self, losses: dict[str, float], elapsed: float) -> str:
+        return model_card(self.model, self.config, step=self.step, train_loss=losses["train"],
+                          val_loss=losses["val"], elapsed=elapsed, device=describe_device(self.device))
+
+    def snapshot(self) -> GPT:
+        """A copy of the model as it is right now (between two steps), in eval mode, on the CPU."""
+        with self.lock:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        model = GPT(self.model.config, self.model.vocab)
+        model.load_state_dict(state)
+        return model.eval()

@@ -1,0 +1,201 @@
+"""Weights on disk: `model.safetensors` + `config.json` (+ `README.md`), and the training state for resume.
+
+No pickle anywhere: tensors are safetensors, everything else is JSON. Every file is written to a temporary
+name beside it and renamed into place, so a crash or kill mid-save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gpt.errors import ConfigError, WeightsError
+from gpt.model import CONFIG_FIELDS, GPT, GPTConfig
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
+PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp over path: readers see the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_weights(model: GPT, folder: str | Path, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write model.safetensors and config.json (and the model card, if given) into folder."""
+    folder = Path(folder)
+    if model.vocab is None:
+        raise WeightsError("this model has no vocabulary attached, so its weights could not be used to read text")
+    tensors = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
+    atomic_write(folder / MODEL_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(folder / CONFIG_FILE, config_json(model.config_dict()))
+    if card is not None:
+        atomic_write_text(folder / CARD_FILE, card)
+    return folder
+
+
+def config_json(config: dict) -> str:
+    """config.json text: one setting per line, the vocabulary on a single line of its own."""
+    text = json.dumps({k: v for k, v in config.items() if k != "vocab"}, indent=2)
+    vocab = json.dumps(config["vocab"], ensure_ascii=False)
+    return text[:-2] + f',\n  "vocab": {vocab}\n}}\n'
+
+
+def locate(name_or_path: str | Path, *, revision: str | None = None, token: str | None = None) -> Path:
+    """A local weights folder as is, or a Hub repo id downloaded (safetensors and JSON only) into the cache."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise WeightsError(f"{path} is a file; give the folder that holds {MODEL_FILE} and {CONFIG_FILE}")
+    name = str(name_or_path)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")) or "\\" in name:
+        raise WeightsError(f"no weights folder at {path}, and {name!r} is not a Hub repo id like 'user/model'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return Path(snapshot_download(name, revision=revision, token=token,
+                                      allow_patterns=[MODEL_FILE, CONFIG_FILE, CARD_FILE]))
+    except HFValidationError as e:
+        raise WeightsError(f"no weights folder at {path}, and {name!r} is not a valid Hub repo id: {e}") from None
+    except RepositoryNotFoundError:
+        raise WeightsError(f"no weights folder at {path}, and no Hub repo {name!r} (or it is private)") from None
+    except RevisionNotFoundError:
+        raise WeightsError(f"the Hub repo {name!r} has no revision {revision!r}") from None
+    except HfHubHTTPError as e:
+        raise WeightsError(f"could not download {name!r} from the Hub: {e}") from None
+    except OSError as e:  # offline, DNS, connection refused
+        raise WeightsError(f"no weights folder at {path}, and the Hub could not be reached for {name!r}: {e}") from None
+
+
+def read_config(folder: str | Path) -> tuple[GPTConfig, list[str]]:
+    """The GPTConfig and vocabulary of a weights folder, or a WeightsError saying why it is not ours."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise WeightsError(f"{folder} has no {CONFIG_FILE}: it is not a weights folder of this project")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{path} should hold a JSON object, not {type(raw).__name__}")
+    missing = [k for k in CONFIG_FIELDS + ["vocab"] if k not in raw]
+    if missing:
+        raise WeightsError(f"{path} lacks {', '.join(missing)}: these are not weights saved by this project")
+    try:
+        config = GPTConfig(**{k: raw[k] for k in CONFIG_FIELDS})
+    except ConfigError as e:
+        raise WeightsError(f"{path} has an invalid setting: {e}") from None
+    vocab = raw["vocab"]
+    if (not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab)
+            or len(set(vocab)) != len(vocab)):
+        raise WeightsError(f"{path}: vocab must be a list of distinct single characters")
+    if len(vocab) != config.vocab_size:
+        raise WeightsError(f"{path}: vocab has {len(vocab)} characters but vocab_size is {config.vocab_size}")
+    return config, vocab
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        pickles = [p for p in PICKLE_FILES if (path.parent / p).exists()]
+        hint = f" (it has {pickles[0]}, a pickle file, which we never load: it can run code)" if pickles else ""
+        raise WeightsError(f"{path.parent} has no {path.name}{hint}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(
+            f"{path} is not a readable safetensors file ({e}); it may be truncated, corrupt, or a pickle, "
+            f"which we never load"
+        ) from None
+
+
+def read_state_dict(folder: Path, model: GPT) -> dict[str, torch.Tensor]:
+    """The tensors of model.safetensors, checked name by name and shape by shape against model."""
+    state = _load_safetensors(Path(folder) / MODEL_FILE)
+    check_state_dict(state, model, Path(folder) / MODEL_FILE)
+    return state
+
+
+def check_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, where) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k} is {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
+    if wrong:
+        problems.append("; ".join(wrong[:5]))
+    if problems:
+        raise WeightsError(f"{where} does not match its config.json: " + "; ".join(problems))
+
+
+# --- training state for --resume: one file, so model, optimizer and RNG always agree ---
+
+
+def save_training_state(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        rng: dict[str, torch.Tensor], meta: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, state in opt["state"].items():
+        for name, value in state.items():
+            tensors[f"optimizer.{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    for name, value in rng.items():
+        tensors[f"rng.{name}"] = value.cpu().contiguous()
+    metadata = {"meta": json.dumps(meta), "param_groups": json.dumps(opt["param_groups"])}
+    atomic_write(Path(folder) / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict]:
+    """(model state_dict, optimizer state_dict, rng tensors, meta) from training_state.safetensors."""
+    path = Path(folder) / STATE_FILE
+    tensors = _load_safetensors(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata() or {}
+    try:
+        meta = json.loads(metadata["meta"])
+        param_groups = json.loads(metadata["param_groups"])
+    except (KeyError, json.JSONDecodeError):
+        raise WeightsError(f"{path} lacks the training metadata this project writes") from None
+    model_state, opt_state, rng = {}, {}, {}
+    for key, value in tensors.items():
+        kind, _, rest = key.partition(".")
+        if kind == "model":
+            model_state[rest] = value
+        elif kind == "optimizer":
+            i, _, name = rest.partition(".")
+            opt_state.setdefault(int(i), {})[name] = value
+        elif kind == "rng":
+            rng[rest] = value
+    return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta

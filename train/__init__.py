@@ -1,0 +1,1 @@
+"""The command line trainer: see __main__.py."""

@@ -1,0 +1,136 @@
+"""Train from the command line: `python -m train --preset cpu --out weights/my-run`.
+
+Every TrainConfig field is a flag (--n-layer, --learning-rate, ...) that overrides the preset.
+Ctrl-C stops after the current step and keeps the best weights; --resume carries on from there.
+Several processes: `torchrun --nproc_per_node=2 -m train --preset cpu ...` (DDP; gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gpt import weights
+from gpt.errors import GPTError
+from gpt.presets import PRESETS
+from gpt.trainer import Trainer, TrainConfig
+
+# what may change when resuming: anything else would no longer be the same run
+RESUMABLE = {"max_iters", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu", choices=list(PRESETS), help="starting settings (default: cpu)")
+    parser.add_argument("--out", type=Path, help="run folder for weights and metrics (default: weights/<preset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    overrides = parser.add_argument_group("settings (override the preset)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            overrides.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            helps = {"data": "'shakespeare' (default) or the path of any UTF-8 text file",
+                     "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"}
+            overrides.add_argument(flag, dest=f.name, type=kind, default=None, help=helps.get(f.name))
+    return parser.parse_args(argv)
+
+
+def build(args) -> tuple[TrainConfig, Path]:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume:
+        if args.out is None:
+            raise GPTError("--resume needs --out: the run folder to continue")
+        if not (args.out / weights.STATE_FILE).is_file():
+            raise GPTError(f"{args.out} holds no {weights.STATE_FILE}: there is no run to resume there")
+        fixed = sorted(set(given) - RESUMABLE)
+        if fixed:
+            raise GPTError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in fixed)} when resuming; "
+                           f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}")
+        saved = Trainer.saved_config(args.out)
+        return TrainConfig(**{**{f.name: getattr(saved, f.name) for f in fields(TrainConfig)}, **given}), args.out
+    out = args.out or Path("weights") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.overwrite and ((out / weights.STATE_FILE).exists() or (out / weights.MODEL_FILE).exists()):
+        raise GPTError(f"{out} already holds a run: add --resume to continue it, --overwrite to replace it, "
+                       f"or choose another --out")
+    return TrainConfig.from_preset(args.preset, **given), out
+
+
+class ProgressBar:
+    """Turns trainer events into a tqdm bar (step, loss, val, tokens/s, ETA) and a line per eval."""
+
+    def __init__(self):
+        self.bar = None
+        self.val = None
+
+    def __call__(self, e: dict) -> None:
+        if e["event"] == "start":
+            c = e["config"]
+            tqdm.write(f"{e['params'] / 1e6:.2f}M parameters · {c['n_layer']} layers, {c['n_head']} heads, "
+                       f"{c['n_embd']} wide, block {c['block_size']}, batch {c['batch_size']} · {e['device']}"
+                       + (f" × {e['world_size']} processes" if e["world_size"] > 1 else "")
+                       + (f" · resuming at step {e['step']}" if e["resumed"] else ""))
+            self.bar = tqdm(total=e["max_iters"], initial=e["step"], unit="step", dynamic_ncols=True)
+        elif e["event"] == "step":
+            self.bar.update(e["step"] - self.bar.n)
+            postfix = {"loss": f"{e['loss']:.3f}"}
+            if self.val is not None:
+                postfix["val"] = f"{self.val:.3f}"
+            postfix["tok/s"] = f"{e['tokens_per_sec']:,.0f}"
+            self.bar.set_postfix(postfix, refresh=False)
+        elif e["event"] == "eval":
+            self.val = e["val_loss"]
+            sample = " ".join(e["sample"].split())[:100]
+            tqdm.write(f"step {e['step']:>6}: train {e['train_loss']:.4f}, val {e['val_loss']:.4f}"
+                       + (" (best, saved)" if e["saved"] else "") + (f"  | {sample}" if sample else ""))
+        elif e["event"] in ("done", "stopped"):
+            self.bar.close()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config, out = build(args)
+        progress = ProgressBar()
+        trainer = Trainer(config, out, resume=args.resume, callbacks=[progress])
+    except GPTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    def request_stop(signum, frame):
+        if trainer.stop.is_set():  # a second Ctrl-C: quit now (saves are atomic, nothing is corrupted)
+            raise KeyboardInterrupt
+        trainer.stop.set()
+        if trainer.master:
+            tqdm.write("stopping after this step and keeping the best weights (Ctrl-C again to quit at once)")
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        result = trainer.run()
+    except GPTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if trainer.master:
+        word = "stopped" if result["event"] == "stopped" else "finished"
+        print(f"{word} at step {result['step']} after {result['elapsed']:.0f} s; best val loss "
+              f"{result['best_val']:.4f}, weights in {out}/")
+        print(f"generate: python -m gpt.generate --weights {out} --prompt \"ROMEO:\"")
+        if result["event"] == "stopped":
+            print(f"continue: python -m train --out {out} --resume")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
