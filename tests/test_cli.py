@@ -1,0 +1,113 @@
+"""The command lines, run as a user runs them: in a subprocess, from the repository root."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gpt import GPT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, timeout=240):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def evals(folder):
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == "eval"]
+
+
+def test_train_save_resume_generate_end_to_end(tmp_path, small_text):
+    out = tmp_path / "my-run"
+    first = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-iters", "60",
+                "--eval-interval", "20")
+    assert first.returncode == 0, first.stderr
+    assert "finished at step 60" in first.stdout and "60/60" in first.stderr  # tqdm draws on stderr
+    losses = [e["val_loss"] for e in evals(out)]
+    assert losses[-1] < losses[0] - 0.8  # it learned
+
+    again = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out))
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "Traceback" not in again.stderr
+
+    resumed = run("-m", "train", "--out", str(out), "--resume", "--max-iters", "80")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at step 60" in resumed.stdout and "finished at step 80" in resumed.stdout
+    assert [e["step"] for e in evals(out)] == [0, 20, 40, 60, 80]
+
+    args = ["-m", "gpt.generate", "--weights", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "80",
+            "--temperature", "0.8", "--top-k", "40", "--seed", "1"]
+    a, b = run(*args), run(*args)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout.startswith("ROMEO:") and len(a.stdout) == len("ROMEO:") + 80 + 1
+    assert a.stdout == b.stdout  # same seed, same text
+    loaded = GPT.from_pretrained(out)
+    assert loaded.vocab == sorted(set(small_text.read_text()))
+
+
+def test_generate_streams_before_it_is_done(tmp_path, small_text):
+    out = tmp_path / "run"
+    assert run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out),
+               "--max-iters", "5").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "gpt.generate", "--weights", str(out), "--max-new-tokens",
+                             "100000", "--seed", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.read(20)  # arrives long before 100,000 characters could be finished
+        assert len(first) == 20 and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, small_text):
+    checks = [
+        (["-m", "train", "--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "a")], "no text file"),
+        (["-m", "train", "--preset", "tiny", "--n-embd", "100", "--n-head", "6"], "must be divisible by n_head"),
+        (["-m", "train", "--out", str(tmp_path / "b"), "--resume"], "no run to resume"),
+        (["-m", "train", "--preset", "tiny", "--device", "cuda:7"], "CUDA"),
+        (["-m", "gpt.generate", "--weights", str(tmp_path)], "no config.json"),
+        (["-m", "gpt.generate", "--weights", str(tmp_path / "x" / "y")], "not a Hub repo id"),
+    ]
+    for args, message in checks:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_ctrl_c_stops_cleanly_keeps_the_best_weights_and_resume_goes_on(tmp_path, small_text):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "train", "--preset", "tiny", "--data", str(small_text), "--out",
+                             str(out), "--max-iters", "100000", "--eval-interval", "50"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "training_state.safetensors").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopping after this step" in stdout + stderr and "stopped at step" in stdout
+    assert "Traceback" not in stderr
+    stopped_at = evals(out)[-1]["step"]
+    assert 0 < stopped_at < 100000
+    GPT.from_pretrained(out)
+    resumed = run("-m", "train", "--out", str(out), "--resume", "--max-iters", str(stopped_at + 10))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {stopped_at}" in resumed.stdout
+
+
+def test_torchrun_trains_with_two_processes_over_gloo(tmp_path, small_text):
+    out = tmp_path / "ddp"
+    result = run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "train", "--preset",
+                 "tiny", "--data", str(small_text), "--out", str(out), "--max-iters", "30", "--eval-interval", "10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["world_size"] == 2
+    losses = [e["val_loss"] for e in evals(out)]
+    assert losses[-1] < losses[0] - 0.5
+    GPT.from_pretrained(out)

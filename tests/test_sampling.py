@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from gpt import GPT, GPTConfig, SamplingError, UnknownCharactersError
+from gpt.model import KVCache
+from gpt.sampling import generate_text, generate_tokens, sample_next, stream_text
+
+VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+@pytest.fixture
+def model() -> GPT:
+    # float64 so greedy choices are far from float ties, and wide random matrices so that the next token
+    # depends strongly on the context (a fresh model at the usual init predicts the same token everywhere)
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    model = GPT(config, VOCAB).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.5)
+    return model
+
+
+@torch.no_grad()
+def lecture_generate(model, idx, max_new_tokens):
+    """The lecture's generate, greedy: recompute the whole (cropped) context at every step."""
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size:])
+        idx = torch.cat((idx, logits[:, -1, :].argmax(dim=-1, keepdim=True)), dim=1)
+    return idx
+
+
+def cached(model, idx, n, **kwargs):
+    return torch.stack(list(generate_tokens(model, idx, n, temperature=0, **kwargs)), dim=1)
+
+
+def test_kv_cache_logits_match_the_full_forward_pass(model):
+    idx = torch.randint(len(VOCAB), (2, 16))
+    full, _ = model(idx)
+    cache = KVCache(model.config, 2, dtype=torch.float64)
+    pieces = [model(idx[:, :5], cache=cache)[0]]  # prefill
+    pieces += [model(idx[:, t:t + 1], cache=cache)[0] for t in range(5, 12)]  # one position at a time
+    pieces.append(model(idx[:, 12:], cache=cache)[0])  # several new positions after a filled cache
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-9, atol=1e-9)
+
+
+def test_kv_cache_matches_full_recompute_within_one_window(model):
+    idx = torch.randint(len(VOCAB), (3, 5))
+    n = model.config.block_size - 5  # fills the window exactly
+    expected = lecture_generate(model, idx, n)[:, 5:]
+    assert all(len(set(row.tolist())) > 3 for row in expected)  # the context matters: a meaningful comparison
+    assert torch.equal(cached(model, idx, n), expected)
+
+
+def test_generation_goes_on_past_block_size(model):
+    idx = torch.randint(len(VOCAB), (2, 3))
+    n = 5 * model.config.block_size
+    tokens = cached(model, idx, n)
+    assert tokens.shape == (2, n)
+    # with a full-window rebuild at every step it is exactly the lecture's sliding window
+    assert torch.equal(cached(model, idx, n, rebuild=model.config.block_size), lecture_generate(model, idx, n)[:, 3:])
+    # the default rebuild keeps half the window: identical until the window first fills
+    assert torch.equal(tokens[:, :13], lecture_generate(model, idx, 13)[:, 3:])
+
+
+def test_prompt_longer_than_block_size_uses_its_last_block(model):
+    idx = torch.randint(len(VOCAB), (1, 40))
+    assert torch.equal(cached(model, idx, 10, rebuild=16), lecture_generate(model, idx, 10)[:, 40:])
+
+
+def test_seed_repeats_the_text_and_leaves_the_global_rng_alone(model):
+    state = torch.get_rng_state()
+    a = generate_text(model, "ROMEO:", max_new_tokens=50, seed=1)
+    b = generate_text(model, "ROMEO:", max_new_tokens=50, seed=1)
+    c = generate_text(model, "ROMEO:", max_new_tokens=50, seed=2)
+    assert a == b and a != c
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_stream_text_yields_one_character_at_a_time(model):
+    pieces = list(stream_text(model, "To be", max_new_tokens=30, seed=3))
+    assert len(pieces) == 30 and all(len(p) == 1 for p in pieces)
+    assert "".join(pieces) == generate_text(model, "To be", max_new_tokens=30, seed=3)[0]
+
+
+def test_several_samples_at_once(model):
+    samples = generate_text(model, "A", num_samples=4, max_new_tokens=25, seed=0)
+    assert len(samples) == 4 and all(len(s) == 25 for s in samples)
+    assert len(set(samples)) > 1  # one batch, independent samples
+
+
+def test_empty_prompt_starts_from_a_newline(model):
+    assert generate_text(model, "", max_new_tokens=20, temperature=0) == \
+        generate_text(model, "\n", max_new_tokens=20, temperature=0)
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy_and_top_k_is_clamped(model):
+    greedy = generate_text(model, "KING", max_new_tokens=40, temperature=0)
+    assert generate_text(model, "KING", max_new_tokens=40, top_k=1, seed=5) == greedy
+    assert generate_text(model, "KING", max_new_tokens=40, top_p=1e-9, seed=5) == greedy
+    assert len(generate_text(model, "KING", max_new_tokens=40, top_k=10_000, seed=5)[0]) == 40
+
+
+def test_top_k_and_top_p_only_sample_from_the_allowed_tokens():
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_next(logits, 1.0, top_k=2, generator=g).tolist()) == {0, 1}
+    # softmax: 0.636, 0.234, 0.086, ... -> top_p 0.8 keeps the first two, top_p 0.9 the first three
+    assert set(sample_next(logits, 1.0, top_p=0.8, generator=g).tolist()) == {0, 1}
+    assert set(sample_next(logits, 1.0, top_p=0.9, generator=g).tolist()) == {0, 1, 2}
+
+
+def test_unknown_characters_in_the_prompt_are_reported(model):
+    with pytest.raises(UnknownCharactersError, match="'é'"):
+        stream_text(model, "Café")
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=-1), dict(top_k=-3), dict(top_p=0), dict(top_p=1.5),
+                                      dict(max_new_tokens=-1), dict(num_samples=0), dict(rebuild=99)])
+def test_settings_out_of_range_are_explained(model, settings):
+    with pytest.raises(SamplingError):
+        generate_text(model, "A", **{"max_new_tokens": 5, **settings})

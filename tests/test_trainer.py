@@ -1,0 +1,147 @@
+import json
+import math
+import threading
+
+import pytest
+import torch
+
+from gpt import ConfigError, GPT
+from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr
+
+
+def tiny(small_text, **overrides) -> TrainConfig:
+    return TrainConfig.from_preset("tiny", **{"data": str(small_text), "max_iters": 40, "eval_interval": 10,
+                                              "sample_length": 20, **overrides})
+
+
+def read_metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_presets_hold_the_lecture_and_nanogpt_recipes():
+    lecture = TrainConfig.from_preset("lecture")
+    assert (lecture.n_layer, lecture.n_head, lecture.n_embd, lecture.block_size, lecture.batch_size) == (6, 6, 384, 256, 64)
+    assert (lecture.learning_rate, lecture.min_lr, lecture.max_iters, lecture.dropout) == (3e-4, 3e-4, 5000, 0.2)
+    nano = TrainConfig.from_preset("nanogpt-char")
+    assert (nano.learning_rate, nano.min_lr, nano.warmup_iters, nano.beta2, nano.weight_decay, nano.grad_clip) == \
+        (1e-3, 1e-4, 100, 0.99, 0.1, 1.0)
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        TrainConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(n_embd=100, n_head=6), r"n_embd \(100\) must be divisible by n_head \(6\)"),
+    (dict(min_lr=1.0), r"min_lr \(1.0\) cannot be above learning_rate"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(learning_rate=0), "learning_rate must be above 0"),
+    (dict(dtype="float16"), "dtype"),
+])
+def test_impossible_training_settings_are_explained(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_preset("cpu", **overrides)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_min_lr():
+    c = TrainConfig.from_preset("nanogpt-char")
+    warmup = [get_lr(s, c) for s in range(c.warmup_iters)]
+    assert all(b > a for a, b in zip(warmup, warmup[1:])) and warmup[-1] < c.learning_rate
+    assert get_lr(c.warmup_iters, c) == pytest.approx(c.learning_rate)
+    middle = (c.warmup_iters + c.max_iters) // 2
+    assert get_lr(middle, c) == pytest.approx((c.learning_rate + c.min_lr) / 2)
+    decay = [get_lr(s, c) for s in range(c.warmup_iters, c.max_iters + 1)]
+    assert all(b <= a for a, b in zip(decay, decay[1:])) and decay[-1] == pytest.approx(c.min_lr)
+    lecture = TrainConfig.from_preset("lecture")
+    assert {get_lr(s, lecture) for s in (0, 2500, 5000)} == {3e-4}  # the lecture's constant rate
+
+
+def test_weight_decay_spares_biases_and_layernorms(small_text, tmp_path):
+    trainer = Trainer(tiny(small_text), tmp_path)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(trainer.model.parameters()))
+
+
+def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(small_text, tmp_path):
+    events = []
+    result = Trainer(tiny(small_text, max_iters=60), tmp_path, callbacks=[events.append]).run()
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 60
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 10, 20, 30, 40, 50, 60]
+    assert evals[0]["val_loss"] > 3.5 and evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.8
+    assert all(e["sample"] and len(e["sample"]) == 20 for e in evals)
+    step = [e for e in events if e["event"] == "step"][-1]
+    assert step["tokens_per_sec"] > 0 and step["lr"] > 0 and step["elapsed"] > 0
+    assert read_metrics(tmp_path) == events  # metrics.jsonl holds the same events
+    best = min(e["val_loss"] for e in evals)
+    assert result["best_val"] == best
+    model = GPT.from_pretrained(tmp_path)  # the best-val weights
+    assert (tmp_path / "README.md").read_text().count(f"{best:.4f}") >= 1
+
+
+def test_same_seed_same_run(small_text, tmp_path):
+    losses = []
+    for run in ("a", "b"):
+        events = []
+        Trainer(tiny(small_text, max_iters=15), tmp_path / run, callbacks=[events.append]).run()
+        losses.append([e["loss"] for e in events if e["event"] == "step"])
+    assert losses[0] == losses[1]
+
+
+def stop_at(step, stop):
+    def callback(event):
+        if event["event"] == "step" and event["step"] == step:
+            stop.set()
+    return callback
+
+
+def test_stop_event_ends_the_run_between_steps_and_keeps_the_best_weights(small_text, tmp_path):
+    stop, events = threading.Event(), []
+    result = Trainer(tiny(small_text, max_iters=1000), tmp_path, stop=stop,
+                     callbacks=[stop_at(13, stop), events.append]).run()
+    assert result["event"] == "stopped" and result["step"] == 13
+    assert events[-2]["event"] == "eval" and events[-2]["step"] == 13  # evaluated where it stopped
+    assert (tmp_path / "training_state.safetensors").exists()
+    GPT.from_pretrained(tmp_path)
+
+
+def test_resume_continues_the_same_run_and_the_same_loss_curve(small_text, tmp_path):
+    config = tiny(small_text, max_iters=30, dropout=0.1)
+    Trainer(config, tmp_path / "straight").run()
+
+    stop = threading.Event()
+    Trainer(config, tmp_path / "resumed", stop=stop, callbacks=[stop_at(17, stop)]).run()
+    Trainer(config, tmp_path / "resumed", resume=True).run()
+
+    straight, resumed = GPT.from_pretrained(tmp_path / "straight"), GPT.from_pretrained(tmp_path / "resumed")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    curve = lambda folder: [(e["step"], e["loss"]) for e in read_metrics(folder) if e["event"] == "step"]
+    assert curve(tmp_path / "resumed") == curve(tmp_path / "straight")
+    assert [e["step"] for e in read_metrics(tmp_path / "resumed") if e["event"] == "eval"] == [0, 10, 17, 20, 30]
+
+
+def test_resume_refuses_a_different_model(small_text, tmp_path):
+    Trainer(tiny(small_text, max_iters=5), tmp_path).run()
+    with pytest.raises(ConfigError, match="n_layer"):
+        Trainer(tiny(small_text, max_iters=10, n_layer=3), tmp_path, resume=True)
+
+
+def test_estimate_loss_does_not_disturb_training_randomness(small_text, tmp_path):
+    trainer = Trainer(tiny(small_text), tmp_path)
+    state = torch.get_rng_state()
+    losses = estimate_loss(trainer.model, trainer.data, 5, 8, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert set(losses) == {"train", "val"} and all(math.isfinite(v) for v in losses.values())
+    assert trainer.model.training
+
+
+def test_snapshot_is_a_detached_copy_for_generation(small_text, tmp_path):
+    trainer = Trainer(tiny(small_text, max_iters=5), tmp_path)
+    trainer.run()
+    copy = trainer.snapshot()
+    assert not copy.training and copy.vocab == trainer.tokenizer.chars
+    with torch.no_grad():
+        trainer.model.lm_head.weight.add_(1.0)
+    assert not torch.equal(copy.lm_head.weight, trainer.model.lm_head.weight)
