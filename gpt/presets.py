@@ -18,7 +18,7 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(
         n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False,
         batch_size=32, max_iters=4000, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100,
-        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=50,
+        weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=500, eval_iters=40,
     ),
     # For tests and quick demos: trains in seconds, learns enough to show the loss falling.
     "tiny": dict(

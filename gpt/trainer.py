@@ -198,8 +198,7 @@ class Trainer:
     @staticmethod
     def saved_config(out_dir: str | Path) -> TrainConfig:
         """The TrainConfig a run folder was trained with, for --resume."""
-        _, _, _, meta = weights.load_training_state(out_dir)
-        return TrainConfig(**meta["config"])
+        return TrainConfig(**weights.read_training_meta(out_dir)["config"])
 
     def _restore(self, model_state, optimizer_state, rng, meta):
         saved = TrainConfig(**meta["config"])

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gpt.errors import ConfigError, WeightsError
@@ -175,19 +175,28 @@ def save_training_state(folder: str | Path, model: torch.nn.Module, optimizer: t
     atomic_write(Path(folder) / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def _state_metadata(path: Path) -> dict:
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        return {"meta": json.loads(metadata["meta"]), "param_groups": json.loads(metadata["param_groups"])}
+    except (KeyError, json.JSONDecodeError):
+        raise WeightsError(f"{path} lacks the training metadata this project writes") from None
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def read_training_meta(folder: str | Path) -> dict:
+    """step, best_val, elapsed and the TrainConfig of a saved run, without reading its tensors."""
+    return _state_metadata(Path(folder) / STATE_FILE)["meta"]
+
+
 def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict]:
     """(model state_dict, optimizer state_dict, rng tensors, meta) from training_state.safetensors."""
     path = Path(folder) / STATE_FILE
     tensors = _load_safetensors(path)
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata() or {}
-    try:
-        meta = json.loads(metadata["meta"])
-        param_groups = json.loads(metadata["param_groups"])
-    except (KeyError, json.JSONDecodeError):
-        raise WeightsError(f"{path} lacks the training metadata this project writes") from None
+    metadata = _state_metadata(path)
+    meta, param_groups = metadata["meta"], metadata["param_groups"]
     model_state, opt_state, rng = {}, {}, {}
     for key, value in tensors.items():
         kind, _, rest = key.partition(".")

@@ -106,9 +106,16 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    first_signal = []
+
     def request_stop(signum, frame):
-        if trainer.stop.is_set():  # a second Ctrl-C: quit now (saves are atomic, nothing is corrupted)
+        # a second Ctrl-C quits at once (saves are atomic, nothing is corrupted); a signal within a second of
+        # the first is the same Ctrl-C arriving twice (torchrun forwards it to workers that already had it)
+        if first_signal and time.monotonic() - first_signal[0] > 1.0:
             raise KeyboardInterrupt
+        if first_signal:
+            return
+        first_signal.append(time.monotonic())
         trainer.stop.set()
         if trainer.master:
             tqdm.write("stopping after this step and keeping the best weights (Ctrl-C again to quit at once)")
