@@ -47,7 +47,7 @@ def main(argv=None) -> int:
             for i, text in enumerate(generate_text(model, args.prompt, num_samples=args.num_samples, **sampling)):
                 print(f"--- sample {i + 1} ---\n{args.prompt}{text}")
     except GPTError as e:
-        print(f"\nerror: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
