@@ -56,7 +56,7 @@ def tiny_shakespeare_path(path: str | Path | None = None) -> Path:
     return cached
 
 
-def load_text(source: str | Path | None = None) -> str:
+def load_text(source: str | Path | None = None, max_bytes: int | None = None) -> str:
     """The training text: None or "shakespeare" for Tiny Shakespeare, else the path of a UTF-8 text file."""
     if source is None or str(source) == SHAKESPEARE:
         path = tiny_shakespeare_path()
@@ -64,6 +64,8 @@ def load_text(source: str | Path | None = None) -> str:
         path = Path(source).expanduser()
         if not path.is_file():
             raise DataError(f"no text file at {path}")
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise DataError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:

@@ -36,3 +36,7 @@ class DeviceError(GPTError):
 
 class SamplingError(GPTError, ValueError):
     """Generation settings out of range (negative temperature, top_p above 1, ...)."""
+
+
+class BusyError(GPTError):
+    """A second training run asked for while one is going, or a live model asked for when none is training."""

@@ -66,6 +66,12 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self):
+        for f in fields(self):  # forms and JSON send 6.0 for 6: accept whole numbers written as floats
+            value = getattr(self, f.name)
+            if f.type == "int" and isinstance(value, float) and value.is_integer():
+                setattr(self, f.name, int(value))
+            if value is None:
+                raise ConfigError(f"{f.name} is empty: give it a value")
         self.model_config(vocab_size=1)  # GPTConfig validates the model fields
         positive = ["batch_size", "eval_interval", "eval_iters"]
         non_negative = ["max_iters", "warmup_iters", "sample_length"]

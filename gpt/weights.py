@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -208,3 +209,35 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
         elif kind == "rng":
             rng[rest] = value
     return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta
+
+
+# --- weights folders for the app: what is there, and loaded models kept warm ---
+
+
+def list_weights(root: str | Path = "weights") -> list[str]:
+    """Names of the weights folders under root: 'default' first, then the newest first."""
+    root = Path(root)
+    folders = [p for p in root.iterdir() if (p / MODEL_FILE).is_file() and (p / CONFIG_FILE).is_file()] \
+        if root.is_dir() else []
+    folders.sort(key=lambda p: (p.name != "default", -(p / MODEL_FILE).stat().st_mtime))
+    return [p.name for p in folders]
+
+
+_loaded: dict[tuple[str, int], GPT] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_cached(folder: str | Path) -> GPT:
+    """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model)."""
+    folder = Path(folder)
+    try:
+        key = (str(folder.resolve()), (folder / MODEL_FILE).stat().st_mtime_ns)
+    except OSError:
+        raise WeightsError(f"no weights at {folder}") from None
+    with _loaded_lock:
+        if key not in _loaded:
+            model = GPT.from_pretrained(folder)
+            for old in [k for k in _loaded if k[0] == key[0]] + list(_loaded)[:-3]:
+                _loaded.pop(old, None)  # keep a handful of models, one version of each
+            _loaded[key] = model
+        return _loaded[key]

@@ -37,3 +37,39 @@ def small_text(tmp_path, shakespeare) -> Path:
     path = tmp_path / "small.txt"
     path.write_text(shakespeare[:60_000], encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """`python app.py` on a free port, as a user starts it, with its own weights folder (a copy of the default)."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    folder = tmp_path_factory.mktemp("app")
+    shutil.copytree(ROOT / "weights" / "default", folder / "weights" / "default")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GPT_WEIGHTS_DIR": str(folder / "weights"), "PYTHONUNBUFFERED": "1"}
+    log = open(folder / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"app.py did not start: {(folder / 'app.log').read_text()}")
+            time.sleep(0.3)
+    yield {"url": url, "weights": folder / "weights", "log": folder / "app.log"}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

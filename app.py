@@ -1,0 +1,309 @@
+"""The app: train a GPT from scratch and watch it learn; type a prompt and read Shakespeare.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share]
+
+UI wiring only: training runs in gpt.runner, generation in gpt.sampling, weights in gpt.weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls out of the machine at start
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from gpt import weights  # noqa: E402
+from gpt.data import SHAKESPEARE  # noqa: E402
+from gpt.device import describe_device, pick_device  # noqa: E402
+from gpt.errors import GPTError  # noqa: E402
+from gpt.presets import PRESETS  # noqa: E402
+from gpt.runner import TrainingRunner  # noqa: E402
+from gpt.sampling import stream_text  # noqa: E402
+from gpt.trainer import TrainConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR", ROOT / "weights"))
+MAX_UPLOAD_MB = 10
+MAX_NEW_TOKENS = 5000
+LIVE = "the model training now"
+LECTURE_VAL = 1.48  # the lecture's final validation loss, drawn as a reference line
+FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
+          "eval_interval", "seed"]
+APP_PRESETS = ["cpu", "lecture", "nanogpt-char", "tiny"]
+
+runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
+DEVICE = describe_device(pick_device())
+
+
+# --- Train tab ---
+
+
+def preset_values(preset: str) -> list:
+    config = TrainConfig.from_preset(preset)
+    return [getattr(config, f) for f in FIELDS]
+
+
+def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
+                   eval_interval, seed, text_source, text_file, run_name):
+    """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
+    values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
+                               eval_interval, seed]))
+    try:
+        if text_source == "My own text":
+            if not text_file:
+                raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
+            values["data"] = str(text_file)
+        else:
+            values["data"] = SHAKESPEARE
+        config = TrainConfig.from_preset(preset, **values)
+        name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = runner.start(config, name)
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
+
+
+def stop_training():
+    """Stop the run after its current step; the best weights so far are kept."""
+    if runner.stop():
+        return "Stopping after this step; the best weights so far are kept."
+    return "No run is going."
+
+
+def training_status() -> dict:
+    """The run's state, step, losses, tokens/s, ETA and samples, as JSON."""
+    status = runner.status()
+    status["steps"] = [list(s) for s in status["steps"]]
+    return status
+
+
+def _duration(seconds) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_html(s: dict) -> str:
+    if s["state"] == "idle":
+        return "<div class='status'>No run yet. Pick a preset, adjust it if you like, and press <b>Start</b>.</div>"
+    done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
+    figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
+    if s["loss"] is not None:
+        figures.append(f"loss {s['loss']:.3f}")
+    if s["best_val"] is not None:
+        figures.append(f"best val <b>{s['best_val']:.3f}</b>")
+    if s["tokens_per_sec"]:
+        figures.append(f"{s['tokens_per_sec']:,.0f} tokens/s")
+    if s["lr"]:
+        figures.append(f"lr {s['lr']:.2e}")
+    figures.append(f"elapsed {_duration(s['elapsed'])}")
+    if s["eta"] is not None:
+        figures.append(f"ETA {_duration(s['eta'])}")
+    headline = {
+        "running": f"Training <b>{s['run']}</b> · {s['params'] / 1e6:.2f}M parameters · {s['device']}"
+        if s["params"] else f"Preparing <b>{s['run']}</b>…",
+        "stopping": f"Stopping <b>{s['run']}</b> after this step…",
+        "finished": f"Finished <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
+        "stopped": f"Stopped <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
+        "failed": f"<b>{s['run']}</b> failed: {s['error']}",
+    }[s["state"]]
+    c = s["config"]
+    settings = (f"{c['n_layer']} layers · {c['n_head']} heads · {c['n_embd']} wide · block {c['block_size']} · "
+                f"batch {c['batch_size']} · dropout {c['dropout']} · "
+                f"{'Tiny Shakespeare' if c['data'] == SHAKESPEARE else 'your text'}")
+    return (f"<div class='status'><div>{headline}</div><div class='settings'>{settings}</div>"
+            f"<progress value='{done:.4f}' max='1'></progress> <b>{done:.0%}</b>"
+            f"<div>{' · '.join(figures)}</div></div>")
+
+
+SERIES = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture: 1.48": "#9ca3af"}
+
+
+def loss_frame(s: dict) -> pd.DataFrame:
+    rows = [(step, loss, "train (each batch)") for step, loss in s["steps"]]
+    rows += [(e["step"], e["train_loss"], "train") for e in s["evals"]]
+    rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
+    rows += [(0, LECTURE_VAL, "lecture: 1.48"), (max(1, s["step"]), LECTURE_VAL, "lecture: 1.48")]
+    # Gradio's chart keeps the series of its first frame: a one-point (invisible) stand-in for each series
+    # that has no data yet makes it draw them all once they arrive
+    rows += [(0, LECTURE_VAL, name) for name in SERIES if not any(r[2] == name for r in rows)]
+    # explicit dtypes: an empty column would make the chart treat the axes as categories
+    return pd.DataFrame(rows, columns=["step", "loss", "series"]).astype({"step": "int64", "loss": "float64"})
+
+
+def samples_markdown(s: dict) -> str:
+    if not s["evals"]:
+        return "*Samples appear here at every evaluation: noise first, then something like Shakespeare.*"
+    shown = s["evals"][-6:] if len(s["evals"]) <= 7 else [s["evals"][0]] + s["evals"][-6:]  # the first for contrast
+    return "### Samples, newest first\n" + "\n\n".join(
+        f"**step {e['step']:,}** · val {e['val_loss']:.3f}\n```text\n{e['sample'].strip()}\n```"
+        for e in reversed(shown))
+
+
+def poll():
+    s = runner.status()
+    running = s["state"] in ("running", "stopping")
+    return (progress_html(s), loss_frame(s), samples_markdown(s),
+            gr.Button(interactive=not running), gr.Button(interactive=s["state"] == "running"))
+
+
+# --- Generate tab ---
+
+
+def weights_choices():
+    choices = weights.list_weights(WEIGHTS)
+    if runner.trainer is not None and runner.status()["state"] in ("running", "stopping"):
+        choices = [LIVE] + choices
+    return choices
+
+
+def refresh_weights(current):
+    choices = weights_choices()
+    value = current if current in choices else (choices[0] if choices else None)
+    return gr.Dropdown(choices=choices, value=value)
+
+
+def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+    """Stream a continuation of prompt. Yields the text so far and a line of figures."""
+    try:
+        if weights_name == LIVE:
+            model = runner.snapshot()
+        elif weights_name in weights.list_weights(WEIGHTS):
+            model = weights.load_cached(WEIGHTS / weights_name)
+        else:
+            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
+        prompt = prompt or ""
+        stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                             top_k=int(top_k) or None if top_k is not None else None,
+                             top_p=float(top_p) if top_p is not None else None,
+                             seed=int(seed) if seed not in (None, "") else None)
+    except (GPTError, ValueError, TypeError) as e:
+        raise gr.Error(str(e), print_exception=False)
+    text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
+    for n, ch in enumerate(stream, start=1):
+        text += ch
+        now = time.perf_counter()
+        if now - shown > 0.05:  # about 20 updates a second: smooth to read, light on the connection
+            shown = now
+            yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+    elapsed = time.perf_counter() - start
+    rate = f" · **{n / elapsed:,.0f} tokens/s**" if n else ""
+    yield text, f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name}"
+
+
+# --- layout ---
+
+CSS = """
+.status progress { width: 80%; height: 14px; vertical-align: middle; }
+.status div { margin: 4px 0; }
+.status .settings { color: #6b7280; font-size: 0.9em; }
+"""
+
+with gr.Blocks(title="GPT from scratch") as demo:
+    gr.Markdown(
+        "# GPT from scratch\n"
+        "The decoder-only transformer of Andrej Karpathy's lecture *Let's build GPT: from scratch, in code, "
+        "spelled out*, reading and writing one character at a time. **Train** one and watch its loss fall and "
+        "its samples turn from noise into Shakespeare; **Generate** text from the weights that ship with the app "
+        "or from your own runs."
+    )
+    with gr.Tab("Train"):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                preset = gr.Dropdown(APP_PRESETS, value="cpu", label="Preset",
+                                     info="cpu: about 5 min on 2 cores · lecture: the lecture's final model (GPU) · "
+                                          "tiny: seconds")
+                defaults = TrainConfig.from_preset("cpu")
+                with gr.Row():
+                    n_layer = gr.Number(defaults.n_layer, label="Layers", precision=0, minimum=1, maximum=48)
+                    n_head = gr.Number(defaults.n_head, label="Heads", precision=0, minimum=1, maximum=64)
+                    n_embd = gr.Number(defaults.n_embd, label="n_embd (width)", precision=0, minimum=1, maximum=4096)
+                with gr.Row():
+                    block_size = gr.Number(defaults.block_size, label="Block size (context)", precision=0,
+                                           minimum=1, maximum=4096)
+                    batch_size = gr.Number(defaults.batch_size, label="Batch size", precision=0, minimum=1,
+                                           maximum=4096)
+                    dropout = gr.Number(defaults.dropout, label="Dropout", minimum=0, maximum=0.95, step=0.05)
+                with gr.Row():
+                    learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", minimum=0, step=1e-4)
+                    max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
+                                          maximum=1_000_000)
+                    eval_interval = gr.Number(defaults.eval_interval, label="Eval every", precision=0, minimum=1)
+                seed = gr.Number(defaults.seed, label="Seed", precision=0)
+                text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
+                                       label="Training text")
+                text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
+                                    file_types=[".txt"], type="filepath", visible=False)
+                run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
+                                      info="the weights are saved in weights/<run name>")
+                gr.Markdown(f"Runs on: **{DEVICE}**")
+                with gr.Row():
+                    start_btn = gr.Button("Start", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop", interactive=False)
+                message = gr.Markdown()
+            with gr.Column(scale=2):
+                progress = gr.HTML()
+                chart = gr.LinePlot(x="step", y="loss", color="series", title="Loss (lower is better)",
+                                    elem_id="loss-chart",
+                                    y_title="cross-entropy loss", height=320,
+                                    color_map=SERIES)
+                samples = gr.Markdown(max_height=520)
+
+    with gr.Tab("Generate") as generate_tab:
+        with gr.Row():
+            weights_dd = gr.Dropdown(weights_choices(), value=(weights_choices() or [None])[0], label="Weights",
+                                     allow_custom_value=True,  # the list changes as runs finish; generate() checks
+                                     info="the shipped default, your runs, or the model training right now",
+                                     scale=4)
+            refresh_btn = gr.Button("↻ Refresh list", scale=1)
+        prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
+                            placeholder="empty: start from a new line, as in the lecture")
+        with gr.Row():
+            max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=500, step=1, label="Characters to generate")
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = always the likeliest")
+        with gr.Row():
+            top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
+            top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
+            gen_seed = gr.Number(None, label="Seed", precision=0, info="empty = different every time")
+        gen_btn = gr.Button("Generate", variant="primary")
+        output = gr.Textbox(label="Generated text", lines=16, max_lines=40)
+        gen_stats = gr.Markdown()
+
+    # wiring
+    preset.change(preset_values, preset, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters,
+                                          dropout, eval_interval, seed], api_visibility="private")
+    text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
+                       api_visibility="private")
+    start_btn.click(start_training, [preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate,
+                                     max_iters, dropout, eval_interval, seed, text_source, text_file, run_name],
+                    message, api_name="start_training", concurrency_limit=None)
+    stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
+    gr.api(training_status, api_name="training_status", concurrency_limit=None)
+    timer = gr.Timer(1.0)  # every tab polls the one server-owned run
+    gr.on([timer.tick, demo.load], poll, None, [progress, chart, samples, start_btn, stop_btn],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([demo.load, generate_tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([gen_btn.click, prompt.submit], generate, [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p,
+                                                     gen_seed], [output, gen_stats],
+          api_name="generate", concurrency_limit=4)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
+    args = parser.parse_args()
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
+                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb")
+
+
+if __name__ == "__main__":
+    main()

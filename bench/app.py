@@ -1,0 +1,101 @@
+"""The app's figures: start-up, responsiveness while training, generation speed.
+
+    python bench/app.py [--json bench/app.json]
+
+Starts `python app.py` on a free port with a scratch weights folder (a copy of weights/default) and measures:
+time from launch to the first answered API request; /training_status latency while idle and while the `cpu`
+preset trains; generation tokens/s with the default weights, idle and while training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from gradio_client import Client  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def latencies(client, n=20, pause=0.25) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        client.predict(api_name="/training_status")
+        out.append(time.perf_counter() - t)
+        time.sleep(pause)
+    return out
+
+
+def generation_rate(client, n=500) -> float:
+    t = time.perf_counter()
+    text, _ = client.predict("default", "ROMEO:", n, 0.8, 40, 1.0, 1, api_name="/generate")
+    return (len(text) - len("ROMEO:")) / (time.perf_counter() - t)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp())
+    shutil.copytree(ROOT / "weights" / "default", scratch / "default")
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "GPT_WEIGHTS_DIR": str(scratch)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", analytics_enabled=False, verbose=False)
+                client.predict(api_name="/training_status")
+                break
+            except Exception:
+                if proc.poll() is not None or time.perf_counter() - started > 120:
+                    raise SystemExit("app.py did not start")
+                time.sleep(0.1)
+        figures = {"startup_to_first_answer_s": time.perf_counter() - started}
+        figures["status_latency_idle_ms"] = statistics.median(latencies(client)) * 1000
+        generation_rate(client, 50)  # load the weights once
+        figures["generate_tokens_per_s_idle"] = statistics.median(generation_rate(client) for _ in range(3))
+        defaults = json.loads((ROOT / "weights" / "default" / "config.json").read_text())
+        message = client.predict("cpu", 4, 4, 128, 64, 32, 2e-3, 100_000, 0.0, 500, 1337, "Tiny Shakespeare", None,
+                                 "bench", api_name="/start_training")
+        assert message.startswith("Started"), message
+        time.sleep(5)
+        lat = latencies(client, n=40)
+        figures["status_latency_training_ms_median"] = statistics.median(lat) * 1000
+        figures["status_latency_training_ms_max"] = max(lat) * 1000
+        figures["generate_tokens_per_s_while_training"] = statistics.median(generation_rate(client) for _ in range(3))
+        status = client.predict(api_name="/training_status")
+        figures["training_tokens_per_s_with_app"] = status["tokens_per_sec"]
+        client.predict(api_name="/stop_training")
+        figures["default_weights"] = f"{defaults['n_layer']} layers, {defaults['n_embd']} wide, block {defaults['block_size']}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+    for k, v in figures.items():
+        print(f"{k:40s} {v:,.1f}" if isinstance(v, float) else f"{k:40s} {v}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""One training run at a time, in a background thread owned by the process, watched by any number of viewers.
+
+The app keeps a single TrainingRunner for the whole server: every browser tab reads the same status(), and a
+second start() while a run is going is refused with a BusyError, whichever tab it comes from.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from gpt import weights
+from gpt.data import SHAKESPEARE, load_text
+from gpt.errors import BusyError, ConfigError, GPTError
+from gpt.model import GPT
+from gpt.trainer import Trainer, TrainConfig
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_STEP_POINTS = 400  # the per-step loss curve is thinned to this many points for the chart
+
+
+def check_run_name(name: str, root: Path) -> Path:
+    """The folder for a new run, or a ConfigError saying why the name cannot be used."""
+    name = (name or "").strip()
+    if not RUN_NAME.fullmatch(name):
+        raise ConfigError(f"run name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                          f"letter or digit")
+    out = Path(root) / name
+    if name == "default" or (out / weights.MODEL_FILE).exists() or (out / weights.STATE_FILE).exists():
+        raise ConfigError(f"weights/{name} already exists: choose another run name")
+    return out
+
+
+class TrainingRunner:
+    def __init__(self, root: str | Path = "weights", max_text_bytes: int | None = None):
+        self.root = Path(root)
+        self.max_text_bytes = max_text_bytes  # for uploaded texts
+        self._lock = threading.Lock()
+        self.trainer: Trainer | None = None
+        self.state = "idle"  # idle -> running -> stopping -> finished | stopped | failed
+        self.error = ""
+        self.out_dir: Path | None = None
+        self.config: TrainConfig | None = None
+        self.steps: list[tuple[int, float]] = []  # (step, batch loss)
+        self.evals: list[dict] = []  # step, train_loss, val_loss, sample, elapsed
+        self.last_step: dict = {}
+        self.start_info: dict = {}
+        self.finished_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "stopping")
+
+    def start(self, config: TrainConfig, name: str) -> Path:
+        """Build the run (errors surface here, before anything starts), then train in a background thread."""
+        with self._lock:
+            if self.running:
+                raise BusyError("a training run is already going (perhaps started from another tab): "
+                                "stop it first, or watch it")
+            out = check_run_name(name, self.root)
+            if config.data != SHAKESPEARE:
+                load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
+            trainer = Trainer(config, out, callbacks=[self._on_event])
+            self.trainer, self.config, self.out_dir = trainer, config, out
+            self.state, self.error = "running", ""
+            self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
+            threading.Thread(target=self._run, args=(trainer,), name="training", daemon=True).start()
+        return out
+
+    def stop(self) -> bool:
+        """Ask the run to stop after its current step; False if nothing is running."""
+        with self._lock:
+            if not self.running:
+                return False
+            self.state = "stopping"
+            self.trainer.stop.set()
+            return True
+
+    def _run(self, trainer: Trainer) -> None:
+        try:
+            result = trainer.run()
+            state, error = ("stopped" if result["event"] == "stopped" else "finished"), ""
+        except GPTError as e:
+            state, error = "failed", str(e)
+        except Exception as e:  # a bug or out of memory: keep the server alive and say what happened
+            traceback.print_exc()
+            state, error = "failed", f"training failed: {type(e).__name__}: {e}"
+        with self._lock:
+            self.state, self.error, self.finished_at = state, error, time.time()
+
+    def _on_event(self, event: dict) -> None:
+        with self._lock:
+            kind = event["event"]
+            if kind == "start":
+                self.start_info = event
+            elif kind == "step":
+                self.steps.append((event["step"], event["loss"]))
+                self.last_step = event
+            elif kind == "eval":
+                self.evals.append({k: event[k] for k in ("step", "train_loss", "val_loss", "sample", "elapsed")})
+
+    def status(self) -> dict:
+        """Everything a viewer shows, copied under the lock: safe to read from any thread."""
+        with self._lock:
+            step = self.last_step.get("step", self.start_info.get("step", 0))
+            max_iters = self.config.max_iters if self.config else 0
+            elapsed = self.last_step.get("elapsed", 0.0)
+            first = self.start_info.get("step", 0)
+            per_step = elapsed / (step - first) if step > first else None
+            stride = max(1, len(self.steps) // MAX_STEP_POINTS)
+            return {
+                "state": self.state,
+                "error": self.error,
+                "run": self.out_dir.name if self.out_dir else None,
+                "out_dir": str(self.out_dir) if self.out_dir else None,
+                "step": step,
+                "max_iters": max_iters,
+                "loss": self.last_step.get("loss"),
+                "lr": self.last_step.get("lr"),
+                "tokens_per_sec": self.last_step.get("tokens_per_sec"),
+                "elapsed": elapsed,
+                "eta": per_step * (max_iters - step) if per_step and self.running else None,
+                "params": self.start_info.get("params"),
+                "config": asdict(self.config) if self.config else None,
+                "device": self.start_info.get("device"),
+                "best_val": min((e["val_loss"] for e in self.evals), default=None),
+                "steps": self.steps[::stride],
+                "evals": list(self.evals),
+            }
+
+    def snapshot(self) -> GPT:
+        """The model being trained, as it is right now (a copy, for generating while training goes on)."""
+        trainer = self.trainer
+        if trainer is None:
+            raise BusyError("no model is training right now: start a run in the Train tab first")
+        return trainer.snapshot()

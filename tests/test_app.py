@@ -1,0 +1,105 @@
+"""The app through its public API, with gradio_client, as our users' scripts drive it."""
+
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+LIVE = "the model training now"
+TINY = dict(preset="tiny", n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=16, learning_rate=3e-3,
+            max_iters=100_000, dropout=0.0, eval_interval=20, seed=1337, text_source="Tiny Shakespeare",
+            text_file=None, run_name="")
+
+
+@pytest.fixture
+def client(app_server):
+    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    yield client
+    client.predict(api_name="/stop_training")
+    wait_for(client, lambda s: s["state"] not in ("running", "stopping"))
+
+
+def wait_for(client, condition, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.predict(api_name="/training_status")
+        if condition(status):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; last status: {status}")
+
+
+def start(client, **overrides):
+    return client.predict(*{**TINY, **overrides}.values(), api_name="/start_training")
+
+
+def generate(client, weights, prompt="ROMEO:", n=60, temperature=0.8, top_k=40, top_p=1.0, seed=1):
+    return client.predict(weights, prompt, n, temperature, top_k, top_p, seed, api_name="/generate")
+
+
+def test_only_the_named_endpoints_are_public(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate"}
+
+
+def test_train_watch_stop_then_generate(client, app_server):
+    message = start(client, run_name="api-run")
+    assert "Started **api-run**" in message
+    assert "already going" in start(client, run_name="second")  # a second start is refused, from any client
+    status = wait_for(client, lambda s: len(s["evals"]) >= 3)
+    assert status["state"] == "running" and status["run"] == "api-run" and status["max_iters"] == 100_000
+    assert status["step"] >= 40 and status["tokens_per_sec"] > 0 and status["eta"] > 0
+    losses = [e["val_loss"] for e in status["evals"]]
+    assert losses[-1] < losses[0]  # the loss is falling
+    assert status["evals"][-1]["sample"]
+
+    text, stats = generate(client, LIVE)  # generation while training goes on
+    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 60 and "tokens/s" in stats
+
+    assert "Stopping" in client.predict(api_name="/stop_training")
+    status = wait_for(client, lambda s: s["state"] == "stopped")
+    assert (app_server["weights"] / "api-run" / "model.safetensors").exists()
+
+    text, _ = generate(client, "api-run", seed=3)
+    assert text.startswith("ROMEO:") and len(text) == 66
+    assert generate(client, "api-run", seed=3)[0] == text  # same seed, same text
+    text, stats = generate(client, "default", n=200)
+    assert len(text) == 206 and "weights: default" in stats
+
+
+def test_generation_streams(client):
+    job = client.submit("default", "KING", 3000, 0.8, 40, 1.0, 0, api_name="/generate")
+    lengths = [len(out[0]) for out in job]
+    assert len(lengths) > 3 and lengths == sorted(lengths) and lengths[-1] == 3004
+
+
+def test_odd_input_gets_a_message(client, tmp_path):
+    assert "divisible by n_head" in start(client, n_embd=100, n_head=6)
+    assert "learning_rate must be above 0" in start(client, learning_rate=0)
+    assert "run name" in start(client, run_name="../escape")
+    assert "upload a .txt file" in start(client, text_source="My own text")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Grüße aus Köln\n".encode("latin-1") * 2000)
+    assert "not UTF-8" in start(client, text_source="My own text", text_file=handle_file(latin1))
+    short = tmp_path / "short.txt"
+    short.write_text("Too short.\n", encoding="utf-8")
+    assert "characters" in start(client, text_source="My own text", text_file=handle_file(short))
+    assert client.predict(api_name="/training_status")["state"] != "running"  # none of these started a run
+
+    for args, message in [(dict(prompt="Café ☕"), "does not know: 'é'"), (dict(top_p=0), "minimum value 0.05"),
+                          (dict(temperature=-1), "minimum value 0"), (dict(n=10**9), "maximum value 5000"),
+                          (dict(weights="../../etc"), "no weights named")]:
+        with pytest.raises(Exception, match=message):
+            generate(client, **{"weights": "default", **args})
+    text, _ = generate(client, "default", prompt="")  # an empty prompt works: it starts from a newline
+    assert len(text) == 60
+
+
+def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):
+    mine = tmp_path / "mine.txt"
+    mine.write_text(shakespeare[:30_000].upper(), encoding="utf-8")
+    assert "Started" in start(client, text_source="My own text", text_file=handle_file(mine), run_name="upper",
+                              max_iters=30, eval_interval=10)
+    wait_for(client, lambda s: s["state"] == "finished")
+    text, _ = generate(client, "upper", prompt="ROMEO:")
+    assert text[6:] == text[6:].upper()  # it only knows capitals

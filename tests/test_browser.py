@@ -1,0 +1,92 @@
+"""The app in a real browser (Debian's chromium, driven by Playwright), as a learner uses it.
+
+Screenshots land in artifacts/ (or $ARTIFACTS_DIR) for a person to look at.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), f"no chromium at {CHROMIUM}: apt-get install chromium (see README, Tests)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+def open_app(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="load")  # not "networkidle": the page polls every second
+    expect(page.get_by_role("button", name="Start")).to_be_visible(timeout=30_000)
+    return page
+
+
+def step_shown(page) -> int:
+    match = re.search(r"step ([\d,]+) /", page.locator(".status").inner_text())
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    expect(page.get_by_text("Runs on:")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "1-train-tab.png", full_page=True)
+
+    page.get_by_label("Preset").click()
+    page.get_by_role("option", name="tiny").click()
+    expect(page.get_by_label("Layers")).to_have_value("2")  # the preset fills in its settings
+    page.get_by_label("Iterations").fill("100000")
+    page.get_by_label("Eval every").fill("20")
+    page.get_by_label("Run name").fill("browser-run")
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_text("Started browser-run")).to_be_visible(timeout=30_000)
+
+    expect(page.locator(".status")).to_contain_text("Training browser-run", timeout=30_000)
+    first = step_shown(page)
+    page.wait_for_function("() => /step [0-9,]+ \\//.test(document.querySelector('.status').innerText)")
+    page.wait_for_timeout(2500)
+    assert step_shown(page) > first  # the progress moves without a reload
+    expect(page.locator("text=/tokens\\/s/").first).to_be_visible()
+    expect(page.locator("text=/ETA/").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "2-training.png", full_page=True)
+    expect(page.locator("#loss-chart canvas, #loss-chart svg.marks").first).to_be_visible()  # the chart is drawn
+
+    other = open_app(browser, app_server["url"])  # a second tab sees the same run, and cannot start another
+    expect(other.locator(".status")).to_contain_text("Training browser-run", timeout=15_000)
+    expect(other.get_by_role("button", name="Start")).to_be_disabled()
+    page.screenshot(path=ARTIFACTS / "2-training.png", full_page=True)
+    other.screenshot(path=ARTIFACTS / "3-second-tab.png", full_page=True)
+
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".status")).to_contain_text("Stopped browser-run", timeout=60_000)
+    expect(other.locator(".status")).to_contain_text("Stopped browser-run", timeout=15_000)
+    page.screenshot(path=ARTIFACTS / "4-stopped.png", full_page=True)
+
+    page.get_by_role("tab", name="Generate").click()
+    weights = page.get_by_role("combobox", name="Weights")
+    weights.click()
+    page.get_by_role("option", name="browser-run").click()
+    weights.click()
+    page.get_by_role("option", name="default").click()
+    page.get_by_label("number input for Characters to generate").fill("2000")
+    page.get_by_label("number input for Characters to generate").press("Tab")
+    page.get_by_role("button", name="Generate").click()
+    text = page.get_by_label("Generated text")
+    expect(text).to_have_value(re.compile(r"^ROMEO:.{20,}", re.S), timeout=30_000)
+    partial = len(text.input_value())
+    expect(page.get_by_text(re.compile(r"2,000 tokens \(characters\) in"))).to_be_visible(timeout=60_000)
+    assert len(text.input_value()) == len("ROMEO:") + 2000 > partial  # it streamed in before it was complete
+    page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
