@@ -115,6 +115,22 @@ def get_lr(step: int, config: TrainConfig) -> float:
     return config.min_lr + coeff * (config.learning_rate - config.min_lr)
 
 
+def training_bytes(config: TrainConfig, vocab_size: int) -> int:
+    """A rough upper estimate of the memory one training step needs, to refuse what cannot fit up front."""
+    L, C, T, B, V = config.n_layer, config.n_embd, config.block_size, config.batch_size, vocab_size
+    params = 12 * L * C * C + (2 * V + T) * C
+    kept_for_backward = B * T * C * L * 20 + B * config.n_head * T * T * L * 2 + B * T * V * 3  # float32 values
+    return 16 * params + 4 * kept_for_backward  # weights, gradients and AdamW's two moments: 16 bytes a parameter
+
+
+def device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
 def _seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # a tuple of ints hashes the same in every run
 
@@ -179,6 +195,12 @@ class Trainer:
         else:
             self.tokenizer = CharTokenizer.from_text(text)
         self.data = TextData(text, self.tokenizer, config.block_size, self.device)
+        need, have = training_bytes(config, self.tokenizer.vocab_size), device_memory(self.device)
+        if have is not None and need > 0.8 * have:
+            raise ConfigError(
+                f"this model and batch would need about {need / 2**30:.1f} GB to train, and "
+                f"{describe_device(self.device)} has {have / 2**30:.1f} GB: use fewer layers, a narrower model, "
+                f"a shorter block or a smaller batch")
 
         torch.manual_seed(config.seed)
         self.model = GPT(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars).to(self.device)

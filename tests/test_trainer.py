@@ -145,3 +145,8 @@ def test_snapshot_is_a_detached_copy_for_generation(small_text, tmp_path):
     with torch.no_grad():
         trainer.model.lm_head.weight.add_(1.0)
     assert not torch.equal(copy.lm_head.weight, trainer.model.lm_head.weight)
+
+
+def test_a_model_too_big_for_the_machine_is_refused_before_it_is_built(small_text, tmp_path):
+    with pytest.raises(ConfigError, match=r"would need about [\d.]+ GB to train"):
+        Trainer(tiny(small_text, n_layer=48, n_head=16, n_embd=4096), tmp_path)
