@@ -35,7 +35,6 @@ LIVE = "the model training now"
 LECTURE_VAL = 1.48  # the lecture's final validation loss, drawn as a reference line
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
-APP_PRESETS = ["cpu", "lecture", "nanogpt-char", "tiny"]
 
 runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
 DEVICE = describe_device(pick_device())
@@ -158,7 +157,7 @@ def poll():
 
 def weights_choices():
     choices = weights.list_weights(WEIGHTS)
-    if runner.trainer is not None and runner.status()["state"] in ("running", "stopping"):
+    if runner.running:
         choices = [LIVE] + choices
     return choices
 
@@ -180,8 +179,7 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
             raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                             top_k=int(top_k) or None if top_k is not None else None,
-                             top_p=float(top_p) if top_p is not None else None,
+                             top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
                              seed=int(seed) if seed not in (None, "") else None)
     except (GPTError, ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False)
@@ -216,7 +214,7 @@ with gr.Blocks(title="GPT from scratch") as demo:
     with gr.Tab("Train"):
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                preset = gr.Dropdown(APP_PRESETS, value="cpu", label="Preset",
+                preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset",
                                      info="cpu: about 5 min on 2 cores · lecture: the lecture's final model (GPU) · "
                                           "tiny: seconds")
                 defaults = TrainConfig.from_preset("cpu")
@@ -271,7 +269,9 @@ with gr.Blocks(title="GPT from scratch") as demo:
             top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
             top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
             gen_seed = gr.Number(None, label="Seed", precision=0, info="empty = different every time")
-        gen_btn = gr.Button("Generate", variant="primary")
+        with gr.Row():
+            gen_btn = gr.Button("Generate", variant="primary", scale=3)
+            gen_stop = gr.Button("Stop generating", scale=1)
         output = gr.Textbox(label="Generated text", lines=16, max_lines=40)
         gen_stats = gr.Markdown()
 
@@ -290,9 +290,10 @@ with gr.Blocks(title="GPT from scratch") as demo:
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, generate_tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    gr.on([gen_btn.click, prompt.submit], generate, [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p,
-                                                     gen_seed], [output, gen_stats],
-          api_name="generate", concurrency_limit=4)
+    generating = gr.on([gen_btn.click, prompt.submit], generate, [weights_dd, prompt, max_new_tokens, temperature,
+                                                                  top_k, top_p, gen_seed], [output, gen_stats],
+                       api_name="generate", concurrency_limit=4)
+    gen_stop.click(None, cancels=[generating], api_visibility="private")
 
 
 def main():
