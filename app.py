@@ -18,7 +18,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gpt import weights  # noqa: E402
+from gpt import ladder, weights  # noqa: E402
+from gpt.attention import MAX_CHARS, attention_image, prompt_maps  # noqa: E402
 from gpt.data import SHAKESPEARE  # noqa: E402
 from gpt.device import describe_device, pick_device  # noqa: E402
 from gpt.errors import GPTError  # noqa: E402
@@ -152,6 +153,61 @@ def poll():
             gr.Button(interactive=not running), gr.Button(interactive=s["state"] == "running"))
 
 
+# --- Ladder tab ---
+
+RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
+LADDER_SERIES = {}
+for r, color in zip(ladder.RUNGS, RUNG_COLORS):
+    LADDER_SERIES[f"{r.number} {r.name}"] = color
+    LADDER_SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
+
+
+def start_ladder(rungs, steps_per_rung):
+    """Train the chosen rungs (numbers 1-7) one after another with the lecture's settings. Returns a message."""
+    try:
+        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None)
+    except (GPTError, ValueError, TypeError) as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"Climbing rungs {', '.join(str(int(r)) for r in rungs)} on {DEVICE}. Every open tab shows the ladder."
+
+
+def ladder_frame(s: dict) -> pd.DataFrame:
+    rows = []
+    for r in s["ladder"]:
+        rows += [(step, val, f"{r['rung']} {r['name']}") for step, val in r["curve"]]
+        end = max((step for step, _ in r["curve"]), default=0)
+        if end:  # the lecture's number, level across the rung's steps
+            rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
+                     (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
+    rows += [(0, 2.5, name) for name in LADDER_SERIES if not any(row[2] == name for row in rows)]  # see loss_frame
+    return pd.DataFrame(rows, columns=["step", "val loss", "rung"]).astype({"step": "int64", "val loss": "float64"})
+
+
+def ladder_table(s: dict) -> pd.DataFrame:
+    rows = [(r["rung"], r["change"], r["params"], None if r["val"] is None else round(r["val"], 3), r["lecture_val"],
+             None if r["val"] is None else round(r["val"] - r["lecture_val"], 3),
+             f"{r['time']:.0f} s" if r["time"] else r["state"], " ".join(r["sample"].split())[:80])
+            for r in s["ladder"]]
+    return pd.DataFrame(rows, columns=["rung", "what changed", "parameters", "our val", "lecture's val", "difference",
+                                       "time", "sample"])
+
+
+def poll_ladder():
+    s = runner.status()
+    return ladder_frame(s), ladder_table(s), gr.Button(interactive=not runner.running)
+
+
+def show_attention(weights_name, prompt):
+    """Heatmaps of what each character attends to, per layer and head, for prompt (its last 64 characters)."""
+    try:
+        model = load_weights(weights_name)
+        maps, text = prompt_maps(model, prompt)
+    except (GPTError, ValueError) as e:
+        raise gr.Error(str(e), print_exception=False)
+    return attention_image(maps, text)
+
+
 # --- Generate tab ---
 
 
@@ -168,15 +224,18 @@ def refresh_weights(current):
     return gr.Dropdown(choices=choices, value=value)
 
 
+def load_weights(name: str):
+    if name == LIVE:
+        return runner.snapshot()
+    if name in weights.list_weights(WEIGHTS):
+        return weights.load_cached(WEIGHTS / name)
+    raise GPTError(f"no weights named {name!r}: pick one from the list")
+
+
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream a continuation of prompt. Yields the text so far and a line of figures."""
     try:
-        if weights_name == LIVE:
-            model = runner.snapshot()
-        elif weights_name in weights.list_weights(WEIGHTS):
-            model = weights.load_cached(WEIGHTS / weights_name)
-        else:
-            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
+        model = load_weights(weights_name)
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
@@ -275,6 +334,36 @@ with gr.Blocks(title="GPT from scratch") as demo:
         output = gr.Textbox(label="Generated text", lines=16, max_lines=40)
         gen_stats = gr.Markdown()
 
+    with gr.Tab("Ladder") as ladder_tab:
+        gr.Markdown(
+            "### Retrace the lecture, rung by rung\n"
+            "The lecture improves its model one idea at a time and quotes the validation loss at each step. "
+            "Rungs 1-6 use its small settings (block 8, batch 32, 32 channels, lr 1e-3, 5000 steps) and take "
+            "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU.")
+        with gr.Row():
+            rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS],
+                                     value=[r.number for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
+            steps_per_rung = gr.Number(None, label="Steps per rung", precision=0, minimum=1, maximum=100_000,
+                                       info="empty = the lecture's", scale=1)
+        with gr.Row():
+            ladder_btn = gr.Button("Climb the ladder", variant="primary")
+            ladder_stop = gr.Button("Stop", variant="stop")
+        ladder_message = gr.Markdown()
+        ladder_chart = gr.LinePlot(x="step", y="val loss", color="rung", color_map=LADDER_SERIES, height=360,
+                                   title="Validation loss of each rung (faded: the lecture's number)",
+                                   elem_id="ladder-chart")
+        ladder_df = gr.Dataframe(label="The ladder", wrap=True)
+        gr.Markdown("### What attention looks at\nEach map shows, for every character (row), how much it attends "
+                    "to each earlier character (column); the future is blank, because the mask hides it.")
+        with gr.Row():
+            attn_weights = gr.Dropdown(weights_choices(), value=(weights_choices() or [None])[0],
+                                       allow_custom_value=True, label="Weights", scale=1)
+            attn_prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder", label=f"Text (up to {MAX_CHARS} "
+                                     f"characters are shown)", scale=3)
+        attn_btn = gr.Button("Show attention")
+        attn_image = gr.Image(label="Attention per layer (rows) and head (columns)", type="pil", format="png",
+                              elem_id="attention-maps")
+
     # wiring
     preset.change(preset_values, preset, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters,
                                           dropout, eval_interval, seed], api_visibility="private")
@@ -290,6 +379,15 @@ with gr.Blocks(title="GPT from scratch") as demo:
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, generate_tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([demo.load, ladder_tab.select], refresh_weights, attn_weights, attn_weights,
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    ladder_btn.click(start_ladder, [rungs, steps_per_rung], ladder_message, api_name="start_ladder",
+                     concurrency_limit=None)
+    ladder_stop.click(stop_training, None, ladder_message, api_visibility="private", concurrency_limit=None)
+    gr.on([timer.tick, demo.load], poll_ladder, None, [ladder_chart, ladder_df, ladder_btn],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt], attn_image,
+          api_name="attention", concurrency_limit=4)
     generating = gr.on([gen_btn.click, prompt.submit], generate, [weights_dd, prompt, max_new_tokens, temperature,
                                                                   top_k, top_p, gen_seed], [output, gen_stats],
                        api_name="generate", concurrency_limit=4)

@@ -6,6 +6,7 @@ second start() while a run is going is refused with a BusyError, whichever tab i
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from gpt import weights
+from gpt import ladder, weights
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
 from gpt.model import GPT
@@ -50,6 +51,8 @@ class TrainingRunner:
         self.last_step: dict = {}
         self.start_info: dict = {}
         self.finished_at = 0.0
+        self.ladder: list[dict] = []  # one row per rung while a ladder runs: the table and the curves
+        self._stop = threading.Event()
 
     @property
     def running(self) -> bool:
@@ -58,18 +61,50 @@ class TrainingRunner:
     def start(self, config: TrainConfig, name: str) -> Path:
         """Build the run (errors surface here, before anything starts), then train in a background thread."""
         with self._lock:
-            if self.running:
-                raise BusyError("a training run is already going (perhaps started from another tab): "
-                                "stop it first, or watch it")
+            self._check_idle()
             out = check_run_name(name, self.root)
             if config.data != SHAKESPEARE:
                 load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
-            trainer = Trainer(config, out, callbacks=[self._on_event])
-            self.trainer, self.config, self.out_dir = trainer, config, out
-            self.state, self.error = "running", ""
-            self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
-            threading.Thread(target=self._run, args=(trainer,), name="training", daemon=True).start()
+            trainer = self._begin(Trainer(config, out, callbacks=[self._on_event], stop=self._stop))
+            self.ladder = []
+            threading.Thread(target=self._run, args=([trainer],), name="training", daemon=True).start()
         return out
+
+    def start_ladder(self, rungs: list[int], max_iters: int | None = None) -> None:
+        """Train the chosen rungs of the lecture ladder one after another, in the background."""
+        with self._lock:
+            self._check_idle()
+            chosen = [r for r in ladder.RUNGS if r.number in set(rungs)]
+            if not chosen:
+                raise ConfigError("choose at least one rung of the ladder")
+            if max_iters is not None and (int(max_iters) != max_iters or max_iters < 1):
+                raise ConfigError(f"steps per rung must be a whole number of at least 1, not {max_iters!r}")
+            overrides = {"max_iters": int(max_iters)} if max_iters else {}
+            trainers = []
+            for i, r in enumerate(chosen):
+                callbacks = [self._on_event, functools.partial(self._on_rung_event, i)]
+                trainers.append(Trainer(ladder.train_config(r, **overrides), self.root / "ladder" / f"rung-{r.number}",
+                                        callbacks=callbacks, stop=self._stop,
+                                        model_factory=functools.partial(ladder.build, r.number)))
+            self._begin(trainers[0])
+            self.ladder = [{"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
+                            "params": t.model.num_params(), "val": None, "time": None, "sample": "", "curve": [],
+                            "state": "waiting"} for r, t in zip(chosen, trainers)]
+            threading.Thread(target=self._run, args=(trainers,), name="ladder", daemon=True).start()
+
+    def _check_idle(self) -> None:
+        if self.running:
+            raise BusyError("a training run is already going (perhaps started from another tab): "
+                            "stop it first, or watch it")
+
+    def _begin(self, trainer: Trainer) -> Trainer:
+        """Make trainer the one every viewer watches (called with the lock held)."""
+        self.trainer, self.config, self.out_dir = trainer, trainer.config, trainer.out_dir
+        self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
+        if self.state not in ("running", "stopping"):
+            self.state, self.error = "running", ""
+            self._stop.clear()
+        return trainer
 
     def stop(self) -> bool:
         """Ask the run to stop after its current step; False if nothing is running."""
@@ -77,13 +112,19 @@ class TrainingRunner:
             if not self.running:
                 return False
             self.state = "stopping"
-            self.trainer.stop.set()
+            self._stop.set()
             return True
 
-    def _run(self, trainer: Trainer) -> None:
+    def _run(self, trainers: list[Trainer]) -> None:
+        state, error = "finished", ""
         try:
-            result = trainer.run()
-            state, error = ("stopped" if result["event"] == "stopped" else "finished"), ""
+            for trainer in trainers:
+                if self._stop.is_set():
+                    break
+                with self._lock:
+                    self._begin(trainer)
+                if trainer.run()["event"] == "stopped":
+                    state = "stopped"
         except GPTError as e:
             state, error = "failed", str(e)
         except Exception as e:  # a bug or out of memory: keep the server alive and say what happened
@@ -91,6 +132,18 @@ class TrainingRunner:
             state, error = "failed", f"training failed: {type(e).__name__}: {e}"
         with self._lock:
             self.state, self.error, self.finished_at = state, error, time.time()
+
+    def _on_rung_event(self, i: int, event: dict) -> None:
+        with self._lock:
+            rung = self.ladder[i]
+            if event["event"] == "start":
+                rung["state"] = "training"
+            elif event["event"] == "eval":
+                rung["curve"].append((event["step"], event["val_loss"]))
+                rung["val"] = min(v for _, v in rung["curve"])
+                rung["sample"] = event["sample"]
+            elif event["event"] in ("done", "stopped"):
+                rung["state"], rung["time"] = event["event"], event["elapsed"]
 
     def _on_event(self, event: dict) -> None:
         with self._lock:
@@ -130,6 +183,7 @@ class TrainingRunner:
                 "best_val": min((e["val_loss"] for e in self.evals), default=None),
                 "steps": self.steps[::stride],
                 "evals": list(self.evals),
+                "ladder": [{**r, "curve": list(r["curve"])} for r in self.ladder],
             }
 
     def snapshot(self) -> GPT:

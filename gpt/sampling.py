@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+import torch.nn as nn
 from torch.nn import functional as F
 
 from gpt.errors import SamplingError
@@ -65,7 +66,7 @@ def generate_tokens(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, tempe
 
 
 @torch.no_grad()
-def _generate(model, idx, max_new_tokens, temperature, top_k, top_p, seed, rebuild):
+def _generate(model: nn.Module, idx, max_new_tokens, temperature, top_k, top_p, seed, rebuild):
     block_size = model.config.block_size
     device = idx.device
     generator = torch.Generator(device=device)
@@ -73,17 +74,20 @@ def _generate(model, idx, max_new_tokens, temperature, top_k, top_p, seed, rebui
         generator.seed()
     else:
         generator.manual_seed(seed)
-    dtype = next(model.parameters()).dtype
-    cache = KVCache(model.config, idx.size(0), device=device, dtype=dtype)
+    # the lecture ladder's early models have no cache: they recompute the window, as the lecture's generate does
+    cache = KVCache(model.config, idx.size(0), device, next(model.parameters()).dtype) if isinstance(model, GPT) \
+        else None
     context = idx[:, -block_size:]  # (B, T) the most the model can look back on
-    logits, _ = model(context, cache=cache)  # prefill: the whole prompt in one pass
+    logits, _ = model(context, cache=cache) if cache else model(context)  # prefill: the whole prompt in one pass
     for i in range(max_new_tokens):
         idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B,)
         yield idx_next
         if i == max_new_tokens - 1:
             break
         context = torch.cat((context, idx_next[:, None]), dim=1)[:, -block_size:]  # (B, <=block_size)
-        if cache.pos == block_size:  # window full: no position block_size exists, re-encode recent context
+        if cache is None:
+            logits, _ = model(context)
+        elif cache.pos == block_size:  # window full: no position block_size exists, re-encode recent context
             cache.pos = 0
             logits, _ = model(context[:, -rebuild:], cache=cache)
         else:

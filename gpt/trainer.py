@@ -8,6 +8,7 @@ Under torchrun it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -159,7 +160,8 @@ class Trainer:
     """Builds model, data and optimizer from a TrainConfig, then `run()` trains and reports events."""
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-                 callbacks: list[Callable[[dict], None]] = (), stop: threading.Event | None = None):
+                 callbacks: list[Callable[[dict], None]] = (), stop: threading.Event | None = None,
+                 model_factory: Callable[[GPTConfig, list[str]], torch.nn.Module] = GPT):
         self.config = config
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
@@ -203,7 +205,8 @@ class Trainer:
                 f"a shorter block or a smaller batch")
 
         torch.manual_seed(config.seed)
-        self.model = GPT(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars).to(self.device)
+        self.model = model_factory(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars)
+        self.model.to(self.device)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]  # matmul weights and embeddings
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
         self.optimizer = torch.optim.AdamW(
@@ -370,7 +373,5 @@ class Trainer:
     def snapshot(self) -> GPT:
         """A copy of the model as it is right now (between two steps), in eval mode, on the CPU."""
         with self.lock:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        model = GPT(self.model.config, self.model.vocab)
-        model.load_state_dict(state)
-        return model.eval()
+            model = copy.deepcopy(self.model)
+        return model.cpu().eval()

@@ -94,8 +94,11 @@ def locate(name_or_path: str | Path, *, revision: str | None = None, token: str 
         raise WeightsError(f"no weights folder at {path}, and the Hub could not be reached for {name!r}: {e}") from None
 
 
-def read_config(folder: str | Path) -> tuple[GPTConfig, list[str]]:
-    """The GPTConfig and vocabulary of a weights folder, or a WeightsError saying why it is not ours."""
+def read_config(folder: str | Path, *, ladder: bool = False):
+    """(GPTConfig, vocabulary) of a weights folder, or a WeightsError saying why it is not ours.
+
+    ladder=True also accepts the lecture ladder's earlier rungs and returns (GPTConfig, vocabulary, rung).
+    """
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -119,6 +122,12 @@ def read_config(folder: str | Path) -> tuple[GPTConfig, list[str]]:
         raise WeightsError(f"{path}: vocab must be a list of distinct single characters")
     if len(vocab) != config.vocab_size:
         raise WeightsError(f"{path}: vocab has {len(vocab)} characters but vocab_size is {config.vocab_size}")
+    rung = raw.get("rung", 6)
+    if ladder:
+        return config, vocab, rung
+    if rung < 6:
+        raise WeightsError(f"{folder} holds rung {rung} of the lecture ladder, not a GPT: load it with "
+                           f"gpt.ladder.load()")
     return config, vocab
 
 

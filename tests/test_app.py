@@ -39,7 +39,8 @@ def generate(client, weights, prompt="ROMEO:", n=60, temperature=0.8, top_k=40, 
 
 def test_only_the_named_endpoints_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate"}
+    assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate", "/start_ladder",
+                              "/attention"}
 
 
 def test_train_watch_stop_then_generate(client, app_server):
@@ -103,3 +104,25 @@ def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):
     wait_for(client, lambda s: s["state"] == "finished")
     text, _ = generate(client, "upper", prompt="ROMEO:")
     assert text[6:] == text[6:].upper()  # it only knows capitals
+
+
+def test_ladder_runs_in_the_background_and_fills_its_table(client):
+    message = client.predict([1, 2, 3, 4, 5, 6], 40, api_name="/start_ladder")
+    assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")
+    assert "already going" in start(client, run_name="during-ladder")  # one run at a time, ladder included
+    status = wait_for(client, lambda s: s["state"] == "finished")
+    rows = status["ladder"]
+    assert [r["rung"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(r["val"] and r["time"] and r["curve"][-1][0] == 40 and r["sample"] for r in rows)
+    assert [r["lecture_val"] for r in rows] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06]
+    assert "choose at least one rung" in client.predict([], None, api_name="/start_ladder")
+
+
+def test_attention_heatmap_for_a_prompt(client):
+    from PIL import Image
+
+    path = client.predict("default", "ROMEO: what light", api_name="/attention")
+    image = Image.open(path)
+    assert image.width > 500 and image.height > 500  # 4 layers x 4 heads of 17 x 17 characters
+    with pytest.raises(Exception, match="does not know"):
+        client.predict("default", "Café", api_name="/attention")

@@ -90,3 +90,18 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     expect(page.get_by_text(re.compile(r"2,000 tokens \(characters\) in"))).to_be_visible(timeout=60_000)
     assert len(text.input_value()) == len("ROMEO:") + 2000 > partial  # it streamed in before it was complete
     page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
+
+
+def test_ladder_and_attention_in_the_browser(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Ladder").click()
+    page.get_by_label("Steps per rung").fill("60")
+    page.get_by_label("Steps per rung").press("Tab")
+    page.get_by_role("button", name="Climb the ladder").click()
+    expect(page.get_by_text("Climbing rungs 1, 2, 3, 4, 5, 6")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("LayerNorm before attention").first).to_be_visible(timeout=30_000)  # the table
+    expect(page.get_by_role("button", name="Climb the ladder")).to_be_enabled(timeout=120_000)  # all rungs done
+    expect(page.locator("#ladder-chart canvas, #ladder-chart svg.marks").first).to_be_visible()
+    page.get_by_role("button", name="Show attention").click()
+    expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "6-ladder.png", full_page=True)

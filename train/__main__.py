@@ -8,6 +8,7 @@ Several processes: `torchrun --nproc_per_node=2 -m train --preset cpu ...` (DDP;
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import weights
+from gpt import ladder, weights
 from gpt.errors import GPTError
 from gpt.presets import PRESETS
 from gpt.trainer import Trainer, TrainConfig
@@ -32,6 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="run folder for weights and metrics (default: weights/<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    parser.add_argument("--ladder", action="store_true",
+                        help="retrace the lecture rung by rung and print the table (weights in --out, default "
+                             "weights/ladder)")
+    parser.add_argument("--rungs", default="1-6", help="with --ladder: which rungs, e.g. 1-6, 3,5 or 7 (default 1-6)")
     overrides = parser.add_argument_group("settings (override the preset)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -96,8 +101,48 @@ class ProgressBar:
             self.bar.close()
 
 
+def parse_rungs(text: str) -> list[int]:
+    rungs = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise GPTError(f"--rungs {text!r}: use numbers and ranges like 1-6 or 3,5")
+        rungs.update(range(int(low), int(high or low) + 1))
+    known = {r.number for r in ladder.RUNGS}
+    if not rungs <= known:
+        raise GPTError(f"the ladder has rungs {min(known)} to {max(known)}, not {sorted(rungs - known)}")
+    return sorted(rungs)
+
+
+def run_ladder(args) -> int:
+    """Train each chosen rung with the lecture's settings and print the lecture's table with our numbers."""
+    rungs = [r for r in ladder.RUNGS if r.number in parse_rungs(args.rungs)]
+    out = args.out or Path("weights") / "ladder"
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    rows, started = [], time.perf_counter()
+    for rung in rungs:
+        tqdm.write(f"\nrung {rung.number}: {rung.name} — {rung.change}")
+        trainer = Trainer(ladder.train_config(rung, **overrides), out / f"rung-{rung.number}",
+                          callbacks=[ProgressBar()], model_factory=functools.partial(ladder.build, rung.number))
+        result = trainer.run()
+        rows.append((rung, trainer.model.num_params(), result["best_val"], result["elapsed"]))
+    print(f"\n{'rung':<5}{'what changed':<26}{'params':>9}{'val':>8}{'lecture':>9}{'time':>8}")
+    for rung, params, val, elapsed in rows:
+        print(f"{rung.number:<5}{rung.name:<26}{params:>9,}{val:>8.3f}{rung.lecture_val:>9.2f}{elapsed:>7.0f}s")
+    print(f"total {time.perf_counter() - started:.0f} s; weights in {out}/rung-N")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.ladder:
+        try:
+            return run_ladder(args)
+        except GPTError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
     try:
         config, out = build(args)
         progress = ProgressBar()

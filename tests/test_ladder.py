@@ -1,0 +1,108 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gpt import GPT, WeightsError, ladder
+from gpt.attention import attention_image, attention_maps, prompt_maps
+from gpt.model import GPTConfig
+from gpt.sampling import generate_text
+from gpt.trainer import Trainer
+from conftest import ROOT
+
+VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def test_the_rungs_follow_the_lecture():
+    assert [r.number for r in ladder.RUNGS] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.lecture_val for r in ladder.RUNGS] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06, 1.48]
+    for r in ladder.RUNGS[1:6]:  # the lecture's small settings
+        c = ladder.train_config(r)
+        assert (c.block_size, c.batch_size, c.n_embd, c.learning_rate, c.max_iters) == (8, 32, 32, 1e-3, 5000)
+    big = ladder.train_config(ladder.RUNGS[6])
+    assert (big.n_layer, big.n_head, big.n_embd, big.block_size, big.batch_size, big.dropout) == (6, 6, 384, 256, 64, 0.2)
+
+
+@pytest.mark.parametrize("rung", [1, 2, 3, 4, 5, 6, 7])
+def test_every_rung_is_a_causal_language_model(rung):
+    torch.manual_seed(0)
+    config = ladder.train_config(ladder.RUNGS[rung - 1]).model_config(len(VOCAB))
+    model = ladder.build(rung, config, VOCAB).eval()
+    T = min(config.block_size, 16)
+    idx = torch.randint(len(VOCAB), (2, T))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (2, T, len(VOCAB)) and loss.item() > 0
+    changed = idx.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % len(VOCAB)
+    torch.testing.assert_close(model(changed)[0][:, :-1], logits[:, :-1])  # no peeking at the future
+    assert len(generate_text(model, "AB", max_new_tokens=3 * T, seed=0)[0]) == 3 * T  # past the block too
+
+
+def test_rungs_grow_one_idea_at_a_time():
+    sizes = [ladder.build(r.number, ladder.train_config(r).model_config(65)).num_params() for r in ladder.RUNGS]
+    assert sizes[0] == 65 * 65  # a lookup table
+    assert sizes[1] == sizes[2]  # 4 heads of a quarter the size have as many weights as one wide head
+    assert sizes[2] < sizes[3] < sizes[4] < sizes[5] < sizes[6]
+    assert isinstance(ladder.build(6, ladder.train_config(ladder.RUNGS[5]).model_config(65)), GPT)
+
+
+def test_rung_weights_use_the_same_format_and_are_told_apart(small_text, tmp_path):
+    rung = ladder.RUNGS[2]
+    trainer = Trainer(ladder.train_config(rung, max_iters=20, eval_interval=10, data=str(small_text)), tmp_path,
+                      model_factory=lambda c, v: ladder.build(3, c, v))
+    trainer.run()
+    assert {p.name for p in tmp_path.iterdir()} >= {"model.safetensors", "config.json", "metrics.jsonl"}
+    loaded = ladder.load(tmp_path)
+    assert type(loaded) is type(trainer.model) and loaded.rung == 3
+    idx = torch.randint(loaded.config.vocab_size, (1, 8))
+    torch.testing.assert_close(loaded(idx)[0], trainer.model.eval()(idx)[0])
+    with pytest.raises(WeightsError, match="rung 3 of the lecture ladder"):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_ladder_command_prints_the_table(small_text, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "train", "--ladder", "--rungs", "1-6", "--max-iters", "30",
+                             "--eval-interval", "15", "--eval-iters", "5", "--data", str(small_text),
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout[result.stdout.index("rung what changed"):]
+    for r in ladder.RUNGS[:6]:
+        assert f"{r.number}    {r.name}" in table and f"{r.lecture_val:.2f}" in table
+    assert (tmp_path / "rung-6" / "model.safetensors").exists()
+
+
+@pytest.fixture
+def gpt_model():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=32, n_layer=2, n_head=3, n_embd=24, dropout=0.0), VOCAB)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+def test_attention_maps_are_causal_distributions_that_the_model_really_uses(gpt_model):
+    idx = torch.randint(len(VOCAB), (1, 12))
+    maps = attention_maps(gpt_model, idx)
+    assert maps.shape == (2, 3, 12, 12)
+    assert torch.all(maps.triu(diagonal=1) == 0)  # the upper triangle, the future, is empty
+    torch.testing.assert_close(maps.sum(-1), torch.ones(2, 3, 12))
+    # the first layer's attention output, rebuilt from the maps, is what the model computes
+    block, C = gpt_model.blocks[0], gpt_model.config.n_embd
+    x = gpt_model.token_embedding_table(idx) + gpt_model.position_embedding_table(torch.arange(12))
+    _, _, v = block.sa.qkv(block.ln1(x)).split(C, dim=2)
+    v = v.view(1, 12, 3, 8).transpose(1, 2)  # (1, nh, T, hs)
+    y = (maps[0][None] @ v).transpose(1, 2).reshape(1, 12, C)
+    torch.testing.assert_close(block.sa.proj(y), block.sa(block.ln1(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_changes_with_the_prompt_and_draws_a_picture(gpt_model):
+    a, text = prompt_maps(gpt_model, "ROMEO: what light")
+    b, _ = prompt_maps(gpt_model, "JULIE: what night")
+    assert text == "ROMEO: what light" and not torch.allclose(a, b)
+    long, shown = prompt_maps(gpt_model, "A" * 100)
+    assert long.shape[-1] == 32 and len(shown) == 32  # cut to the block size (and at most 64 characters)
+    image = attention_image(a, text)
+    assert image.width > 3 * 17 and image.height > 2 * 17
