@@ -114,9 +114,10 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             past = cache.pos
             k, v = cache.append(layer, k, v)  # (B, nh, past+T, hs)
-            # new token i sees every cached position and the new ones up to itself
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            causal = False
+            causal = past == 0 and T > 1  # a prefill from an empty cache is plain causal attention
+            if past > 0 and T > 1:  # new token i sees every cached position and the new ones up to itself
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            # past > 0 and T == 1: one new token may look at everything: no mask at all
         # flash attention where the backend has it: same result as the tril/softmax of Head, less memory
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.attn_dropout if self.training else 0.0

@@ -65,7 +65,7 @@ def generate_tokens(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, tempe
     return _generate(model, idx, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _generate(model: nn.Module, idx, max_new_tokens, temperature, top_k, top_p, seed, rebuild):
     block_size = model.config.block_size
     device = idx.device
