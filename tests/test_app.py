@@ -126,3 +126,22 @@ def test_attention_heatmap_for_a_prompt(client):
     assert image.width > 500 and image.height > 500  # 4 layers x 4 heads of 17 x 17 characters
     with pytest.raises(Exception, match="does not know"):
         client.predict("default", "Café", api_name="/attention")
+
+
+def test_two_tabs_pressing_start_at_once_start_one_run(client, app_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda c: start(c, run_name=f"race-{id(c)}"), [client, other]))
+    assert sorted(a.startswith("Started") for a in answers) == [False, True]
+    assert any("already going" in a for a in answers)
+
+
+def test_odd_prompts(client):
+    text, _ = generate(client, "default", prompt="To be, or not to be " * 500, n=20)  # far past the block
+    assert len(text) == len("To be, or not to be " * 500) + 20
+    text, _ = generate(client, "default", prompt="\n\n\n", n=20)
+    assert len(text) == 23
+    with pytest.raises(Exception, match="does not know"):
+        generate(client, "default", prompt="ROMEO 🗡️")
