@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import re
 import threading
-import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -50,7 +49,6 @@ class TrainingRunner:
         self.evals: list[dict] = []  # step, train_loss, val_loss, sample, elapsed
         self.last_step: dict = {}
         self.start_info: dict = {}
-        self.finished_at = 0.0
         self.ladder: list[dict] = []  # one row per rung while a ladder runs: the table and the curves
         self._stop = threading.Event()
 
@@ -131,7 +129,7 @@ class TrainingRunner:
             traceback.print_exc()
             state, error = "failed", f"training failed: {type(e).__name__}: {e}"
         with self._lock:
-            self.state, self.error, self.finished_at = state, error, time.time()
+            self.state, self.error = state, error
 
     def _on_rung_event(self, i: int, event: dict) -> None:
         with self._lock:

@@ -78,7 +78,7 @@ def _generate(model: nn.Module, idx, max_new_tokens, temperature, top_k, top_p, 
     cache = KVCache(model.config, idx.size(0), device, next(model.parameters()).dtype) if isinstance(model, GPT) \
         else None
     context = idx[:, -block_size:]  # (B, T) the most the model can look back on
-    logits, _ = model(context, cache=cache) if cache else model(context)  # prefill: the whole prompt in one pass
+    logits, _ = model(context, cache=cache) if cache is not None else model(context)  # prefill: the whole prompt in one pass
     for i in range(max_new_tokens):
         idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B,)
         yield idx_next
