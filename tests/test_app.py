@@ -123,7 +123,7 @@ def test_attention_heatmap_for_a_prompt(client):
 
     path = client.predict("default", "ROMEO: what light", api_name="/attention")
     image = Image.open(path)
-    assert image.width > 500 and image.height > 500  # 4 layers x 4 heads of 17 x 17 characters
+    assert image.width > 500 and image.height > 500  # a map of 17 x 17 characters per layer and head
     with pytest.raises(Exception, match="does not know"):
         client.predict("default", "Café", api_name="/attention")
 
