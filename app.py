@@ -130,11 +130,19 @@ def loss_frame(s: dict) -> pd.DataFrame:
     rows += [(e["step"], e["train_loss"], "train") for e in s["evals"]]
     rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
     rows += [(0, LECTURE_VAL, "lecture: 1.48"), (max(1, s["step"]), LECTURE_VAL, "lecture: 1.48")]
-    # Gradio's chart keeps the series of its first frame: a one-point (invisible) stand-in for each series
-    # that has no data yet makes it draw them all once they arrive
-    rows += [(0, LECTURE_VAL, name) for name in SERIES if not any(r[2] == name for r in rows)]
-    # explicit dtypes: an empty column would make the chart treat the axes as categories
-    return pd.DataFrame(rows, columns=["step", "loss", "series"]).astype({"step": "int64", "loss": "float64"})
+    return chart_frame(rows, SERIES, ["step", "loss", "series"])
+
+
+def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:
+    """Rows (x, y, series) for a gr.LinePlot that will be updated live.
+
+    Gradio's chart keeps the series of its first frame: a one-point (invisible) stand-in for each series that
+    has no data yet makes it draw them all once they arrive. Explicit dtypes: an empty column would make the
+    chart treat the axes as categories.
+    """
+    y = rows[0][1] if rows else LECTURE_VAL  # a stand-in at a value already on the chart: the axes stay put
+    rows = rows + [(0, y, name) for name in series if not any(r[2] == name for r in rows)]
+    return pd.DataFrame(rows, columns=columns).astype({columns[0]: "int64", columns[1]: "float64"})
 
 
 def samples_markdown(s: dict) -> str:
@@ -180,8 +188,7 @@ def ladder_frame(s: dict) -> pd.DataFrame:
         if end:  # the lecture's number, level across the rung's steps
             rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
                      (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
-    rows += [(0, 2.5, name) for name in LADDER_SERIES if not any(row[2] == name for row in rows)]  # see loss_frame
-    return pd.DataFrame(rows, columns=["step", "val loss", "rung"]).astype({"step": "int64", "val loss": "float64"})
+    return chart_frame(rows, LADDER_SERIES, ["step", "val loss", "rung"])
 
 
 def ladder_table(s: dict) -> pd.DataFrame:
