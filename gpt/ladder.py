@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-from torch.nn import functional as F
 
-from gpt.model import GPT, GPTConfig, Head, MultiHeadAttention
+from gpt.model import GPT, GPTConfig, Head, MultiHeadAttention, next_token_loss
 from gpt.trainer import TrainConfig
 
 # the lecture's small settings for rungs 1-6: block 8, batch 32, 32 channels, lr 1e-3 held constant, 5000 steps
@@ -47,19 +46,13 @@ RUNGS = [
 
 
 class LadderModel(nn.Module):
-    """What the rungs before GPT share: the config, the vocabulary, the loss and the weights format."""
+    """What the rungs before GPT share: the config, the vocabulary and the weights format."""
 
     rung = 0
 
     def __init__(self, config: GPTConfig, vocab: list[str] | None = None):
         super().__init__()
         self.config, self.vocab = config, list(vocab) if vocab is not None else None
-
-    def loss(self, logits, targets):
-        if targets is None:
-            return None
-        B, T, C = logits.shape
-        return F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -79,7 +72,7 @@ class BigramLanguageModel(LadderModel):
 
     def forward(self, idx, targets=None):
         logits = self.token_embedding_table(idx)  # (B, T, vocab_size)
-        return logits, self.loss(logits, targets)
+        return logits, next_token_loss(logits, targets)
 
 
 class Heads(nn.Module):
@@ -133,7 +126,7 @@ class AttentionLanguageModel(LadderModel):
         pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))  # (T, C)
         x = self.body(tok_emb + pos_emb)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, vocab_size)
-        return logits, self.loss(logits, targets)
+        return logits, next_token_loss(logits, targets)
 
 
 def train_config(rung: Rung, **overrides) -> TrainConfig:

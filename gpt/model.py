@@ -47,6 +47,14 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
+def next_token_loss(logits, targets):
+    """Cross-entropy of (B, T, vocab_size) logits against (B, T) next characters; None without targets."""
+    if targets is None:
+        return None
+    B, T, C = logits.shape
+    return F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
+
+
 class Head(nn.Module):
     """One head of self-attention, exactly as in the lecture.
 
@@ -211,12 +219,7 @@ class GPT(
         x = self.ln_f(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, vocab_size)
 
-        if targets is None:
-            loss = None
-        else:
-            B, T, C = logits.shape
-            loss = F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
-        return logits, loss
+        return logits, next_token_loss(logits, targets)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
