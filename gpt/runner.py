@@ -12,6 +12,7 @@ import threading
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 from gpt import ladder, weights
 from gpt.data import SHAKESPEARE, load_text
@@ -63,9 +64,10 @@ class TrainingRunner:
             out = check_run_name(name, self.root)
             if config.data != SHAKESPEARE:
                 load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
-            trainer = self._begin(Trainer(config, out, callbacks=[self._on_event], stop=self._stop))
+            trainer = Trainer(config, out, callbacks=[self._on_event], stop=self._stop)
+            self._begin(config, out, trainer)
             self.ladder = []
-            threading.Thread(target=self._run, args=([trainer],), name="training", daemon=True).start()
+            threading.Thread(target=self._run, args=([lambda: trainer],), name="training", daemon=True).start()
         return out
 
     def start_ladder(self, rungs: list[int], max_iters: int | None = None) -> None:
@@ -78,31 +80,31 @@ class TrainingRunner:
             if max_iters is not None and (int(max_iters) != max_iters or max_iters < 1):
                 raise ConfigError(f"steps per rung must be a whole number of at least 1, not {max_iters!r}")
             overrides = {"max_iters": int(max_iters)} if max_iters else {}
-            trainers = []
-            for i, r in enumerate(chosen):
-                callbacks = [self._on_event, functools.partial(self._on_rung_event, i)]
-                trainers.append(Trainer(ladder.train_config(r, **overrides), self.root / "ladder" / f"rung-{r.number}",
-                                        callbacks=callbacks, stop=self._stop,
-                                        model_factory=functools.partial(ladder.build, r.number)))
-            self._begin(trainers[0])
+            configs = [ladder.train_config(r, **overrides) for r in chosen]  # settings checked here, up front
+            # each rung's Trainer is built in the background when its turn comes: reading the text and building
+            # the model stays off the lock that every viewer's poll waits on
+            makers = [functools.partial(Trainer, c, self.root / "ladder" / f"rung-{r.number}",
+                                        callbacks=[self._on_event, functools.partial(self._on_rung_event, i)],
+                                        stop=self._stop, model_factory=functools.partial(ladder.build, r.number))
+                      for i, (r, c) in enumerate(zip(chosen, configs))]
+            self._begin(configs[0], self.root / "ladder" / f"rung-{chosen[0].number}")
             self.ladder = [{"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
-                            "params": t.model.num_params(), "val": None, "time": None, "sample": "", "curve": [],
-                            "state": "waiting"} for r, t in zip(chosen, trainers)]
-            threading.Thread(target=self._run, args=(trainers,), name="ladder", daemon=True).start()
+                            "params": None, "val": None, "time": None, "sample": "", "curve": [],
+                            "state": "waiting"} for r in chosen]
+            threading.Thread(target=self._run, args=(makers,), name="ladder", daemon=True).start()
 
     def _check_idle(self) -> None:
         if self.running:
             raise BusyError("a training run is already going (perhaps started from another tab): "
                             "stop it first, or watch it")
 
-    def _begin(self, trainer: Trainer) -> Trainer:
-        """Make trainer the one every viewer watches (called with the lock held)."""
-        self.trainer, self.config, self.out_dir = trainer, trainer.config, trainer.out_dir
+    def _begin(self, config: TrainConfig, out_dir: Path, trainer: Trainer | None = None) -> None:
+        """Make this run the one every viewer watches (called with the lock held)."""
+        self.trainer, self.config, self.out_dir = trainer, config, out_dir
         self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
         if self.state not in ("running", "stopping"):
             self.state, self.error = "running", ""
             self._stop.clear()
-        return trainer
 
     def stop(self) -> bool:
         """Ask the run to stop after its current step; False if nothing is running."""
@@ -113,14 +115,15 @@ class TrainingRunner:
             self._stop.set()
             return True
 
-    def _run(self, trainers: list[Trainer]) -> None:
+    def _run(self, makers: list[Callable[[], Trainer]]) -> None:
         state, error = "finished", ""
         try:
-            for trainer in trainers:
+            for make in makers:
                 if self._stop.is_set():
                     break
+                trainer = make()
                 with self._lock:
-                    self._begin(trainer)
+                    self._begin(trainer.config, trainer.out_dir, trainer)
                 if trainer.run()["event"] == "stopped":
                     state = "stopped"
         except GPTError as e:
@@ -135,7 +138,7 @@ class TrainingRunner:
         with self._lock:
             rung = self.ladder[i]
             if event["event"] == "start":
-                rung["state"] = "training"
+                rung["state"], rung["params"] = "training", event["params"]
             elif event["event"] == "eval":
                 rung["curve"].append((event["step"], event["val_loss"]))
                 rung["val"] = min(v for _, v in rung["curve"])
