@@ -37,3 +37,17 @@ def describe_device(device: torch.device) -> str:
         return "Apple MPS"
     threads = torch.get_num_threads()
     return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls beat float32 here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    Elsewhere (older CPUs, Apple MPS) bf16 is emulated or unsupported, and float32 is as fast or faster.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # private, but the only way torch exposes these flags; absent means no
+        return any(getattr(torch.cpu, name, lambda: False)() for name in
+                   ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False

@@ -13,7 +13,7 @@ import torch
 from gpt.device import pick_device
 from gpt.errors import GPTError
 from gpt.model import GPT
-from gpt.sampling import generate_text, stream_text
+from gpt.sampling import DTYPES, generate_text, inference_model, stream_text
 
 DEFAULT_WEIGHTS = "weights/default"
 
@@ -31,11 +31,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples, generated as one batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="auto: bfloat16 where the hardware runs it fast (about 2x the tokens/s), else float32")
     args = parser.parse_args(argv)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
     try:
         model = GPT.from_pretrained(args.weights, revision=args.revision, map_location=str(pick_device(args.device)))
+        model = inference_model(model, args.dtype)
         if args.num_samples == 1:
             stream = stream_text(model, args.prompt, **sampling)  # checks prompt and settings first
             sys.stdout.write(args.prompt)

@@ -86,3 +86,20 @@ def test_changing_a_later_token_never_changes_earlier_logits():
         logits, _ = model(changed)
         torch.testing.assert_close(logits[:, :t], base[:, :t], rtol=0, atol=1e-6)  # the past cannot see it
         assert not torch.allclose(logits[:, t], base[:, t])  # position t itself does
+
+
+def test_training_under_cpu_bf16_autocast_matches_float32():
+    # under CPU autocast the attention itself runs in float32 (faster there): loss and gradients stay close
+    torch.manual_seed(0)
+    model = GPT(small_config())
+    idx, targets = torch.randint(65, (4, 16)), torch.randint(65, (4, 16))
+    _, loss = model(idx, targets)
+    loss.backward()
+    full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, half = model(idx, targets)
+    half.backward()
+    assert abs(half.item() - loss.item()) < 0.01
+    full, half_grads = torch.cat([g.flatten() for g in full]), torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert (half_grads - full).norm() < 0.05 * full.norm()  # bf16 keeps 2-3 significant digits

@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import pytest
 import torch
 
-from gpt import GPT, GPTConfig, SamplingError, UnknownCharactersError
+from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
 from gpt.model import KVCache
-from gpt.sampling import generate_text, generate_tokens, sample_next, stream_text
+from gpt import sampling
+from gpt.sampling import generate_text, generate_tokens, inference_model, sample_next, stream_text
 
 VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -121,3 +124,29 @@ def test_unknown_characters_in_the_prompt_are_reported(model):
 def test_settings_out_of_range_are_explained(model, settings):
     with pytest.raises(SamplingError):
         generate_text(model, "A", **{"max_new_tokens": 5, **settings})
+
+
+def test_inference_model_in_float32_is_the_model_itself(model, monkeypatch):
+    assert inference_model(model, "float32") is model  # full precision: exactly the tests above
+    monkeypatch.setattr(sampling, "fast_bf16", lambda device: False)
+    assert inference_model(model, "auto") is model  # no native bf16 here: nothing changes
+    monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)
+    assert next(inference_model(model, "auto").parameters()).dtype == torch.bfloat16
+    with pytest.raises(SamplingError, match="dtype"):
+        inference_model(model, "float16")
+
+
+def test_bfloat16_copy_predicts_like_float32_and_writes_valid_text():
+    model = GPT.from_pretrained(Path(__file__).resolve().parent.parent / "weights" / "default")
+    fast = inference_model(model, "bfloat16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the original is untouched
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+    idx = torch.tensor([CharTokenizer(model.vocab).encode("ROMEO:\nWhat say'st thou, my lord?")])
+    with torch.no_grad():
+        full = torch.log_softmax(model(idx)[0], dim=-1)
+        half = torch.log_softmax(fast(idx)[0].float(), dim=-1)
+    assert (full.exp() * (full - half)).sum(-1).max() < 0.02  # KL(fp32 || bf16) per position, in nats
+    text = generate_text(fast, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1)[0]
+    assert len(text) == 300 and set(text) <= set(model.vocab)
+    assert generate_text(fast, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1)[0] == text
+    assert len(set(text.split())) > 30  # words, not one character over and over
