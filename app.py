@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gpt import ladder, weights  # noqa: E402
+from gpt import hub, ladder, weights  # noqa: E402
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps  # noqa: E402
 from gpt.data import SHAKESPEARE  # noqa: E402
 from gpt.device import describe_device, pick_device  # noqa: E402
@@ -225,8 +225,8 @@ def weights_choices():
     return choices
 
 
-def refresh_weights(current):
-    choices = weights_choices()
+def refresh_weights(current, choices=None):
+    choices = weights_choices() if choices is None else choices
     value = current if current in choices else (choices[0] if choices else None)
     return gr.Dropdown(choices=choices, value=value)
 
@@ -259,6 +259,53 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
     elapsed = time.perf_counter() - start
     rate = f" · **{n / elapsed:,.0f} tokens/s**" if n else ""
     yield text, f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name}"
+
+
+# --- Share tab ---
+
+
+def _reporter(progress: gr.Progress):
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+def push_to_hub(weights_name, repo_id, token, private, message, progress=gr.Progress()):
+    """Upload weights/<weights_name> to the Hub model repo repo_id. Returns a message with the repo's URL."""
+    try:
+        if weights_name not in weights.list_weights(WEIGHTS):
+            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
+        url = hub.push(WEIGHTS / weights_name, repo_id, token=token, private=bool(private), message=message or None,
+                       progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"✅ Pushed **{weights_name}** to [{repo_id}]({url}). Anyone can load it with " \
+           f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
+
+
+def pull_from_hub(repo_id, revision, name, overwrite, token, progress=gr.Progress()):
+    """Download the Hub repo repo_id into weights/<name> and select it for generation. Returns a message."""
+    try:
+        dest = hub.pull(repo_id, revision=revision, name=name, root=WEIGHTS, token=token, overwrite=bool(overwrite),
+                        progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}", gr.Dropdown()
+    choices = weights_choices()
+    return (f"✅ Pulled **{repo_id}** into weights/{dest.name}: it is selected in the Generate tab.",
+            gr.Dropdown(choices=choices, value=dest.name))
+
+
+def publish_space(space_id, weights_name, token, private, progress=gr.Progress()):
+    """Publish this app with weights/<weights_name> as its default weights to the Gradio Space space_id."""
+    try:
+        if weights_name not in weights.list_weights(WEIGHTS):
+            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
+        url = hub.publish_space(space_id, WEIGHTS / weights_name, token=token, private=bool(private),
+                                progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"✅ Published: [{url}]({url}) builds and starts in a few minutes, with **{weights_name}** as its weights."
 
 
 # --- layout ---
@@ -371,6 +418,40 @@ with gr.Blocks(title="GPT from scratch") as demo:
         attn_image = gr.Image(label="Attention per layer (rows) and head (columns)", type="pil", format="png",
                               elem_id="attention-maps")
 
+    with gr.Tab("Share") as share_tab:
+        gr.Markdown("### Share on the Hugging Face Hub\n"
+                    "Push your weights to a model repo (with a model card, loss curve and a sample), pull anyone's, "
+                    "or publish this whole app as a Space running your weights.")
+        hub_token = gr.Textbox(label="Hugging Face token", type="password", placeholder="empty: use HF_TOKEN",
+                               info="a write token from huggingface.co/settings/tokens; used for this request only, "
+                                    "never stored")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("#### Push weights")
+                push_weights = gr.Dropdown(weights.list_weights(WEIGHTS), value="default", label="Weights",
+                                           allow_custom_value=True)
+                push_repo = gr.Textbox(label="Model repo", placeholder="user/my-shakespeare-gpt")
+                push_private = gr.Checkbox(False, label="Private")
+                push_message = gr.Textbox(label="Commit message", placeholder="empty: a description of the weights")
+                push_btn = gr.Button("Push to the Hub", variant="primary")
+                push_result = gr.Markdown()
+            with gr.Column():
+                gr.Markdown("#### Pull weights")
+                pull_repo = gr.Textbox(label="Model repo", placeholder="user/their-gpt")
+                pull_revision = gr.Textbox(label="Revision", placeholder="empty: main (or a branch, tag, commit)")
+                pull_name = gr.Textbox(label="Save as weights/…", placeholder="empty: the repo's name")
+                pull_overwrite = gr.Checkbox(False, label="Replace it if it exists")
+                pull_btn = gr.Button("Pull from the Hub", variant="primary")
+                pull_result = gr.Markdown()
+            with gr.Column():
+                gr.Markdown("#### Publish the app as a Space")
+                space_repo = gr.Textbox(label="Space", placeholder="user/my-gpt-space")
+                space_weights = gr.Dropdown(weights.list_weights(WEIGHTS), value="default",
+                                            label="Weights it serves", allow_custom_value=True)
+                space_private = gr.Checkbox(False, label="Private")
+                space_btn = gr.Button("Publish the Space", variant="primary")
+                space_result = gr.Markdown()
+
     # wiring
     preset.change(preset_values, preset, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters,
                                           dropout, eval_interval, seed], api_visibility="private")
@@ -388,6 +469,16 @@ with gr.Blocks(title="GPT from scratch") as demo:
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, ladder_tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    for dropdown in (push_weights, space_weights):
+        gr.on([demo.load, share_tab.select], lambda current: refresh_weights(current, weights.list_weights(WEIGHTS)),
+              dropdown, dropdown, api_visibility="private",
+              concurrency_limit=None, show_progress="hidden")
+    push_btn.click(push_to_hub, [push_weights, push_repo, hub_token, push_private, push_message], push_result,
+                   api_name="push_to_hub", concurrency_limit=2)
+    pull_btn.click(pull_from_hub, [pull_repo, pull_revision, pull_name, pull_overwrite, hub_token],
+                   [pull_result, weights_dd], api_name="pull_from_hub", concurrency_limit=2)
+    space_btn.click(publish_space, [space_repo, space_weights, hub_token, space_private], space_result,
+                    api_name="publish_space", concurrency_limit=2)
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], ladder_message, api_name="start_ladder",
                      concurrency_limit=None)
     ladder_stop.click(stop_training, None, ladder_message, api_visibility="private", concurrency_limit=None)

@@ -1,9 +1,9 @@
 """A GPT built from scratch, as in Karpathy's lecture: model, tokenizer, data, trainer, sampling, weights."""
 
-from gpt.errors import (BusyError, ConfigError, DataError, DeviceError, GPTError, SamplingError, UnknownCharactersError,
-                        WeightsError)
+from gpt.errors import (BusyError, ConfigError, DataError, DeviceError, GPTError, HubError, SamplingError,
+                        UnknownCharactersError, WeightsError)
 from gpt.model import GPT, GPTConfig
 from gpt.tokenizer import CharTokenizer
 
 __all__ = ["GPT", "GPTConfig", "CharTokenizer", "GPTError", "BusyError", "ConfigError", "DataError", "DeviceError",
-           "SamplingError", "UnknownCharactersError", "WeightsError"]
+           "HubError", "SamplingError", "UnknownCharactersError", "WeightsError"]

@@ -1,46 +1,164 @@
-"""The model card (README.md) written beside the weights: what the model is and how it was trained."""
+"""The model card (README.md) and loss curve (loss_curve.png) written beside the weights and pushed to the Hub.
+
+Both are built from the run's own log, metrics.jsonl: its settings, device, evaluations and per-step losses.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import io
+import json
+from pathlib import Path
 
-from huggingface_hub import ModelCardData
+from huggingface_hub import EvalResult, ModelCardData
+from PIL import Image, ImageDraw
 
-from gpt.model import GPT
+from gpt.model import GPTConfig
+
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "loss_curve.png"
+LECTURE_VAL = 1.48  # the lecture's final validation loss
+DATASET = "karpathy/tiny_shakespeare"
 
 
-def model_card(model: GPT, train_config, *, step: int, train_loss: float, val_loss: float, elapsed: float,
-               device: str) -> str:
-    c = model.config
-    meta = ModelCardData(library_name="gpt-from-scratch", license="mit", pipeline_tag="text-generation",
-                         tags=["gpt-from-scratch", "character-level", "text-generation"])
-    settings = "\n".join(f"| {k} | {v} |" for k, v in asdict(train_config).items())
-    return f"""---
+def read_log(folder: str | Path) -> dict | None:
+    """The run recorded in folder/metrics.jsonl: config, device, evals and (step, loss) pairs; None if absent."""
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return None
+    log = {"config": {}, "device": "", "evals": [], "steps": []}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill: the rest of the log still tells the story
+        if event.get("event") == "start":
+            log["config"], log["device"] = event.get("config", {}), event.get("device", "")
+        elif event.get("event") == "eval":
+            log["evals"].append(event)
+        elif event.get("event") == "step":
+            log["steps"].append((event["step"], event["loss"]))
+    return log
+
+
+def best_eval(log: dict) -> dict | None:
+    """The evaluation whose weights were saved last (the best so far)."""
+    saved = [e for e in log["evals"] if e.get("saved")]
+    return saved[-1] if saved else None
+
+
+def card_metadata(val_loss: float | None, shakespeare: bool, name: str) -> ModelCardData:
+    results = None
+    if val_loss is not None:
+        results = [EvalResult(task_type="text-generation", dataset_type=DATASET if shakespeare else "custom",
+                              dataset_name="Tiny Shakespeare" if shakespeare else "the training text",
+                              dataset_split="validation", metric_type="loss", metric_value=round(val_loss, 4),
+                              metric_name="validation loss (cross-entropy per character)")]
+    return ModelCardData(library_name="gpt-from-scratch", license="mit", pipeline_tag="text-generation",
+                         tags=["gpt-from-scratch", "character-level", "text-generation", "nanogpt"],
+                         datasets=[DATASET] if shakespeare else None, model_name=name, eval_results=results)
+
+
+def model_card(config: GPTConfig, vocab: list[str], params: int, *, name: str, log: dict | None = None,
+               best: dict | None = None, notes: str = "") -> str:
+    """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given)."""
+    log = log or {"config": {}, "device": "", "evals": [], "steps": []}
+    best = best or best_eval(log)
+    settings = log["config"]
+    shakespeare = settings.get("data", "shakespeare") == "shakespeare"
+    meta = card_metadata(best["val_loss"] if best else None, shakespeare, name)
+    text = "Tiny Shakespeare (1.1M characters; 90% train, 10% validation)" if shakespeare else "the user's own text"
+    headline = (f"**Validation loss {best['val_loss']:.4f}** (train {best['train_loss']:.4f}), cross-entropy per "
+                f"character; the lecture's model reaches {LECTURE_VAL}." if best else "")
+    sections = [f"""---
 {meta.to_yaml()}
 ---
 
-# A character-level GPT built from scratch
+# {name}: a character-level GPT built from scratch
 
-The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled out":
-{c.n_layer} layers, {c.n_head} heads, {c.n_embd} channels, context of {c.block_size} characters,
-{model.num_params() / 1e6:.2f}M parameters, a vocabulary of {c.vocab_size} characters.
+The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled out",
+reading and writing one character at a time: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels,
+a context of {config.block_size} characters, {params / 1e6:.2f}M parameters. Trained on {text}.
 
-**Validation loss {val_loss:.4f}** (train {train_loss:.4f}) after {step} steps, {elapsed:.0f} s on {device}.
+{headline}
 
 ## Use it
+
+With the `gpt` package of this project (`pip install -r requirements.txt` in its folder):
 
 ```python
 from gpt import GPT
 from gpt.sampling import stream_text
 
-model = GPT.from_pretrained("path/or/user-repo")
+model = GPT.from_pretrained("{name}")
 for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1):
     print(ch, end="", flush=True)
 ```
 
-## Training settings
+or `python -m gpt.generate --weights {name} --prompt "ROMEO:"`, or pick it in the app's Generate tab.
+"""]
+    if best and best.get("sample"):
+        sections.append(f"## A sample\n\nWhat it wrote at step {best['step']:,} (temperature 1, no prompt):\n\n"
+                        f"```text\n{best['sample'].strip()}\n```\n")
+    vocab_shown = json.dumps("".join(vocab), ensure_ascii=False)
+    sections.append(f"""## The model
 
-| setting | value |
+| | |
 |---|---|
-{settings}
-"""
+| architecture | token + position embeddings, {config.n_layer} x (LayerNorm, multi-head self-attention, LayerNorm, feed-forward), LayerNorm, linear head |
+| layers / heads / channels | {config.n_layer} / {config.n_head} / {config.n_embd} (head size {config.head_size}) |
+| context (block_size) | {config.block_size} characters |
+| parameters | {params:,} |
+| vocabulary | {config.vocab_size} characters: {vocab_shown} |
+| dropout / bias | {config.dropout} / {config.bias} |
+
+Files: `model.safetensors` (weights), `config.json` (these settings and the vocabulary), this card.
+""")
+    if best:
+        steps = f"{best['step']:,} steps, {best['elapsed']:.0f} s" + (f" on {log['device']}" if log["device"] else "")
+        sections.append(f"## How it was trained\n\n{steps}; these weights are from the evaluation with the lowest "
+                        f"validation loss.\n")
+        if len(log["evals"]) > 1:
+            sections.append(f"![Loss curve: train and validation loss against steps]({CURVE_FILE})\n")
+    if settings:
+        rows = "\n".join(f"| {k} | {v} |" for k, v in settings.items())
+        sections.append(f"| setting | value |\n|---|---|\n{rows}\n")
+    if notes:
+        sections.append(notes.strip() + "\n")
+    return "\n".join(sections)
+
+
+def loss_curve_png(log: dict, size: tuple[int, int] = (800, 400)) -> bytes:
+    """The loss curve as a PNG: per-step train loss (light), train and val at each eval, the lecture's 1.48."""
+    W, H = size
+    left, right, top, bottom = 60, 20, 30, 40
+    evals = log["evals"]
+    points = [loss for _, loss in log["steps"]] + [e["train_loss"] for e in evals] + [e["val_loss"] for e in evals]
+    max_step = max([s for s, _ in log["steps"]] + [e["step"] for e in evals] + [1])
+    lo, hi = min(points + [LECTURE_VAL]) - 0.05, max(points + [LECTURE_VAL]) + 0.05
+    x = lambda step: left + (W - left - right) * step / max_step
+    y = lambda loss: top + (H - top - bottom) * (hi - loss) / (hi - lo)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([left, top, W - right, H - bottom], outline="#9ca3af")
+    for i in range(6):  # value and step ticks
+        loss = lo + (hi - lo) * i / 5
+        draw.text((5, y(loss) - 6), f"{loss:.2f}", fill="#374151")
+        draw.line([left, y(loss), W - right, y(loss)], fill="#f3f4f6")
+        step = max_step * i / 5
+        draw.text((x(step) - 10, H - bottom + 8), f"{step:,.0f}", fill="#374151")
+    draw.text((W // 2 - 15, H - 16), "step", fill="#374151")
+    draw.line([left, y(LECTURE_VAL), W - right, y(LECTURE_VAL)], fill="#9ca3af", width=1)
+    draw.text((W - right - 110, y(LECTURE_VAL) - 14), f"lecture: {LECTURE_VAL}", fill="#6b7280")
+    series = [([(s, v) for s, v in log["steps"]], "#c7d2fe", "train (each batch)"),
+              ([(e["step"], e["train_loss"]) for e in evals], "#4f46e5", "train"),
+              ([(e["step"], e["val_loss"]) for e in evals], "#f97316", "val")]
+    for i, (pts, color, label) in enumerate(series):
+        if len(pts) > 1:
+            draw.line([(x(s), y(v)) for s, v in pts], fill=color, width=2)
+        for s, v in pts if len(pts) < 50 else []:
+            draw.ellipse([x(s) - 3, y(v) - 3, x(s) + 3, y(v) + 3], fill=color)
+        draw.rectangle([left + 10 + 150 * i, 8, left + 22 + 150 * i, 20], fill=color)
+        draw.text((left + 28 + 150 * i, 8), label, fill="#111827")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -40,3 +40,7 @@ class SamplingError(GPTError, ValueError):
 
 class BusyError(GPTError):
     """A second training run asked for while one is going, or a live model asked for when none is training."""
+
+
+class HubError(GPTError):
+    """A Hub push, pull or publish that failed: bad repo id, token refused, repo missing, no network, not ours."""

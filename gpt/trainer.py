@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from gpt import weights
-from gpt.card import model_card
+from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, pick_device
 from gpt.errors import ConfigError
@@ -32,7 +32,6 @@ from gpt.presets import PRESETS
 from gpt.sampling import generate_text
 from gpt.tokenizer import CharTokenizer
 
-METRICS_FILE = "metrics.jsonl"
 MODEL_FIELDS = [f.name for f in fields(GPTConfig) if f.name != "vocab_size"]
 
 
@@ -346,7 +345,7 @@ class Trainer:
         improved = losses["val"] < self.best_val
         if improved:
             self.best_val = losses["val"]
-            weights.save_weights(self.model, self.out_dir, card=self.card(losses, elapsed))
+            self._save_weights(losses, sample, elapsed)
         self.emit({"event": "eval", "step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
                    "best_val": self.best_val, "saved": improved, "sample": sample, "elapsed": elapsed})
 
@@ -366,9 +365,18 @@ class Trainer:
         meta = {"step": self.step, "best_val": self.best_val, "elapsed": elapsed, "config": asdict(self.config)}
         weights.save_training_state(self.out_dir, self.model, self.optimizer, rng, meta)
 
-    def card(self, losses: dict[str, float], elapsed: float) -> str:
-        return model_card(self.model, self.config, step=self.step, train_loss=losses["train"],
-                          val_loss=losses["val"], elapsed=elapsed, device=describe_device(self.device))
+    def _save_weights(self, losses: dict[str, float], sample: str, elapsed: float) -> None:
+        """The weights, with a model card and loss curve built from the run's log and this evaluation."""
+        best = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"], "sample": sample,
+                "elapsed": elapsed, "saved": True}
+        log = read_log(self.out_dir)  # the events so far; this evaluation is logged after the save
+        log["evals"].append(best)
+        model = self.model
+        name = os.path.relpath(self.out_dir)  # what GPT.from_pretrained is given from here
+        card = model_card(model.config, model.vocab, model.num_params(), log=log, best=best,
+                          name=str(self.out_dir) if name.startswith("..") else name)
+        weights.save_weights(model, self.out_dir, card=card)
+        weights.atomic_write(self.out_dir / CURVE_FILE, lambda tmp: tmp.write_bytes(loss_curve_png(log)))
 
     def snapshot(self) -> GPT:
         """A copy of the model as it is right now (between two steps), in eval mode, on the CPU."""

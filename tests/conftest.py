@@ -1,4 +1,6 @@
 import os
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,8 +8,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_COPY = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
-# Before anything imports huggingface_hub: no telemetry, no calls out, nothing written to the real cache.
+# Before anything imports huggingface_hub: no telemetry, no calls out, nothing written to the real cache, and
+# the Hub is the local protocol stand-in of tests/hub_server.py (started by the hub_server fixture on this port).
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ["HF_HUB_DISABLE_XET"] = "1"  # the stand-in speaks classic LFS, not Xet
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
+os.environ.pop("HF_TOKEN", None)  # a real token never reaches the stand-in
+with socket.socket() as _s:
+    _s.bind(("127.0.0.1", 0))
+    HUB_PORT = _s.getsockname()[1]
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
 if "TINYSHAKESPEARE_PATH" not in os.environ:
     if SHARED_COPY.is_file():
         os.environ["TINYSHAKESPEARE_PATH"] = str(SHARED_COPY)
@@ -73,3 +83,17 @@ def app_server(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+TOKENS = {"hf_alice_write_0123456789": ("alice", "write"), "hf_alice_read_0123456789": ("alice", "read"),
+          "hf_bob_write_0123456789": ("bob", "write")}
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """The Hub protocol stand-in at HF_ENDPOINT, with users alice (write and read tokens) and bob."""
+    from tests.hub_server import HubServer
+
+    server = HubServer(HUB_PORT, TOKENS).start()
+    yield server
+    server.shutdown()

@@ -105,3 +105,28 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     page.get_by_role("button", name="Show attention").click()
     expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "6-ladder.png", full_page=True)
+
+
+def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):
+    from conftest import TOKENS
+
+    token = next(t for t, (user, role) in TOKENS.items() if user == "alice" and role == "write")
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Share").click()
+    page.get_by_label("Hugging Face token").fill(token)
+    expect(page.get_by_label("Hugging Face token")).to_have_attribute("type", "password")  # never shown
+    page.get_by_label("Model repo").first.fill("alice/from-browser")
+    page.get_by_role("button", name="Push to the Hub").click()
+    expect(page.get_by_text("Pushed default to alice/from-browser")).to_be_visible(timeout=60_000)
+    assert ("model", "alice/from-browser") in hub_server.state.repos
+
+    page.get_by_label("Model repo").nth(1).fill("alice/from-browser")
+    page.get_by_label("Save as weights/…").fill("browser-pulled")
+    page.get_by_role("button", name="Pull from the Hub").click()
+    expect(page.get_by_text("into weights/browser-pulled")).to_be_visible(timeout=60_000)
+    page.get_by_label("Model repo").first.fill("bob/not-mine")
+    page.get_by_role("button", name="Push to the Hub").click()
+    expect(page.get_by_text("(403)").first).to_be_visible(timeout=60_000)
+    page.screenshot(path=ARTIFACTS / "7-share.png", full_page=True)
+    page.get_by_role("tab", name="Generate").click()
+    expect(page.get_by_label("Weights", exact=True).locator("visible=true").first).to_have_value("browser-pulled")

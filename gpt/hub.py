@@ -1,0 +1,270 @@
+"""Share on the Hugging Face Hub: push a weights folder, pull a repo into weights/, publish the app as a Space.
+
+    python -m gpt.hub push weights/my-run user/my-gpt [--private] [--message "..."]
+    python -m gpt.hub pull user/my-gpt [--revision main] [--name my-gpt] [--overwrite]
+    python -m gpt.hub publish-space user/my-space --weights weights/my-run [--private]
+
+The token comes from HF_TOKEN (or `hf auth login`); functions also take it as an argument. We never write it
+anywhere, print it, or put it in a card, commit or message. Only safetensors and JSON (and the card and its
+picture) are fetched from a repo: nothing pulled can run code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import httpx2  # the HTTP client huggingface_hub 2.x uses
+from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
+
+from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
+from gpt.errors import GPTError, HubError, WeightsError
+from gpt.model import GPT
+from gpt.runner import RUN_NAME
+from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE
+
+ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, gpt/, requirements.txt, README.md
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
+Progress = Callable[[float, str], None]
+
+
+def check_repo_id(repo_id: str, what: str = "repo") -> str:
+    repo_id = (repo_id or "").strip()
+    if not REPO_ID.fullmatch(repo_id) or ".." in repo_id or "--" in repo_id or repo_id.endswith((".", ".git")):
+        raise HubError(f"{repo_id!r} is not a Hub {what} id: write it as user/name (letters, digits, '-', '_', '.')")
+    return repo_id
+
+
+def _quiet(progress: Progress | None) -> Progress:
+    return progress or (lambda fraction, message: None)
+
+
+@contextmanager
+def hub_errors(action: str, repo_id: str, token: str | None, revision: str | None = None):
+    """Turn what the Hub client raises into a HubError a person can act on, with no token in it."""
+    try:
+        yield
+    except GPTError:
+        raise
+    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, httpx2.HTTPError, OSError) as e:
+        raise HubError(_scrub(_explain(e, action, repo_id, revision), token)) from None
+
+
+def _explain(e: Exception, action: str, repo_id: str, revision: str | None) -> str:
+    if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None:
+        e = e.__cause__  # a download that fell back to the cache: the reason is the original error
+    if isinstance(e, HFValidationError):
+        return f"{repo_id!r} is not a valid Hub repo id: {e}"
+    if isinstance(e, RevisionNotFoundError):
+        return f"{repo_id} has no revision {revision!r} (a branch, tag or commit)"
+    if isinstance(e, HfHubHTTPError) and e.response is not None:
+        status = e.response.status_code
+        server = e.response.headers.get("X-Error-Message") or ""
+        if status == 401:
+            return (f"The Hub refused to {action} {repo_id} (401): the token is missing, mistyped or expired"
+                    f"{' — or the repo is private' if action == 'pull' else ''}. Paste a token from "
+                    f"https://huggingface.co/settings/tokens, or set HF_TOKEN.")
+        if status == 403:
+            return (f"The token may not {action} {repo_id} (403): it needs write access, and the repo must belong to "
+                    f"the token's user or one of their organisations.")
+        if status == 404:
+            return f"No repo {repo_id} on the Hub (404), or it is private and this token cannot see it."
+        return f"The Hub answered {status} when asked to {action} {repo_id}: {server or e}"
+    if isinstance(e, (httpx2.HTTPError, OSError, LocalEntryNotFoundError)):
+        return (f"Could not reach the Hub at {constants.ENDPOINT} to {action} {repo_id}: check the internet "
+                f"connection (or HF_ENDPOINT). ({type(e).__name__})")
+    return f"Could not {action} {repo_id}: {e}"
+
+
+def _scrub(text: str, token: str | None) -> str:
+    for secret in {token, os.environ.get("HF_TOKEN")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _check_weights(folder: str | Path) -> tuple[Path, GPT]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsError(f"no weights folder at {folder}")
+    return folder, GPT.from_pretrained(folder)  # config, vocabulary and every tensor checked
+
+
+def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
+    """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log."""
+    files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
+    log = read_log(folder)
+    if log is not None:
+        files[CARD_FILE] = model_card(model.config, model.vocab, model.num_params(), name=name, log=log).encode()
+        files[METRICS_FILE] = folder / METRICS_FILE
+        if len(log["evals"]) > 1:
+            files[CURVE_FILE] = loss_curve_png(log)
+    elif (folder / CARD_FILE).is_file():  # a card without a log (e.g. the shipped default): point it at the repo
+        card = (folder / CARD_FILE).read_text(encoding="utf-8")
+        local = re.search(r"^# (\S+): ", card, re.M)  # the name the card was written for
+        if local:
+            for pattern in ["- name: {}\n", "# {}: ", 'from_pretrained("{}")', "--weights {} --prompt"]:
+                card = card.replace(pattern.format(local[1]), pattern.format(name))
+        files[CARD_FILE] = card.encode()
+    else:
+        files[CARD_FILE] = model_card(model.config, model.vocab, model.num_params(), name=name).encode()
+    return files
+
+
+def _commit(api: HfApi, repo_id: str, files: dict[str, bytes | Path], message: str, repo_type: str) -> str:
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(src) if isinstance(src, Path) else src)
+                  for path, src in files.items()]
+    return api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type).oid
+
+
+def push(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
+         message: str | None = None, progress: Progress | None = None) -> str:
+    """Upload a weights folder to the model repo repo_id (created if needed). Returns the repo's URL."""
+    progress = _quiet(progress)
+    repo_id = check_repo_id(repo_id)
+    token = token or None  # empty field: HF_TOKEN or the login token
+    progress(0.05, "checking the weights")
+    folder, model = _check_weights(folder)
+    files = repo_files(folder, model, repo_id)
+    api = HfApi(token=token)
+    with hub_errors("push to", repo_id, token):
+        progress(0.15, f"creating {repo_id}")
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        size = (folder / MODEL_FILE).stat().st_size
+        progress(0.3, f"uploading {len(files)} files ({size / 1e6:.1f} MB of weights)")
+        _commit(api, repo_id, files, message or f"Upload {folder.name}: {model.num_params() / 1e6:.2f}M-parameter "
+                                                  f"character-level GPT", "model")
+    progress(1.0, "done")
+    return str(url)
+
+
+def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",
+         token: str | None = None, overwrite: bool = False, progress: Progress | None = None) -> Path:
+    """Download a repo of ours into root/name (name: the repo's name), check it, and return the folder."""
+    progress = _quiet(progress)
+    repo_id = check_repo_id(repo_id)
+    token, revision = token or None, (revision or "").strip() or None
+    name = (name or "").strip() or repo_id.split("/")[1]
+    if not RUN_NAME.fullmatch(name) or name == "default":
+        raise HubError(f"{name!r} cannot name a weights folder: use 1-64 letters, digits, '.', '_' or '-' "
+                       f"(and not 'default', which ships with the app)")
+    root = Path(root)
+    dest = root / name
+    if dest.exists() and not overwrite:
+        raise HubError(f"weights/{name} already exists: choose another name, or allow replacing it")
+    progress(0.1, f"downloading {repo_id}")
+    with hub_errors("pull", repo_id, token, revision):
+        snapshot = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES))
+    progress(0.8, "checking the weights")
+    try:
+        _check_weights(snapshot)
+    except WeightsError as e:
+        raise HubError(f"{repo_id} is not a GPT of this project: {str(e).replace(str(snapshot), repo_id)}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))  # same disk: the final rename is atomic
+    try:
+        for file in SHARED_FILES:
+            if (snapshot / file).is_file():
+                shutil.copyfile(snapshot / file, staging / file)  # copies the bytes, not the cache's symlinks
+        os.chmod(staging, 0o755)
+        old = root / f".{name}.old"
+        if dest.exists():
+            dest.rename(old)
+        staging.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(1.0, "done")
+    return dest
+
+
+def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Path]:
+    """The app, the gpt package, requirements and the chosen weights as weights/default, with a Space README."""
+    files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": ROOT / "requirements.txt"}
+    files.update({f"gpt/{p.name}": p for p in sorted((ROOT / "gpt").glob("*.py"))})
+    files.update({f"weights/default/{k}": v for k, v in repo_files(folder, model, "weights/default").items()})
+    # the project's README starts with a Space's front matter (sdk, sdk_version, app_file, ...): reuse it
+    front = re.match(r"---\n.*?\n---\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    if front is None:
+        raise HubError(f"{ROOT / 'README.md'} lost its Space front matter")
+    files["README.md"] = f"""{front[0]}
+
+# GPT from scratch
+
+The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled
+out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
+parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
+it learn.
+
+Published from the gpt-from-scratch project with `python -m gpt.hub publish-space {space_id}`.
+""".encode()
+    return files
+
+
+def publish_space(space_id: str, weights: str | Path, *, token: str | None = None, private: bool = False,
+                  message: str | None = None, progress: Progress | None = None) -> str:
+    """Create or update a Gradio Space running this app with the chosen weights. Returns the Space's URL."""
+    progress = _quiet(progress)
+    space_id = check_repo_id(space_id, "Space")
+    token = token or None
+    progress(0.05, "checking the weights")
+    folder, model = _check_weights(weights)
+    files = space_files(folder, model, space_id)
+    api = HfApi(token=token)
+    with hub_errors("publish the Space", space_id, token):
+        progress(0.15, f"creating the Space {space_id}")
+        url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        progress(0.3, f"uploading the app and the weights ({len(files)} files)")
+        _commit(api, space_id, files, message or f"Publish the app with weights {folder.name}", "space")
+    progress(1.0, "done")
+    return str(url)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt.hub", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("push", help="upload a weights folder to a model repo")
+    p.add_argument("folder")
+    p.add_argument("repo_id", help="user/name")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--message", help="commit message")
+    p = commands.add_parser("pull", help="download a model repo into weights/")
+    p.add_argument("repo_id")
+    p.add_argument("--revision", help="branch, tag or commit (default: main)")
+    p.add_argument("--name", help="folder under weights/ (default: the repo's name)")
+    p.add_argument("--root", default="weights", help="where weights folders live (default: weights)")
+    p.add_argument("--overwrite", action="store_true", help="replace weights/<name> if it exists")
+    p = commands.add_parser("publish-space", help="publish the app with chosen weights as a Gradio Space")
+    p.add_argument("space_id", help="user/name")
+    p.add_argument("--weights", default="weights/default")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--message", help="commit message")
+    args = parser.parse_args(argv)
+    say = lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+    try:
+        if args.command == "push":
+            print(push(args.folder, args.repo_id, private=args.private, message=args.message, progress=say))
+        elif args.command == "pull":
+            dest = pull(args.repo_id, revision=args.revision, name=args.name, root=args.root,
+                        overwrite=args.overwrite, progress=say)
+            print(f"{dest}  (try: python -m gpt.generate --weights {dest})")
+        else:
+            print(publish_space(args.space_id, args.weights, private=args.private, message=args.message,
+                                progress=say))
+    except GPTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Sharing on the Hub, with the real huggingface_hub client against tests/hub_server.py, a local stand-in that
+speaks the Hub's HTTP protocol (the real Hub cannot be reached from the test machines)."""
+
+import hashlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, metadata_load, snapshot_download
+from PIL import Image
+
+from conftest import ROOT, TOKENS
+from gpt import GPT, HubError
+from gpt.card import best_eval, read_log
+from gpt.hub import publish_space, pull, push
+from gpt.sampling import generate_text
+from gpt.trainer import TrainConfig, Trainer
+
+WRITE, READ, BOB = list(TOKENS)
+DEFAULT = ROOT / "weights" / "default"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, shakespeare):
+    """A short real training run: weights, card, loss curve and its log."""
+    out = tmp_path_factory.mktemp("runs") / "tiny-run"
+    config = TrainConfig.from_preset("tiny", max_iters=30, eval_interval=10, eval_iters=4, sample_length=40)
+    Trainer(config, out).run()
+    return out
+
+
+def repo(server, repo_id, kind="model"):
+    return server.state.repos[(kind, repo_id)]
+
+
+def sample(model):
+    return generate_text(model, "ROMEO:", max_new_tokens=80, temperature=0.8, top_k=40, seed=7)[0]
+
+
+def test_push_then_pull_gives_identical_weights_and_the_same_text(hub_server, run, tmp_path):
+    url = push(run, "alice/tiny", token=WRITE)
+    assert url.endswith("/alice/tiny")
+    dest = pull("alice/tiny", root=tmp_path / "weights", token=READ)
+    assert dest == tmp_path / "weights" / "tiny"
+    for name in ("model.safetensors", "config.json", "loss_curve.png", "metrics.jsonl"):
+        assert (dest / name).read_bytes() == (run / name).read_bytes(), name
+    assert sample(GPT.from_pretrained(dest)) == sample(GPT.from_pretrained(run))
+
+
+def test_the_pushed_repo_holds_weights_config_card_and_curve(hub_server, run):
+    push(run, "alice/carded", token=WRITE)
+    r = repo(hub_server, "alice/carded")
+    _, files = r.commits[-1]
+    assert set(files) == {"model.safetensors", "config.json", "README.md", "loss_curve.png", "metrics.jsonl"}
+    assert {"model.safetensors", "loss_curve.png"} <= r.lfs  # binary files went through the LFS upload
+    assert hashlib.sha256(files["model.safetensors"]).hexdigest() in hub_server.state.blobs
+    card = files["README.md"].decode()
+    assert 'GPT.from_pretrained("alice/carded")' in card
+    assert "--weights alice/carded" in card and "![Loss curve" in card and "## A sample" in card
+    (run.parent / "card.md").write_text(card, encoding="utf-8")
+    meta = metadata_load(run.parent / "card.md")
+    assert meta["library_name"] == "gpt-from-scratch" and meta["license"] == "mit"
+    assert meta["datasets"] == ["karpathy/tiny_shakespeare"]
+    metric = meta["model-index"][0]["results"][0]["metrics"][0]
+    best_val = best_eval(read_log(run))["val_loss"]
+    assert metric["type"] == "loss" and metric["value"] == round(best_val, 4)
+    assert f"{best_val:.4f}" in card
+    assert Image.open(io.BytesIO(files["loss_curve.png"])).size == (800, 400)
+
+
+def test_gpt_from_pretrained_takes_a_repo_id_and_push_to_hub_works(hub_server, run, monkeypatch):
+    model = GPT.from_pretrained(run)
+    model.push_to_hub("alice/mixin", token=WRITE)  # PyTorchModelHubMixin's own upload
+    monkeypatch.setenv("HF_TOKEN", READ)
+    loaded = GPT.from_pretrained("alice/mixin")
+    assert sample(loaded) == sample(model)
+
+
+def test_a_revision_pulls_that_commit(hub_server, run, tmp_path):
+    push(run, "alice/versions", token=WRITE)
+    push(DEFAULT, "alice/versions", token=WRITE, message="now the default weights")
+    first = repo(hub_server, "alice/versions").commits[0][0]
+    old = pull("alice/versions", revision=first, root=tmp_path, name="old", token=READ)
+    new = pull("alice/versions", root=tmp_path, name="new", token=READ)
+    assert (old / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
+    assert (new / "model.safetensors").read_bytes() == (DEFAULT / "model.safetensors").read_bytes()
+    card = (new / "README.md").read_text(encoding="utf-8")  # a card without a log, pointed at the repo
+    assert 'from_pretrained("alice/versions")' in card and "weights/default" not in card.split("## How")[0]
+
+
+def test_pull_refuses_to_replace_a_folder_unless_asked(hub_server, run, tmp_path):
+    push(run, "alice/again", token=WRITE)
+    pull("alice/again", root=tmp_path, token=READ)
+    with pytest.raises(HubError, match="already exists"):
+        pull("alice/again", root=tmp_path, token=READ)
+    assert pull("alice/again", root=tmp_path, token=READ, overwrite=True) == tmp_path / "again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folders left behind
+
+
+@pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "../etc", "alice/..", "alice/", "al ice/x", ""])
+def test_malformed_repo_ids_are_refused_before_any_request(hub_server, run, repo_id):
+    before = len(hub_server.state.requests)
+    with pytest.raises(HubError, match="not a Hub repo id"):
+        push(run, repo_id, token=WRITE)
+    with pytest.raises(HubError, match="not a Hub repo id"):
+        pull(repo_id, token=WRITE)
+    assert len(hub_server.state.requests) == before
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "default", ".hidden"])
+def test_pull_never_writes_outside_weights(hub_server, run, tmp_path, name):
+    push(run, "alice/named", token=WRITE)
+    with pytest.raises(HubError, match="cannot name a weights folder"):
+        pull("alice/named", root=tmp_path / "weights", name=name, token=READ)
+    assert not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize("token, repo_id, message", [
+    (None, "alice/x", r"\(401\): the token is missing, mistyped or expired"),
+    ("hf_not_a_real_token_42", "alice/x", r"\(401\): the token is missing"),
+    (READ, "alice/x", r"\(403\): it needs write access"),
+    (BOB, "alice/x", r"\(403\)"),
+])
+def test_push_errors_say_what_is_wrong_with_the_token(hub_server, run, token, repo_id, message):
+    with pytest.raises(HubError, match=message) as e:
+        push(run, repo_id, token=token)
+    assert not token or token not in str(e.value)
+
+
+def test_pull_errors_say_what_is_missing(hub_server, run, tmp_path):
+    push(run, "alice/private", token=WRITE, private=True)
+    with pytest.raises(HubError, match=r"No repo alice/nothing-here on the Hub \(404\)"):
+        pull("alice/nothing-here", root=tmp_path, token=READ)
+    with pytest.raises(HubError, match=r"\(401\).*or the repo is private"):
+        pull("alice/private", root=tmp_path)
+    with pytest.raises(HubError, match=r"No repo alice/private .*\(404\)"):
+        pull("alice/private", root=tmp_path, token=BOB)
+    with pytest.raises(HubError, match="has no revision 'v9'"):
+        pull("alice/private", root=tmp_path, token=READ, revision="v9")
+    assert pull("alice/private", root=tmp_path, token=READ).is_dir()  # the owner may
+
+
+def _upload(repo_id, files: dict[str, bytes]):
+    api = HfApi(token=WRITE)
+    api.create_repo(repo_id, exist_ok=True)
+    from huggingface_hub import CommitOperationAdd
+
+    api.create_commit(repo_id, [CommitOperationAdd(k, v) for k, v in files.items()], commit_message="test")
+
+
+def test_a_repo_that_is_not_one_of_our_models_is_explained(hub_server, tmp_path):
+    config = (DEFAULT / "config.json").read_bytes()
+    tensors = (DEFAULT / "model.safetensors").read_bytes()
+    _upload("alice/bert", {"config.json": b'{"model_type": "bert", "hidden_size": 768}', "model.safetensors": tensors})
+    with pytest.raises(HubError, match=r"alice/bert is not a GPT of this project: .*lacks vocab_size"):
+        pull("alice/bert", root=tmp_path, token=READ)
+    wider = config.replace(b'"n_embd": 192', b'"n_embd": 384')
+    _upload("alice/mismatch", {"config.json": wider, "model.safetensors": tensors})
+    with pytest.raises(HubError, match=r"does not match its config.json"):
+        pull("alice/mismatch", root=tmp_path, token=READ)
+    _upload("alice/pickled", {"config.json": config, "pytorch_model.bin": b"\x80\x04 not even a real pickle"})
+    with pytest.raises(HubError, match="has no model.safetensors"):
+        pull("alice/pickled", root=tmp_path, token=READ)
+    assert not any("pytorch_model.bin" in path for _, path, _ in hub_server.state.requests)  # never fetched
+    assert list(tmp_path.iterdir()) == []
+
+
+def hub_cli(*args, env_extra=None, cwd=ROOT):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "gpt.hub", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_command_line_pushes_and_pulls_and_never_shows_the_token(hub_server, run, tmp_path):
+    token = {"HF_TOKEN": WRITE}
+    pushed = hub_cli("push", str(run), "alice/from-cli", "--message", "from the command line", env_extra=token)
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip().endswith("/alice/from-cli")
+    pulled = hub_cli("pull", "alice/from-cli", "--root", str(tmp_path), env_extra=token)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "from-cli" / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
+    refused = hub_cli("push", str(run), "bob/theirs", env_extra=token)
+    assert refused.returncode == 2 and "(403)" in refused.stderr and "Traceback" not in refused.stderr
+    for result in (pushed, pulled, refused):
+        assert WRITE not in result.stdout + result.stderr
+    # nothing we wrote holds the token: the weights, the Hub cache, the run folder
+    for folder in (tmp_path, Path(os.environ["HF_HOME"]), run):
+        for path in folder.rglob("*"):
+            assert not path.is_file() or WRITE.encode() not in path.read_bytes(), path
+
+
+def test_no_network_is_explained(run, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on: connection refused, as when offline
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {"HF_ENDPOINT": closed, "HF_TOKEN": WRITE, "HF_HOME": str(tmp_path / "hf")}
+    for args in (["pull", "alice/anything", "--root", str(tmp_path)], ["push", str(run), "alice/anything"]):
+        result = hub_cli(*args, env_extra=env)
+        assert result.returncode == 2, result.stderr
+        assert "Could not reach the Hub" in result.stderr and "Traceback" not in result.stderr
+        assert WRITE not in result.stderr
+
+
+def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, run, tmp_path):
+    url = publish_space("alice/my-space", run, token=WRITE)
+    assert url.endswith("/spaces/alice/my-space")
+    assert repo(hub_server, "alice/my-space", "space").sdk == "gradio"
+    space = Path(snapshot_download("alice/my-space", repo_type="space", token=READ,
+                                   local_dir=tmp_path / "space"))
+    files = {str(p.relative_to(space)) for p in space.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert {"app.py", "requirements.txt", "README.md", "gpt/model.py", "gpt/hub.py", "weights/default/model.safetensors",
+            "weights/default/config.json", "weights/default/README.md"} <= files
+    assert not any(f.startswith(("tests/", "bench/", ".venv")) for f in files)
+    meta = metadata_load(space / "README.md")
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["sdk_version"]
+    assert (space / "weights/default/model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
+    # its requirements are installable (here: already satisfied, offline), and the app starts and generates
+    check = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "-q", "-r", "requirements.txt"],
+                           cwd=space, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "GPT_WEIGHTS_DIR"}
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=space, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = _wait_for_client(f"http://127.0.0.1:{port}/", app)
+        text, _ = client.predict("default", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
+        assert text == "ROMEO:" + sample(GPT.from_pretrained(run))
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def _wait_for_client(url, proc, timeout=90):
+    import time
+    import urllib.request
+
+    from gradio_client import Client
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return Client(url, analytics_enabled=False, verbose=False)
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"the Space's app.py did not start: {proc.stdout.read()}")
+            time.sleep(0.3)
+
+
+def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_server):
+    from gradio_client import Client
+
+    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    message = client.predict("default", "alice/from-app", WRITE, False, "", api_name="/push_to_hub")
+    assert message.startswith("✅") and 'GPT.from_pretrained("alice/from-app")' in message
+    assert WRITE not in message
+    _, files = repo(hub_server, "alice/from-app").commits[-1]
+    assert files["model.safetensors"] == (DEFAULT / "model.safetensors").read_bytes()
+
+    message, selected = client.predict("alice/from-app", "", "pulled", False, READ, api_name="/pull_from_hub")
+    assert message.startswith("✅") and selected["value"] == "pulled"  # and the Generate tab picks it
+    assert (app_server["weights"] / "pulled" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    text, _ = client.predict("pulled", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
+    assert text == "ROMEO:" + sample(GPT.from_pretrained(DEFAULT))
+
+    refused = client.predict("default", "alice/from-app", "hf_wrong_token_123", False, "", api_name="/push_to_hub")
+    assert refused.startswith("⚠️") and "(401)" in refused and "hf_wrong_token_123" not in refused
+    missing, _ = client.predict("alice/not-there", "", "", False, READ, api_name="/pull_from_hub")
+    assert missing.startswith("⚠️") and "(404)" in missing
+    assert WRITE not in app_server["log"].read_text() and READ not in app_server["log"].read_text()
