@@ -25,7 +25,7 @@ import torch.distributed as dist
 from gpt import weights
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
 from gpt.data import SHAKESPEARE, TextData, load_text
-from gpt.device import describe_device, pick_device
+from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
 from gpt.model import GPT, GPTConfig
 from gpt.presets import PRESETS
@@ -62,7 +62,7 @@ class TrainConfig:
     data: str = SHAKESPEARE  # "shakespeare" or the path of a UTF-8 text file
     seed: int = 1337
     device: str = "auto"  # auto = cuda > mps > cpu
-    dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, float32 elsewhere
+    dtype: str = "auto"  # auto = bfloat16 autocast where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs)
     compile: bool = False
 
     def __post_init__(self):
@@ -181,8 +181,8 @@ class Trainer:
             raise ConfigError(f"batch_size ({config.batch_size}) must divide evenly over {self.world_size} processes")
         self.rank_batch = config.batch_size // self.world_size  # same global batch, whatever the process count
 
-        use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and self.device.type == "cuda"
-                                                  and torch.cuda.is_bf16_supported())
+        # bf16 matmuls where they are native: about twice the tokens/s of float32, on CUDA and on recent CPUs
+        use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(self.device))
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls: much faster, precise enough here
