@@ -25,7 +25,7 @@ from gpt.device import describe_device, pick_device  # noqa: E402
 from gpt.errors import GPTError  # noqa: E402
 from gpt.presets import PRESETS  # noqa: E402
 from gpt.runner import TrainingRunner  # noqa: E402
-from gpt.sampling import stream_text  # noqa: E402
+from gpt.sampling import inference_model, stream_text  # noqa: E402
 from gpt.trainer import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -242,7 +242,7 @@ def load_weights(name: str):
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream a continuation of prompt. Yields the text so far and a line of figures."""
     try:
-        model = load_weights(weights_name)
+        model = inference_model(load_weights(weights_name))  # bf16 where the hardware makes it ~2x faster
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
