@@ -37,20 +37,27 @@ def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1):
 
 
 DTYPES = ("auto", "float32", "bfloat16")
+# Below this size the float32 weights stay in the CPU's caches and bf16 only adds conversions. Measured batch-1
+# tokens/s, bf16 over float32, on 2 AVX512-BF16 cores (6 layers): 0.79x at 2.7M parameters, 1.23x at 4.8M,
+# 1.73x at 10.8M (the lecture's size), 2.04x at 19M.
+BF16_MIN_PARAMS = 4_000_000
 
 
 def inference_model(model: nn.Module, dtype: str = "auto") -> nn.Module:
     """The model to generate with: a bfloat16 copy, or the model itself (unchanged) for full precision.
 
     Generating one sequence reads every weight once per new token, so halving the bytes nearly doubles the
-    speed. dtype "auto" takes bfloat16 where gpt.device.fast_bf16 says the hardware has it natively (CUDA,
-    CPUs with AVX512-BF16 or AMX), "bfloat16" always, "float32" never. The copy takes milliseconds and leaves
-    the original untouched, so it can be made for every request.
+    speed of a model too big for the CPU's caches. dtype "auto" takes bfloat16 where gpt.device.fast_bf16 says
+    the hardware has it natively (CUDA, CPUs with AVX512-BF16 or AMX) and the model has BF16_MIN_PARAMS or more;
+    "bfloat16" always; "float32" never. The copy takes milliseconds and leaves the original untouched, so it can
+    be made for every request.
     """
     if dtype not in DTYPES:
         raise SamplingError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     param = next(model.parameters())
-    if dtype == "float32" or (dtype == "auto" and not fast_bf16(param.device)) or param.dtype == torch.bfloat16:
+    big = sum(p.numel() for p in model.parameters()) >= BF16_MIN_PARAMS
+    if dtype == "float32" or (dtype == "auto" and not (big and fast_bf16(param.device))) \
+            or param.dtype == torch.bfloat16:
         return model
     return copy.deepcopy(model).to(torch.bfloat16)
 

@@ -131,6 +131,8 @@ def test_inference_model_in_float32_is_the_model_itself(model, monkeypatch):
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: False)
     assert inference_model(model, "auto") is model  # no native bf16 here: nothing changes
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)
+    assert inference_model(model, "auto") is model  # too small for bf16 to pay off
+    monkeypatch.setattr(sampling, "BF16_MIN_PARAMS", model.num_params())
     assert next(inference_model(model, "auto").parameters()).dtype == torch.bfloat16
     with pytest.raises(SamplingError, match="dtype"):
         inference_model(model, "float16")
