@@ -61,7 +61,7 @@ def draw_chart(evals: list[dict], title: str, path: Path, size=(900, 500)) -> No
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=14)
     x_max = max(e["elapsed"] for e in evals) * 1.02 or 1
-    y_lo, y_hi = 1.3, max(4.4, max(e["val_loss"] for e in evals))
+    y_lo, y_hi = 1.2, max(4.4, max(e["val_loss"] for e in evals))
     px = lambda t: left + (W - left - right) * t / x_max  # noqa: E731
     py = lambda v: top + (H - top - bottom) * (y_hi - min(max(v, y_lo), y_hi)) / (y_hi - y_lo)  # noqa: E731
     for v in sorted({*THRESHOLDS, 2.5, 3.0, 3.5, 4.0}):
