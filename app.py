@@ -242,7 +242,7 @@ def load_weights(name: str):
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream a continuation of prompt. Yields the text so far and a line of figures."""
     try:
-        model = inference_model(load_weights(weights_name))  # bf16 where the hardware makes it ~2x faster
+        model = inference_model(load_weights(weights_name))  # a bf16 copy for big models, where that is faster
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
@@ -328,7 +328,7 @@ with gr.Blocks(title="GPT from scratch") as demo:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset",
-                                     info="cpu: about 5 min on 2 cores · lecture: the lecture's final model (GPU) · "
+                                     info="cpu: about 2.5 min on 2 cores · lecture: the lecture's final model (GPU) · "
                                           "tiny: seconds")
                 defaults = TrainConfig.from_preset("cpu")
                 with gr.Row():

@@ -119,10 +119,21 @@ def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
     return files
 
 
-def _commit(api: HfApi, repo_id: str, files: dict[str, bytes | Path], message: str, repo_type: str) -> str:
-    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(src) if isinstance(src, Path) else src)
-                  for path, src in files.items()]
-    return api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type).oid
+def _upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, token: str | None, private: bool,
+            message: str, action: str, progress: Progress) -> str:
+    """Create the repo if needed and commit files to it in one commit. Returns the repo's URL."""
+    api = HfApi(token=token)
+    with hub_errors(action, repo_id, token):
+        progress(0.15, f"creating {repo_id}")
+        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                              space_sdk="gradio" if repo_type == "space" else None)
+        size = sum(len(v) if isinstance(v, bytes) else v.stat().st_size for v in files.values())
+        progress(0.3, f"uploading {len(files)} files ({size / 1e6:.1f} MB)")
+        operations = [CommitOperationAdd(path, str(src) if isinstance(src, Path) else src)
+                      for path, src in files.items()]
+        api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
+    progress(1.0, "done")
+    return str(url)
 
 
 def push(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
@@ -130,20 +141,11 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     """Upload a weights folder to the model repo repo_id (created if needed). Returns the repo's URL."""
     progress = _quiet(progress)
     repo_id = check_repo_id(repo_id)
-    token = token or None  # empty field: HF_TOKEN or the login token
     progress(0.05, "checking the weights")
     folder, model = _check_weights(folder)
-    files = repo_files(folder, model, repo_id)
-    api = HfApi(token=token)
-    with hub_errors("push to", repo_id, token):
-        progress(0.15, f"creating {repo_id}")
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        size = (folder / MODEL_FILE).stat().st_size
-        progress(0.3, f"uploading {len(files)} files ({size / 1e6:.1f} MB of weights)")
-        _commit(api, repo_id, files, message or f"Upload {folder.name}: {model.num_params() / 1e6:.2f}M-parameter "
-                                                  f"character-level GPT", "model")
-    progress(1.0, "done")
-    return str(url)
+    message = message or f"Upload {folder.name}: a {model.num_params() / 1e6:.2f}M-parameter character-level GPT"
+    return _upload(repo_id, repo_files(folder, model, repo_id), repo_type="model", token=token or None,
+                   private=private, message=message, action="push to", progress=progress)
 
 
 def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",
@@ -214,18 +216,11 @@ def publish_space(space_id: str, weights: str | Path, *, token: str | None = Non
     """Create or update a Gradio Space running this app with the chosen weights. Returns the Space's URL."""
     progress = _quiet(progress)
     space_id = check_repo_id(space_id, "Space")
-    token = token or None
     progress(0.05, "checking the weights")
     folder, model = _check_weights(weights)
-    files = space_files(folder, model, space_id)
-    api = HfApi(token=token)
-    with hub_errors("publish the Space", space_id, token):
-        progress(0.15, f"creating the Space {space_id}")
-        url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-        progress(0.3, f"uploading the app and the weights ({len(files)} files)")
-        _commit(api, space_id, files, message or f"Publish the app with weights {folder.name}", "space")
-    progress(1.0, "done")
-    return str(url)
+    return _upload(space_id, space_files(folder, model, space_id), repo_type="space", token=token or None,
+                   private=private, message=message or f"Publish the app with weights {folder.name}",
+                   action="publish the Space", progress=progress)
 
 
 def main(argv=None) -> int:

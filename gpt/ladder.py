@@ -19,7 +19,8 @@ from gpt.trainer import TrainConfig
 # the lecture's small settings for rungs 1-6: block 8, batch 32, 32 channels, lr 1e-3 held constant, 5000 steps
 SMALL = dict(block_size=8, batch_size=32, n_embd=32, n_head=4, n_layer=3, dropout=0.0, bias=True,
              learning_rate=1e-3, min_lr=1e-3, warmup_iters=0, max_iters=5000, eval_interval=500, eval_iters=200,
-             weight_decay=0.01, beta2=0.999, grad_clip=0.0, sample_length=100)
+             weight_decay=0.01, beta2=0.999, grad_clip=0.0, sample_length=100,
+             dtype="float32")  # the lecture's precision, so its numbers compare like with like
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Training presets: plain data. Each one fills in TrainConfig fields; anything can still be overridden."""
 
 PRESETS: dict[str, dict] = {
-    # The best validation loss we reach on 2 CPU cores in about 5 minutes (measured: see README.md).
+    # A good validation loss on 2 CPU cores in about 2.5 minutes (measured: see README.md).
     "cpu": dict(
         n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False,
         batch_size=32, max_iters=4000, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100,
