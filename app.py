@@ -231,18 +231,19 @@ def refresh_weights(current, choices=None):
     return gr.Dropdown(choices=choices, value=value)
 
 
-def load_weights(name: str):
+def load_weights(name: str, inference: bool = False):
     if name == LIVE:
-        return runner.snapshot()
+        model = runner.snapshot()
+        return inference_model(model) if inference else model
     if name in weights.list_weights(WEIGHTS):
-        return weights.load_cached(WEIGHTS / name)
+        return weights.load_cached(WEIGHTS / name, inference=inference)
     raise GPTError(f"no weights named {name!r}: pick one from the list")
 
 
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream a continuation of prompt. Yields the text so far and a line of figures."""
     try:
-        model = inference_model(load_weights(weights_name))  # a bf16 copy for big models, where that is faster
+        model = load_weights(weights_name, inference=True)  # int8 weights where that is faster (see README, Speed)
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off

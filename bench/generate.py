@@ -1,4 +1,4 @@
-"""Generation speed, batch 1: ours (KV cache, float32 and the bf16 inference copy) against the lecture's generate.
+"""Generation speed, batch 1: ours (KV cache; float32, and the faster inference copy) against the lecture's generate.
 
     python bench/generate.py [--tokens 500 2000] [--reps 3] [--json bench/results/generate.json]
 
@@ -7,7 +7,7 @@ vocab 65) with random weights (speed depends on the shapes, not on the values). 
 generate from bench/lecture_gpt.py (the whole cropped context recomputed for every new token) on a model of the
 same shape, also random, run under torch.no_grad (the lecture's script does not even do that). All sides sample
 plainly (temperature 1, no top-k) after the same 100-character prompt. Time to first token is the prefill plus
-the first sample. Also measured: what the bf16 copy costs in quality, on the default weights.
+the first sample. Also measured: what the bf16 and int8 copies cost in quality, on the default weights.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from lecture_gpt import GPTLanguageModel  # noqa: E402
 from gpt import GPT, CharTokenizer, GPTConfig  # noqa: E402
 from gpt.data import TextData, load_text  # noqa: E402
 from gpt.device import describe_device, fast_bf16  # noqa: E402
-from gpt.sampling import generate_text, generate_tokens, inference_model  # noqa: E402
+from gpt.sampling import generate_text, generate_tokens, inference_model, precision  # noqa: E402
 
 PROMPT_CHARS = 100
 
@@ -78,13 +78,20 @@ def val_loss(model, data: TextData) -> float:
     return total / (n * T)
 
 
-def quality(model: GPT, fast: GPT) -> dict:
+def quality(model: GPT) -> dict:
+    """What the faster copies cost: val loss over the whole split, and where a seeded sample parts ways."""
     data = TextData(load_text(), CharTokenizer(model.vocab), model.config.block_size)
     sampling = dict(max_new_tokens=300, temperature=0.8, top_k=40, seed=1)
-    a, b = generate_text(model, "ROMEO:", **sampling)[0], generate_text(fast, "ROMEO:", **sampling)[0]
-    same = next((i for i, (p, q) in enumerate(zip(a, b)) if p != q), len(a))
-    return {"val_loss_float32": val_loss(model, data), "val_loss_bfloat16": val_loss(fast, data),
-            "sample_settings": sampling, "sample_float32": a, "sample_bfloat16": b, "same_first_chars": same}
+    result = {"sample_settings": sampling}
+    reference = generate_text(model, "ROMEO:", **sampling)[0]
+    for dtype in ("float32", "bfloat16", "int8"):
+        fast = inference_model(model, dtype)
+        text = generate_text(fast, "ROMEO:", **sampling)[0]
+        result[f"val_loss_{dtype}"] = val_loss(fast, data)
+        result[f"sample_{dtype}"] = text
+        result[f"same_first_chars_{dtype}"] = next((i for i, (p, q) in enumerate(zip(reference, text)) if p != q),
+                                                   len(text))
+    return result
 
 
 def main():
@@ -103,7 +110,7 @@ def main():
     rows = []
     for name, model in (("default weights (6x192, block 128)", default), ("lecture size (6x384, block 256), random", lecture_size)):
         started = time.perf_counter()
-        fast = inference_model(model)  # what the CLI does by default: bf16 where fast_bf16, else the model itself
+        fast = inference_model(model)  # what the app and the CLI do: int8 weights on CPUs with native bf16
         copy_ms = (time.perf_counter() - started) * 1000
         twin = None if args.skip_lecture else lecture_twin(model.config)
         for n in args.tokens:
@@ -112,7 +119,7 @@ def main():
             row = {"model": name, "new_tokens": n, "params": model.num_params(),
                    "ours_fp32_tokens_per_s": statistics.median(r[1] for r in fp32),
                    "ours_fp32_first_token_ms": statistics.median(r[0] for r in fp32) * 1000,
-                   "ours_auto_dtype": str(next(fast.parameters()).dtype).removeprefix("torch."),
+                   "ours_auto_dtype": precision(fast),
                    "ours_auto_tokens_per_s": statistics.median(r[1] for r in auto),
                    "ours_auto_first_token_ms": statistics.median(r[0] for r in auto) * 1000,
                    "ours_auto_copy_ms": copy_ms}
@@ -122,7 +129,7 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
 
-    q = quality(default, inference_model(default, "bfloat16"))
+    q = quality(default)
     print(f"\n{describe_device(torch.device('cpu'))}, torch {torch.__version__}, fast_bf16: {fast_bf16('cpu')}; batch 1, "
           f"{PROMPT_CHARS}-character prompt; tokens/s over all new tokens (median of {args.reps} for ours, 1 run for the lecture's)")
     print(f"{'model':<40} {'new':>5} {'lecture tok/s':>13} {'ours fp32':>10} {'ours auto':>10} "
@@ -136,10 +143,11 @@ def main():
     print(f"('auto' = inference_model(model): {rows[-1]['ours_auto_dtype']} here; making that copy took "
           f"{rows[0]['ours_auto_copy_ms']:.0f} ms for the default weights, {rows[-1]['ours_auto_copy_ms']:.0f} ms for the lecture size)")
     print(f"\ndefault weights, whole val split: loss {q['val_loss_float32']:.4f} in float32, "
-          f"{q['val_loss_bfloat16']:.4f} as the bf16 copy")
-    print(f"same seed (ROMEO:, 300 characters, temperature 0.8, top-k 40): the first {q['same_first_chars']} characters "
-          f"are identical, then the texts part ways")
-    print(f"  float32:  {q['sample_float32'][:150]!r}\n  bfloat16: {q['sample_bfloat16'][:150]!r}")
+          f"{q['val_loss_bfloat16']:.4f} as the bf16 copy, {q['val_loss_int8']:.4f} with int8 weights")
+    print(f"same seed (ROMEO:, 300 characters, temperature 0.8, top-k 40): bf16 and int8 match float32 for the first "
+          f"{q['same_first_chars_bfloat16']} and {q['same_first_chars_int8']} characters, then part ways")
+    for dtype in ("float32", "bfloat16", "int8"):
+        print(f"  {dtype + ':':<9} {q['sample_' + dtype][:150]!r}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": describe_device(torch.device("cpu")), "torch": torch.__version__,
                                      "fast_bf16": fast_bf16("cpu"), "prompt_chars": PROMPT_CHARS, "reps": args.reps,

@@ -5,7 +5,7 @@ up to block_size, so when the window is full the cache is rebuilt from the most 
 (default block_size // 2) and generation goes on: the context then grows again from rebuild to block_size.
 rebuild=block_size re-encodes the full window at every step: exactly the lecture's `idx[:, -block_size:]`.
 
-inference_model() gives the copy to generate with: bfloat16 where the hardware makes it fast, else the model itself.
+inference_model() gives the copy to generate with: int8 or bfloat16 weights where that is faster, else the model.
 """
 
 from __future__ import annotations
@@ -36,30 +36,65 @@ def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1):
         raise SamplingError(f"num_samples must be a whole number of at least 1, not {num_samples!r}")
 
 
-DTYPES = ("auto", "float32", "bfloat16")
-# Below this size the float32 weights stay in the CPU's caches and bf16 only adds conversions. Measured batch-1
-# tokens/s, bf16 over float32, on 2 AVX512-BF16 cores (6 layers): 0.79x at 2.7M parameters, 1.23x at 4.8M,
-# 1.73x at 10.8M (the lecture's size), 2.04x at 19M.
-BF16_MIN_PARAMS = 4_000_000
+DTYPES = ("auto", "float32", "bfloat16", "int8")
+
+
+class Int8Linear(nn.Module):
+    """A Linear for generation whose weights are int8, one scale per output row ("weight-only" quantization).
+
+    Generating one character reads every weight once, so the bytes per weight set the speed: 1 here, 2 in bf16,
+    4 in float32. Activations stay bf16. Measured: the default weights' val loss is unchanged (see README, Speed).
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()  # (out, in)
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,) the largest weight of each row maps to 127
+        self.register_buffer("weight", torch.round(w / scale[:, None]).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+
+    def forward(self, x):  # (..., in) -> (..., out)
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.size(-1)), self.weight, self.scale)
+        y = y.view(*x.shape[:-1], -1)
+        return y if self.bias is None else y + self.bias
+
+    @staticmethod
+    def fits(linear: nn.Linear) -> bool:
+        # torch's CPU kernel reads the input 16 values at a time: other widths give wrong results (or crash)
+        return linear.in_features % 16 == 0 and hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+def precision(model: nn.Module) -> str:
+    """How a model's weights are stored: "int8", "bfloat16" or "float32"."""
+    if any(isinstance(m, Int8Linear) for m in model.modules()):
+        return "int8"
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def inference_model(model: nn.Module, dtype: str = "auto") -> nn.Module:
-    """The model to generate with: a bfloat16 copy, or the model itself (unchanged) for full precision.
+    """The model to generate with: a faster copy (int8 or bfloat16 weights), or the model itself (float32).
 
-    Generating one sequence reads every weight once per new token, so halving the bytes nearly doubles the
-    speed of a model too big for the CPU's caches. dtype "auto" takes bfloat16 where gpt.device.fast_bf16 says
-    the hardware has it natively (CUDA, CPUs with AVX512-BF16 or AMX) and the model has BF16_MIN_PARAMS or more;
-    "bfloat16" always; "float32" never. The copy takes milliseconds and leaves the original untouched, so it can
-    be made for every request.
+    dtype "auto" picks int8 weights with bf16 activations on CPUs with native bf16 (AVX512-BF16 or AMX:
+    gpt.device.fast_bf16), bfloat16 on CUDA GPUs that have it, and otherwise the model itself, unchanged.
+    The copy takes milliseconds and leaves the original untouched, so it can be made for every request.
     """
     if dtype not in DTYPES:
         raise SamplingError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    param = next(model.parameters())
-    big = sum(p.numel() for p in model.parameters()) >= BF16_MIN_PARAMS
-    if dtype == "float32" or (dtype == "auto" and not (big and fast_bf16(param.device))) \
-            or param.dtype == torch.bfloat16:
+    device = next(model.parameters()).device
+    if dtype == "auto":
+        dtype = "float32"
+        if isinstance(model, GPT) and fast_bf16(device):
+            dtype = "int8" if device.type == "cpu" else "bfloat16"
+    if dtype == "float32" or precision(model) != "float32":
         return model
-    return copy.deepcopy(model).to(torch.bfloat16)
+    fast = copy.deepcopy(model).to(torch.bfloat16)
+    if dtype == "int8" and device.type == "cpu":
+        for module in list(fast.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Linear) and Int8Linear.fits(child):
+                    setattr(module, name, Int8Linear(child))
+    return fast
 
 
 def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,

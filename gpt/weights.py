@@ -232,21 +232,26 @@ def list_weights(root: str | Path = "weights") -> list[str]:
     return [p.name for p in folders]
 
 
-_loaded: dict[tuple[str, int], GPT] = {}
+_loaded: dict[tuple[str, int, bool], GPT] = {}
 _loaded_lock = threading.Lock()
 
 
-def load_cached(folder: str | Path) -> GPT:
-    """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model)."""
+def load_cached(folder: str | Path, *, inference: bool = False) -> GPT:
+    """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
+
+    inference=True gives the copy to generate with (gpt.sampling.inference_model: int8 weights where faster).
+    """
+    from gpt.sampling import inference_model
+
     folder = Path(folder)
     try:
-        key = (str(folder.resolve()), (folder / MODEL_FILE).stat().st_mtime_ns)
+        key = (str(folder.resolve()), (folder / MODEL_FILE).stat().st_mtime_ns, inference)
     except OSError:
         raise WeightsError(f"no weights at {folder}") from None
     with _loaded_lock:
         if key not in _loaded:
             model = GPT.from_pretrained(folder)
-            for old in [k for k in _loaded if k[0] == key[0]] + list(_loaded)[:-3]:
-                _loaded.pop(old, None)  # keep a handful of models, one version of each
-            _loaded[key] = model
+            for old in [k for k in _loaded if k[0] == key[0] and k[1] != key[1]] + list(_loaded)[:-5]:
+                _loaded.pop(old, None)  # keep a handful of models, the latest version of each
+            _loaded[key] = inference_model(model) if inference else model
         return _loaded[key]

@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,8 @@ import torch
 from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
 from gpt.model import KVCache
 from gpt import sampling
-from gpt.sampling import generate_text, generate_tokens, inference_model, sample_next, stream_text
+from gpt.sampling import (Int8Linear, generate_text, generate_tokens, inference_model, precision, sample_next,
+                          stream_text)
 
 VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -128,26 +130,29 @@ def test_settings_out_of_range_are_explained(model, settings):
 
 def test_inference_model_in_float32_is_the_model_itself(model, monkeypatch):
     assert inference_model(model, "float32") is model  # full precision: exactly the tests above
+    model = copy.deepcopy(model).float()
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: False)
     assert inference_model(model, "auto") is model  # no native bf16 here: nothing changes
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)
-    assert inference_model(model, "auto") is model  # too small for bf16 to pay off
-    monkeypatch.setattr(sampling, "BF16_MIN_PARAMS", model.num_params())
-    assert next(inference_model(model, "auto").parameters()).dtype == torch.bfloat16
+    assert precision(inference_model(model, "auto")) == "int8"  # on a CPU with native bf16
+    assert precision(model) == "float32"  # the original is untouched
     with pytest.raises(SamplingError, match="dtype"):
         inference_model(model, "float16")
 
 
-def test_bfloat16_copy_predicts_like_float32_and_writes_valid_text():
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_a_faster_copy_predicts_like_float32_and_writes_valid_text(dtype):
     model = GPT.from_pretrained(Path(__file__).resolve().parent.parent / "weights" / "default")
-    fast = inference_model(model, "bfloat16")
+    fast = inference_model(model, dtype)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the original is untouched
-    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+    assert precision(fast) == dtype
+    if dtype == "int8":  # every matmul of the blocks and the head reads int8 weights
+        assert sum(isinstance(m, Int8Linear) for m in fast.modules()) == 4 * model.config.n_layer + 1
     idx = torch.tensor([CharTokenizer(model.vocab).encode("ROMEO:\nWhat say'st thou, my lord?")])
     with torch.no_grad():
         full = torch.log_softmax(model(idx)[0], dim=-1)
         half = torch.log_softmax(fast(idx)[0].float(), dim=-1)
-    assert (full.exp() * (full - half)).sum(-1).max() < 0.02  # KL(fp32 || bf16) per position, in nats
+    assert (full.exp() * (full - half)).sum(-1).max() < 0.02  # KL(fp32 || fast) per position, in nats
     text = generate_text(fast, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1)[0]
     assert len(text) == 300 and set(text) <= set(model.vocab)
     assert generate_text(fast, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1)[0] == text
