@@ -79,7 +79,7 @@ def _explain(e: Exception, action: str, repo_id: str, revision: str | None) -> s
         if status == 404:
             return f"No repo {repo_id} on the Hub (404), or it is private and this token cannot see it."
         return f"The Hub answered {status} when asked to {action} {repo_id}: {server or e}"
-    if isinstance(e, (httpx2.HTTPError, OSError, LocalEntryNotFoundError)):
+    if isinstance(e, (httpx2.TransportError, LocalEntryNotFoundError)):
         return (f"Could not reach the Hub at {constants.ENDPOINT} to {action} {repo_id}: check the internet "
                 f"connection (or HF_ENDPOINT). ({type(e).__name__})")
     return f"Could not {action} {repo_id}: {e}"
