@@ -231,13 +231,18 @@ def refresh_weights(current, choices=None):
     return gr.Dropdown(choices=choices, value=value)
 
 
+def weights_folder(name: str) -> Path:
+    """The folder of saved weights `name`, or a GPTError for a name that is not in the list."""
+    if name in weights.list_weights(WEIGHTS):
+        return WEIGHTS / name
+    raise GPTError(f"no weights named {name!r}: pick one from the list")
+
+
 def load_weights(name: str, inference: bool = False):
     if name == LIVE:
         model = runner.snapshot()
         return inference_model(model) if inference else model
-    if name in weights.list_weights(WEIGHTS):
-        return weights.load_cached(WEIGHTS / name, inference=inference)
-    raise GPTError(f"no weights named {name!r}: pick one from the list")
+    return weights.load_cached(weights_folder(name), inference=inference)
 
 
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
@@ -272,10 +277,8 @@ def _reporter(progress: gr.Progress):
 def push_to_hub(weights_name, repo_id, token, private, message, progress=gr.Progress()):
     """Upload weights/<weights_name> to the Hub model repo repo_id. Returns a message with the repo's URL."""
     try:
-        if weights_name not in weights.list_weights(WEIGHTS):
-            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
-        url = hub.push(WEIGHTS / weights_name, repo_id, token=token, private=bool(private), message=message or None,
-                       progress=_reporter(progress))
+        url = hub.push(weights_folder(weights_name), repo_id, token=token, private=bool(private),
+                       message=message or None, progress=_reporter(progress))
     except GPTError as e:
         gr.Warning(str(e))
         return f"⚠️ {e}"
@@ -299,9 +302,7 @@ def pull_from_hub(repo_id, revision, name, overwrite, token, progress=gr.Progres
 def publish_space(space_id, weights_name, token, private, progress=gr.Progress()):
     """Publish this app with weights/<weights_name> as its default weights to the Gradio Space space_id."""
     try:
-        if weights_name not in weights.list_weights(WEIGHTS):
-            raise GPTError(f"no weights named {weights_name!r}: pick one from the list")
-        url = hub.publish_space(space_id, WEIGHTS / weights_name, token=token, private=bool(private),
+        url = hub.publish_space(space_id, weights_folder(weights_name), token=token, private=bool(private),
                                 progress=_reporter(progress))
     except GPTError as e:
         gr.Warning(str(e))
