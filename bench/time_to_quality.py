@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from gpt.card import line_chart_png  # noqa: E402
 from gpt.trainer import Trainer, TrainConfig  # noqa: E402
 
 THRESHOLDS = (2.0, 1.8, 1.6, 1.5)
@@ -53,35 +53,12 @@ def first_reached(evals: list[dict], level: float) -> dict | None:
                  for e in evals if e["val_loss"] <= level), None)
 
 
-def draw_chart(evals: list[dict], title: str, path: Path, size=(900, 500)) -> None:
-    """val (and train) loss against seconds, with the thresholds as grey guides: PIL only, no matplotlib."""
-    W, H = size
-    left, right, top, bottom = 70, 30, 50, 60
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=14)
-    x_max = max(e["elapsed"] for e in evals) * 1.02 or 1
-    y_lo, y_hi = 1.2, max(4.4, max(e["val_loss"] for e in evals))
-    px = lambda t: left + (W - left - right) * t / x_max  # noqa: E731
-    py = lambda v: top + (H - top - bottom) * (y_hi - min(max(v, y_lo), y_hi)) / (y_hi - y_lo)  # noqa: E731
-    for v in sorted({*THRESHOLDS, 2.5, 3.0, 3.5, 4.0}):
-        draw.line([(left, py(v)), (W - right, py(v))], fill="#d1d5db" if v in THRESHOLDS else "#f3f4f6")
-        draw.text((left - 40, py(v) - 8), f"{v:.1f}", fill="#6b7280", font=font)
-    tick = next(t for t in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600) if x_max / t <= 10)
-    for s in range(0, int(x_max) + 1, tick):
-        draw.line([(px(s), H - bottom), (px(s), H - bottom + 5)], fill="black")
-        draw.text((px(s) - 10, H - bottom + 8), f"{s}", fill="black", font=font)
-    draw.line([(left, top), (left, H - bottom), (W - right, H - bottom)], fill="black")
-    for key, colour in (("train_loss", "#4f46e5"), ("val_loss", "#f97316")):
-        points = [(px(e["elapsed"]), py(e[key])) for e in evals]
-        draw.line(points, fill=colour, width=3)
-        for x, y in points:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-    draw.text((left, 15), title, fill="black", font=font)
-    draw.text((W - right - 200, top + 5), "train", fill="#4f46e5", font=font)
-    draw.text((W - right - 140, top + 5), "val", fill="#f97316", font=font)
-    draw.text((W // 2 - 150, H - 25), "wall-clock seconds (evaluations included)", fill="black", font=font)
-    image.save(path)
+def draw_chart(evals: list[dict], title: str, path: Path) -> None:
+    """val and train loss against seconds, with the thresholds as level lines."""
+    series = [(name, colour, [(e["elapsed"], e[key]) for e in evals])
+              for name, colour, key in (("train", "#4f46e5", "train_loss"), ("val", "#f97316", "val_loss"))]
+    path.write_bytes(line_chart_png(series, x_label="wall-clock seconds (evaluations included)", title=title,
+                                    levels=[(t, f"val {t}") for t in THRESHOLDS], size=(900, 500)))
 
 
 def main():

@@ -58,11 +58,10 @@ def card_metadata(val_loss: float | None, shakespeare: bool, name: str) -> Model
                          datasets=[DATASET] if shakespeare else None, model_name=name, eval_results=results)
 
 
-def model_card(config: GPTConfig, vocab: list[str], params: int, *, name: str, log: dict | None = None,
-               best: dict | None = None, notes: str = "") -> str:
+def model_card(config: GPTConfig, vocab: list[str], params: int, *, name: str, log: dict | None = None) -> str:
     """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given)."""
     log = log or {"config": {}, "device": "", "evals": [], "steps": []}
-    best = best or best_eval(log)
+    best = best_eval(log)
     settings = log["config"]
     shakespeare = settings.get("data", "shakespeare") == "shakespeare"
     meta = card_metadata(best["val_loss"] if best else None, shakespeare, name)
@@ -122,43 +121,51 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
     if settings:
         rows = "\n".join(f"| {k} | {v} |" for k, v in settings.items())
         sections.append(f"| setting | value |\n|---|---|\n{rows}\n")
-    if notes:
-        sections.append(notes.strip() + "\n")
     return "\n".join(sections)
 
 
 def loss_curve_png(log: dict, size: tuple[int, int] = (800, 400)) -> bytes:
     """The loss curve as a PNG: per-step train loss (light), train and val at each eval, the lecture's 1.48."""
-    W, H = size
-    left, right, top, bottom = 60, 20, 30, 40
     evals = log["evals"]
-    points = [loss for _, loss in log["steps"]] + [e["train_loss"] for e in evals] + [e["val_loss"] for e in evals]
-    max_step = max([s for s, _ in log["steps"]] + [e["step"] for e in evals] + [1])
-    lo, hi = min(points + [LECTURE_VAL]) - 0.05, max(points + [LECTURE_VAL]) + 0.05
-    x = lambda step: left + (W - left - right) * step / max_step
-    y = lambda loss: top + (H - top - bottom) * (hi - loss) / (hi - lo)
+    series = [("train (each batch)", "#c7d2fe", log["steps"]),
+              ("train", "#4f46e5", [(e["step"], e["train_loss"]) for e in evals]),
+              ("val", "#f97316", [(e["step"], e["val_loss"]) for e in evals])]
+    return line_chart_png(series, x_label="step", levels=[(LECTURE_VAL, f"lecture: {LECTURE_VAL}")], size=size)
+
+
+def line_chart_png(series: list[tuple[str, str, list]], *, x_label: str, title: str = "",
+                   levels: list[tuple[float, str]] = (), size: tuple[int, int] = (800, 400)) -> bytes:
+    """A PNG line chart of (label, colour, [(x, y), ...]) series with level lines (y, label): PIL, no matplotlib."""
+    W, H = size
+    left, right, top, bottom = 60, 20, 30 + (20 if title else 0), 40
+    xs = [x for _, _, pts in series for x, _ in pts] or [0]
+    ys = [y for _, _, pts in series for _, y in pts] + [y for y, _ in levels]
+    x_max = max(max(xs), 1)
+    lo, hi = min(ys) - 0.05, max(ys) + 0.05
+    x = lambda value: left + (W - left - right) * value / x_max  # noqa: E731
+    y = lambda value: top + (H - top - bottom) * (hi - value) / (hi - lo)  # noqa: E731
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     draw.rectangle([left, top, W - right, H - bottom], outline="#9ca3af")
-    for i in range(6):  # value and step ticks
-        loss = lo + (hi - lo) * i / 5
-        draw.text((5, y(loss) - 6), f"{loss:.2f}", fill="#374151")
-        draw.line([left, y(loss), W - right, y(loss)], fill="#f3f4f6")
-        step = max_step * i / 5
-        draw.text((x(step) - 10, H - bottom + 8), f"{step:,.0f}", fill="#374151")
-    draw.text((W // 2 - 15, H - 16), "step", fill="#374151")
-    draw.line([left, y(LECTURE_VAL), W - right, y(LECTURE_VAL)], fill="#9ca3af", width=1)
-    draw.text((W - right - 110, y(LECTURE_VAL) - 14), f"lecture: {LECTURE_VAL}", fill="#6b7280")
-    series = [([(s, v) for s, v in log["steps"]], "#c7d2fe", "train (each batch)"),
-              ([(e["step"], e["train_loss"]) for e in evals], "#4f46e5", "train"),
-              ([(e["step"], e["val_loss"]) for e in evals], "#f97316", "val")]
-    for i, (pts, color, label) in enumerate(series):
+    for i in range(6):  # value and x ticks
+        value = lo + (hi - lo) * i / 5
+        draw.text((5, y(value) - 6), f"{value:.2f}", fill="#374151")
+        draw.line([left, y(value), W - right, y(value)], fill="#f3f4f6")
+        draw.text((x(x_max * i / 5) - 10, H - bottom + 8), f"{x_max * i / 5:,.0f}", fill="#374151")
+    draw.text((W // 2 - 4 * len(x_label), H - 16), x_label, fill="#374151")
+    if title:
+        draw.text((left, 8), title, fill="#111827")
+    for value, label in levels:
+        draw.line([left, y(value), W - right, y(value)], fill="#9ca3af", width=1)
+        draw.text((W - right - 8 * len(label) - 10, y(value) - 14), label, fill="#6b7280")
+    for i, (label, colour, pts) in enumerate(series):
         if len(pts) > 1:
-            draw.line([(x(s), y(v)) for s, v in pts], fill=color, width=2)
-        for s, v in pts if len(pts) < 50 else []:
-            draw.ellipse([x(s) - 3, y(v) - 3, x(s) + 3, y(v) + 3], fill=color)
-        draw.rectangle([left + 10 + 150 * i, 8, left + 22 + 150 * i, 20], fill=color)
-        draw.text((left + 28 + 150 * i, 8), label, fill="#111827")
+            draw.line([(x(a), y(b)) for a, b in pts], fill=colour, width=2)
+        for a, b in pts if len(pts) < 50 else []:
+            draw.ellipse([x(a) - 3, y(b) - 3, x(a) + 3, y(b) + 3], fill=colour)
+        legend = top - 22
+        draw.rectangle([left + 10 + 150 * i, legend, left + 22 + 150 * i, legend + 12], fill=colour)
+        draw.text((left + 28 + 150 * i, legend), label, fill="#111827")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -367,13 +367,12 @@ class Trainer:
 
     def _save_weights(self, losses: dict[str, float], sample: str, elapsed: float) -> None:
         """The weights, with a model card and loss curve built from the run's log and this evaluation."""
-        best = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"], "sample": sample,
-                "elapsed": elapsed, "saved": True}
         log = read_log(self.out_dir)  # the events so far; this evaluation is logged after the save
-        log["evals"].append(best)
+        log["evals"].append({"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
+                             "sample": sample, "elapsed": elapsed, "saved": True})
         model = self.model
         name = os.path.relpath(self.out_dir)  # what GPT.from_pretrained is given from here
-        card = model_card(model.config, model.vocab, model.num_params(), log=log, best=best,
+        card = model_card(model.config, model.vocab, model.num_params(), log=log,
                           name=str(self.out_dir) if name.startswith("..") else name)
         weights.save_weights(model, self.out_dir, card=card)
         weights.atomic_write(self.out_dir / CURVE_FILE, lambda tmp: tmp.write_bytes(loss_curve_png(log)))

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.errors import ConfigError, WeightsError
 from gpt.model import CONFIG_FIELDS, GPT, GPTConfig
+from gpt.sampling import inference_model
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -241,8 +242,6 @@ def load_cached(folder: str | Path, *, inference: bool = False) -> GPT:
 
     inference=True gives the copy to generate with (gpt.sampling.inference_model: int8 weights where faster).
     """
-    from gpt.sampling import inference_model
-
     folder = Path(folder)
     try:
         key = (str(folder.resolve()), (folder / MODEL_FILE).stat().st_mtime_ns, inference)
