@@ -5,32 +5,31 @@ from __future__ import annotations
 import torch
 from PIL import Image, ImageDraw
 
-from gpt.model import GPT
+from gpt.model import GPTLanguageModel
 from gpt.tokenizer import CharTokenizer
 
 MAX_CHARS = 64  # longer prompts are cut to their last 64 characters, so each map stays readable
 
 
 @torch.no_grad()
-def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """(1, T) token ids -> (n_layer, n_head, T, T): row t is how position t spreads its attention over 0..t."""
+def attention_maps(model: GPTLanguageModel, idx: torch.Tensor) -> torch.Tensor:
+    """(1, T) token ids -> (n_layer, n_head, T, T): row t is how position t spreads its attention over 0..t.
+
+    The maps come from the model's own forward pass: each MultiHeadAttention keeps its `wei` while we look.
+    """
     model.eval()
-    B, T = idx.shape
-    nh, hs = model.config.n_head, model.config.head_size
-    x = model.token_embedding_table(idx) + model.position_embedding_table(torch.arange(T, device=idx.device))
-    future = torch.ones(T, T, dtype=torch.bool, device=idx.device).triu(diagonal=1)
-    maps = []
-    for block in model.blocks:
-        q, k, _ = block.sa.qkv(block.ln1(x)).split(model.config.n_embd, dim=2)  # each (B, T, C)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        wei = (q @ k.transpose(-2, -1)) * hs**-0.5  # (B, nh, T, T)
-        maps.append(wei.masked_fill(future, float("-inf")).softmax(dim=-1)[0])  # (nh, T, T)
-        x = block(x)
-    return torch.stack(maps)  # (n_layer, n_head, T, T)
+    layers = [block.sa for block in model.blocks]
+    for sa in layers:
+        sa.keep_wei = True
+    try:
+        model(idx)
+        return torch.stack([sa.wei[0] for sa in layers])  # (n_layer, n_head, T, T)
+    finally:
+        for sa in layers:
+            sa.keep_wei, sa.wei = False, None
 
 
-def prompt_maps(model: GPT, prompt: str) -> tuple[torch.Tensor, str]:
+def prompt_maps(model: GPTLanguageModel, prompt: str) -> tuple[torch.Tensor, str]:
     """Attention maps of the last MAX_CHARS characters of prompt (unknown characters raise a clear error)."""
     text = (prompt or "\n")[-min(MAX_CHARS, model.config.block_size):]
     ids = CharTokenizer(model.vocab).encode(text)

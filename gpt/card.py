@@ -12,12 +12,19 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCardData
 from PIL import Image, ImageDraw
 
-from gpt.model import GPTConfig
+from gpt.config import GPTConfig
+from gpt.model import param_count
+from gpt.presets import LECTURE_VAL
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
-LECTURE_VAL = 1.48  # the lecture's final validation loss
 DATASET = "karpathy/tiny_shakespeare"
+# the loss curve's colours, here and in the app's live chart
+COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture": "#9ca3af"}
+
+
+def empty_log() -> dict:
+    return {"config": {}, "device": "", "params": None, "command": None, "evals": [], "steps": []}
 
 
 def read_log(folder: str | Path) -> dict | None:
@@ -25,7 +32,7 @@ def read_log(folder: str | Path) -> dict | None:
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         return None
-    log = {"config": {}, "device": "", "evals": [], "steps": []}
+    log = empty_log()
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             event = json.loads(line)
@@ -33,6 +40,7 @@ def read_log(folder: str | Path) -> dict | None:
             continue  # a line cut short by a kill: the rest of the log still tells the story
         if event.get("event") == "start":
             log["config"], log["device"] = event.get("config", {}), event.get("device", "")
+            log["params"], log["command"] = event.get("params"), event.get("command")
         elif event.get("event") == "eval":
             log["evals"].append(event)
         elif event.get("event") == "step":
@@ -58,9 +66,10 @@ def card_metadata(val_loss: float | None, shakespeare: bool, name: str) -> Model
                          datasets=[DATASET] if shakespeare else None, model_name=name, eval_results=results)
 
 
-def model_card(config: GPTConfig, vocab: list[str], params: int, *, name: str, log: dict | None = None) -> str:
-    """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given)."""
-    log = log or {"config": {}, "device": "", "evals": [], "steps": []}
+def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str) -> str:
+    """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given), from its run's log."""
+    log = log or empty_log()
+    params = log["params"] or param_count(config)
     best = best_eval(log)
     settings = log["config"]
     shakespeare = settings.get("data", "shakespeare") == "shakespeare"
@@ -93,7 +102,7 @@ for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_
     print(ch, end="", flush=True)
 ```
 
-or `python -m gpt.generate --weights {name} --prompt "ROMEO:"`, or pick it in the app's Generate tab.
+or `python -m gpt.generate --weights {name} --prompt "ROMEO:"`, or pick it in the app.
 """]
     if best and best.get("sample"):
         sections.append(f"## A sample\n\nWhat it wrote at step {best['step']:,} (temperature 1, no prompt):\n\n"
@@ -118,6 +127,8 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
                         f"validation loss.\n")
         if len(log["evals"]) > 1:
             sections.append(f"![Loss curve: train and validation loss against steps]({CURVE_FILE})\n")
+    if log["command"]:
+        sections.append(f"Made with:\n\n```bash\n{log['command']}\n```\n")
     if settings:
         rows = "\n".join(f"| {k} | {v} |" for k, v in settings.items())
         sections.append(f"| setting | value |\n|---|---|\n{rows}\n")
@@ -127,9 +138,9 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
 def loss_curve_png(log: dict, size: tuple[int, int] = (800, 400)) -> bytes:
     """The loss curve as a PNG: per-step train loss (light), train and val at each eval, the lecture's 1.48."""
     evals = log["evals"]
-    series = [("train (each batch)", "#c7d2fe", log["steps"]),
-              ("train", "#4f46e5", [(e["step"], e["train_loss"]) for e in evals]),
-              ("val", "#f97316", [(e["step"], e["val_loss"]) for e in evals])]
+    series = [("train (each batch)", COLORS["train (each batch)"], log["steps"]),
+              ("train", COLORS["train"], [(e["step"], e["train_loss"]) for e in evals]),
+              ("val", COLORS["val"], [(e["step"], e["val_loss"]) for e in evals])]
     return line_chart_png(series, x_label="step", levels=[(LECTURE_VAL, f"lecture: {LECTURE_VAL}")], size=size)
 
 

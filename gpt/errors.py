@@ -1,5 +1,11 @@
 """One exception type per kind of user mistake. Each message is written to be shown to a person as is."""
 
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
 
 class GPTError(Exception):
     """Base class: something the user can fix, with a message that says how."""
@@ -44,3 +50,20 @@ class BusyError(GPTError):
 
 class HubError(GPTError):
     """A Hub push, pull or publish that failed: bad repo id, token refused, repo missing, no network, not ours."""
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a command line's main(argv): a GPTError ends it with one "error: ..." line and exit status 2 (never a
+    traceback), Ctrl-C with status 130."""
+
+    @functools.wraps(main)
+    def run(argv=None) -> int:
+        try:
+            return main(argv)
+        except GPTError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+
+    return run

@@ -13,8 +13,8 @@ import torch
 
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import pick_device
-from gpt.errors import GPTError
-from gpt.model import GPT
+from gpt.errors import command
+from gpt.pretrained import GPT
 from gpt.tokenizer import CharTokenizer
 
 
@@ -35,6 +35,7 @@ def split_loss(model: GPT, data: TextData, split: str = "val", batch_size: int =
     return total / n
 
 
+@command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,15 +43,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=SHAKESPEARE, help="'shakespeare' or the text the model was trained on")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    try:
-        device = pick_device(args.device)
-        model = GPT.from_pretrained(args.weights, map_location=str(device))
-        data = TextData(load_text(args.data), CharTokenizer(model.vocab), model.config.block_size)
-        for split in ("train", "val"):
-            print(f"{split} loss: {split_loss(model, data, split):.4f}")
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    device = pick_device(args.device)
+    model = GPT.from_pretrained(args.weights, map_location=str(device))
+    data = TextData(load_text(args.data), CharTokenizer(model.vocab), model.config.block_size)
+    for split in ("train", "val"):
+        print(f"{split} loss: {split_loss(model, data, split):.4f}")
     return 0
 
 

@@ -11,13 +11,14 @@ import sys
 import torch
 
 from gpt.device import pick_device
-from gpt.errors import GPTError
-from gpt.model import GPT
+from gpt.errors import command
+from gpt.pretrained import GPT
 from gpt.sampling import DTYPES, generate_text, inference_model, stream_text
 
 DEFAULT_WEIGHTS = "weights/default"
 
 
+@command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,24 +38,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
-    try:
-        model = GPT.from_pretrained(args.weights, revision=args.revision, map_location=str(pick_device(args.device)))
-        model = inference_model(model, args.dtype)
-        if args.num_samples == 1:
-            stream = stream_text(model, args.prompt, **sampling)  # checks prompt and settings first
-            sys.stdout.write(args.prompt)
-            for ch in stream:
-                sys.stdout.write(ch)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-        else:
-            for i, text in enumerate(generate_text(model, args.prompt, num_samples=args.num_samples, **sampling)):
-                print(f"--- sample {i + 1} ---\n{args.prompt}{text}")
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    model = GPT.from_pretrained(args.weights, revision=args.revision, map_location=str(pick_device(args.device)))
+    model = inference_model(model, args.dtype)
+    if args.num_samples == 1:
+        stream = stream_text(model, args.prompt, **sampling)  # checks prompt and settings first
+        sys.stdout.write(args.prompt)
+        for ch in stream:
+            sys.stdout.write(ch)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        for i, text in enumerate(generate_text(model, args.prompt, num_samples=args.num_samples, **sampling)):
+            print(f"--- sample {i + 1} ---\n{args.prompt}{text}")
     return 0
 
 

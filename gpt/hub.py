@@ -1,8 +1,9 @@
-"""Share on the Hugging Face Hub: push a weights folder, pull a repo into weights/, publish the app as a Space.
+"""Share on the Hugging Face Hub: push a weights folder, pull a repo into weights/.
 
     python -m gpt.hub push weights/my-run user/my-gpt [--private] [--message "..."]
     python -m gpt.hub pull user/my-gpt [--revision main] [--name my-gpt] [--overwrite]
-    python -m gpt.hub publish-space user/my-space --weights weights/my-run [--private]
+
+(Publishing the app as a Space lives with the app: `python -m webapp.space`, built on upload() here.)
 
 The token comes from HF_TOKEN (or `hf auth login`); functions also take it as an argument. We never write it
 anywhere, print it, or put it in a card, commit or message. Only safetensors and JSON (and the card and its
@@ -26,12 +27,10 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_downl
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
 
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
-from gpt.errors import GPTError, HubError, WeightsError
-from gpt.model import GPT
-from gpt.runner import RUN_NAME
-from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE
+from gpt.errors import GPTError, HubError, WeightsError, command
+from gpt.pretrained import GPT
+from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, NAME
 
-ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, gpt/, requirements.txt, README.md
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
 Progress = Callable[[float, str], None]
@@ -44,7 +43,7 @@ def check_repo_id(repo_id: str, what: str = "repo") -> str:
     return repo_id
 
 
-def _quiet(progress: Progress | None) -> Progress:
+def quiet(progress: Progress | None) -> Progress:
     return progress or (lambda fraction, message: None)
 
 
@@ -91,7 +90,7 @@ def _scrub(text: str, token: str | None) -> str:
     return text
 
 
-def _check_weights(folder: str | Path) -> tuple[Path, GPT]:
+def check_weights(folder: str | Path) -> tuple[Path, GPT]:
     folder = Path(folder)
     if not folder.is_dir():
         raise WeightsError(f"no weights folder at {folder}")
@@ -102,25 +101,16 @@ def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
     """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log."""
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
     log = read_log(folder)
+    files[CARD_FILE] = model_card(model.config, model.vocab, log, name).encode()
     if log is not None:
-        files[CARD_FILE] = model_card(model.config, model.vocab, model.num_params(), name=name, log=log).encode()
         files[METRICS_FILE] = folder / METRICS_FILE
         if len(log["evals"]) > 1:
             files[CURVE_FILE] = loss_curve_png(log)
-    elif (folder / CARD_FILE).is_file():  # a card without a log (e.g. the shipped default): point it at the repo
-        card = (folder / CARD_FILE).read_text(encoding="utf-8")
-        local = re.search(r"^# (\S+): ", card, re.M)  # the name the card was written for
-        if local:
-            for pattern in ["- name: {}\n", "# {}: ", 'from_pretrained("{}")', "--weights {} --prompt"]:
-                card = card.replace(pattern.format(local[1]), pattern.format(name))
-        files[CARD_FILE] = card.encode()
-    else:
-        files[CARD_FILE] = model_card(model.config, model.vocab, model.num_params(), name=name).encode()
     return files
 
 
-def _upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, token: str | None, private: bool,
-            message: str, action: str, progress: Progress) -> str:
+def upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, token: str | None, private: bool,
+           message: str, action: str, progress: Progress) -> str:
     """Create the repo if needed and commit files to it in one commit. Returns the repo's URL."""
     api = HfApi(token=token)
     with hub_errors(action, repo_id, token):
@@ -139,23 +129,23 @@ def _upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, tok
 def push(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
          message: str | None = None, progress: Progress | None = None) -> str:
     """Upload a weights folder to the model repo repo_id (created if needed). Returns the repo's URL."""
-    progress = _quiet(progress)
+    progress = quiet(progress)
     repo_id = check_repo_id(repo_id)
     progress(0.05, "checking the weights")
-    folder, model = _check_weights(folder)
+    folder, model = check_weights(folder)
     message = message or f"Upload {folder.name}: a {model.num_params() / 1e6:.2f}M-parameter character-level GPT"
-    return _upload(repo_id, repo_files(folder, model, repo_id), repo_type="model", token=token or None,
+    return upload(repo_id, repo_files(folder, model, repo_id), repo_type="model", token=token or None,
                    private=private, message=message, action="push to", progress=progress)
 
 
 def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",
          token: str | None = None, overwrite: bool = False, progress: Progress | None = None) -> Path:
     """Download a repo of ours into root/name (name: the repo's name), check it, and return the folder."""
-    progress = _quiet(progress)
+    progress = quiet(progress)
     repo_id = check_repo_id(repo_id)
     token, revision = token or None, (revision or "").strip() or None
     name = (name or "").strip() or repo_id.split("/")[1]
-    if not RUN_NAME.fullmatch(name) or name == "default":
+    if not NAME.fullmatch(name) or name == "default":
         raise HubError(f"{name!r} cannot name a weights folder: use 1-64 letters, digits, '.', '_' or '-' "
                        f"(and not 'default', which ships with the app)")
     root = Path(root)
@@ -167,7 +157,7 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
         snapshot = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES))
     progress(0.8, "checking the weights")
     try:
-        _check_weights(snapshot)
+        check_weights(snapshot)
     except WeightsError as e:
         raise HubError(f"{repo_id} is not a GPT of this project: {str(e).replace(str(snapshot), repo_id)}") from None
     root.mkdir(parents=True, exist_ok=True)
@@ -188,41 +178,7 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
     return dest
 
 
-def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Path]:
-    """The app, the gpt package, requirements and the chosen weights as weights/default, with a Space README."""
-    files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": ROOT / "requirements.txt"}
-    files.update({f"gpt/{p.name}": p for p in sorted((ROOT / "gpt").glob("*.py"))})
-    files.update({f"weights/default/{k}": v for k, v in repo_files(folder, model, "weights/default").items()})
-    # the project's README starts with a Space's front matter (sdk, sdk_version, app_file, ...): reuse it
-    front = re.match(r"---\n.*?\n---\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
-    if front is None:
-        raise HubError(f"{ROOT / 'README.md'} lost its Space front matter")
-    files["README.md"] = f"""{front[0]}
-
-# GPT from scratch
-
-The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled
-out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
-parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
-it learn.
-
-Published from the gpt-from-scratch project with `python -m gpt.hub publish-space {space_id}`.
-""".encode()
-    return files
-
-
-def publish_space(space_id: str, weights: str | Path, *, token: str | None = None, private: bool = False,
-                  message: str | None = None, progress: Progress | None = None) -> str:
-    """Create or update a Gradio Space running this app with the chosen weights. Returns the Space's URL."""
-    progress = _quiet(progress)
-    space_id = check_repo_id(space_id, "Space")
-    progress(0.05, "checking the weights")
-    folder, model = _check_weights(weights)
-    return _upload(space_id, space_files(folder, model, space_id), repo_type="space", token=token or None,
-                   private=private, message=message or f"Publish the app with weights {folder.name}",
-                   action="publish the Space", progress=progress)
-
-
+@command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,26 +194,14 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="folder under weights/ (default: the repo's name)")
     p.add_argument("--root", default="weights", help="where weights folders live (default: weights)")
     p.add_argument("--overwrite", action="store_true", help="replace weights/<name> if it exists")
-    p = commands.add_parser("publish-space", help="publish the app with chosen weights as a Gradio Space")
-    p.add_argument("space_id", help="user/name")
-    p.add_argument("--weights", default="weights/default")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--message", help="commit message")
     args = parser.parse_args(argv)
     say = lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-    try:
-        if args.command == "push":
-            print(push(args.folder, args.repo_id, private=args.private, message=args.message, progress=say))
-        elif args.command == "pull":
-            dest = pull(args.repo_id, revision=args.revision, name=args.name, root=args.root,
-                        overwrite=args.overwrite, progress=say)
-            print(f"{dest}  (try: python -m gpt.generate --weights {dest})")
-        else:
-            print(publish_space(args.space_id, args.weights, private=args.private, message=args.message,
-                                progress=say))
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.command == "push":
+        print(push(args.folder, args.repo_id, private=args.private, message=args.message, progress=say))
+    else:
+        dest = pull(args.repo_id, revision=args.revision, name=args.name, root=args.root,
+                    overwrite=args.overwrite, progress=say)
+        print(f"{dest}  (try: python -m gpt.generate --weights {dest})")
     return 0
 
 

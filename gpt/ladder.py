@@ -8,12 +8,17 @@ Every rung trains with the same Trainer and saves in the same weights format (co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from gpt.model import GPT, GPTConfig, Head, MultiHeadAttention, next_token_loss
+from gpt import weights
+from gpt.config import GPTConfig
+from gpt.model import Head, MultiHeadAttention, next_token_loss
+from gpt.presets import LECTURE_VAL
+from gpt.pretrained import GPT
 from gpt.trainer import TrainConfig
 
 # the lecture's small settings for rungs 1-6: block 8, batch 32, 32 channels, lr 1e-3 held constant, 5000 steps
@@ -41,7 +46,7 @@ RUNGS = [
     Rung(5, "residual blocks", "3 blocks with residual connections and projections", 2.08),
     Rung(6, "layer norm", "LayerNorm before attention and feed-forward, and a final one", 2.06),
     Rung(7, "scaled up", "6 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2",
-         1.48, dict(SMALL, block_size=256, batch_size=64, n_embd=384, n_head=6, n_layer=6, dropout=0.2,
+         LECTURE_VAL, dict(SMALL, block_size=256, batch_size=64, n_embd=384, n_head=6, n_layer=6, dropout=0.2,
                     learning_rate=3e-4, min_lr=3e-4, sample_length=200)),
 ]
 
@@ -57,9 +62,6 @@ class LadderModel(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    def config_dict(self) -> dict:
-        return {**asdict(self.config), "rung": self.rung, "vocab": self.vocab}
 
 
 class BigramLanguageModel(LadderModel):
@@ -143,11 +145,9 @@ def build(rung: int, config: GPTConfig, vocab: list[str] | None = None) -> nn.Mo
     return GPT(config, vocab)  # rungs 6 and 7: the full model
 
 
-def load(folder) -> nn.Module:
+def load(folder: str | Path) -> nn.Module:
     """Any rung's saved weights (GPT.from_pretrained also reads rungs 6 and 7)."""
-    from gpt import weights
-
-    config, vocab, rung = weights.read_config(folder, ladder=True)
-    model = build(rung, config, vocab)
+    config, vocab, raw = weights.read_raw_config(folder)
+    model = build(raw.get("rung", 6), config, vocab)
     model.load_state_dict(weights.read_state_dict(folder, model))
     return model.eval()

@@ -1,50 +1,22 @@
 """The decoder-only transformer of "Let's build GPT: from scratch, in code, spelled out".
 
 Names follow the lecture: Head, MultiHeadAttention ("communication"), FeedForward ("computation"), Block,
-and the GPT that stacks them. Shapes use B (batch), T (time), C (channels, n_embd), nh (heads), hs (head size).
+and GPTLanguageModel that stacks them. Shapes use B (batch), T (time), C (channels, n_embd), nh (heads),
+hs (head size). This file knows nothing of files, the Hub or sampling: gpt.pretrained adds saving and loading
+(`GPT`), gpt.sampling the KV cache and generation.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-from huggingface_hub import PyTorchModelHubMixin
 from torch.nn import functional as F
 
+from gpt.config import GPTConfig
 from gpt.errors import ConfigError
 
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 65  # distinct characters in Tiny Shakespeare
-    block_size: int = 256  # maximum context length for predictions
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.2
-    bias: bool = True  # biases in Linear layers and LayerNorms (nn.Linear's default, as in the lecture)
-
-    def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
-                f"each head gets n_embd / n_head channels"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be a number from 0 up to (not including) 1, not {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"bias must be true or false, not {self.bias!r}")
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
+__all__ = ["GPTConfig", "Head", "MultiHeadAttention", "FeedForward", "Block", "GPTLanguageModel", "attention",
+           "next_token_loss", "param_count"]
 
 
 def next_token_loss(logits, targets):
@@ -82,20 +54,18 @@ class Head(nn.Module):
         return wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 
-class KVCache:
-    """Keys and values of the positions seen so far, so each new token costs one position, not the window."""
+def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
+    """Head's softmax(q·kᵀ / √hs)·v for all heads at once: (B, nh, T, hs) queries over (B, nh, T', hs) keys.
 
-    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32):
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.head_size)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.pos = 0  # positions filled; GPT.forward advances it after all layers have appended
-
-    def append(self, layer: int, k, v):  # k, v: (B, nh, T, hs) -> all keys, values so far (B, nh, pos+T, hs)
-        end = self.pos + k.size(2)
-        self.k[layer, :, :, self.pos : end] = k
-        self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+    causal: the lecture's tril mask. mask: a boolean (T, T') or (B, 1, T, T') of what each query may see, from a
+    KV cache. Flash attention where the backend has it: the same result as Head's, with less memory.
+    """
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        # under CPU bf16 autocast, flash attention's backward is 4x slower in bf16 than in fp32: attend in fp32
+        with torch.autocast("cpu", enabled=False):
+            return attention(q.float(), k.float(), v.float(), mask, causal, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                          dropout_p=dropout_p)
 
 
 class MultiHeadAttention(nn.Module):
@@ -111,33 +81,32 @@ class MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # back onto the residual stream
         self.attn_dropout = config.dropout
         self.dropout = nn.Dropout(config.dropout)
+        self.keep_wei = False  # gpt.attention sets it to draw the heatmaps: `wei` is then kept after each forward
+        self.wei = None
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, cache=None):  # (B, T, C) -> (B, T, C)
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        mask, causal = None, True
-        if cache is not None:
-            past = cache.pos
-            k, v = cache.append(layer, k, v)  # (B, nh, past+T, hs)
-            causal = past == 0 and T > 1  # a prefill from an empty cache is plain causal attention
-            if past > 0 and T > 1:  # new token i sees every cached position and the new ones up to itself
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            # past > 0 and T == 1: one new token may look at everything: no mask at all
-        dropout_p = self.attn_dropout if self.training else 0.0
-        # flash attention where the backend has it: same result as the tril/softmax of Head, less memory
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # under CPU bf16 autocast, flash attention's backward is 4x slower in bf16 than in fp32: attend in fp32
-            with torch.autocast("cpu", enabled=False):
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
-                                                   is_causal=causal, dropout_p=dropout_p)  # (B, nh, T, hs)
+        q, k, v = self.qkv(x).split(C, dim=2)  # project: each (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        mask = None
+        if cache is not None:  # generating: the keys and values of earlier positions come from the cache
+            k, v, mask = cache.update(k, v)  # (B, nh, T', hs) and what each new position may see
+        if self.keep_wei:
+            y = self._attention_kept(q, k, v, mask)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                               dropout_p=dropout_p)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # concatenate the heads: (B, T, C)
+            y = attention(q, k, v, mask, causal=cache is None,
+                          dropout_p=self.attn_dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # merge: the heads side by side again, (B, T, C)
         return self.dropout(self.proj(y))
+
+    def _attention_kept(self, q, k, v, mask):
+        """The same attention written out as in Head, keeping `wei` (B, nh, T, T') for the heatmaps."""
+        T, T_all = q.size(2), k.size(2)
+        if mask is None:
+            mask = torch.ones(T, T_all, dtype=torch.bool, device=q.device).tril(diagonal=T_all - T)
+        wei = (q @ k.transpose(-2, -1)) * k.size(-1) ** -0.5  # (B, nh, T, T')
+        self.wei = wei.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return self.wei @ v  # (B, nh, T, hs)
 
 
 class FeedForward(nn.Module):
@@ -166,21 +135,14 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):  # (B, T, C) -> (B, T, C)
-        x = x + self.sa(self.ln1(x), cache, layer)  # residual connections keep gradients flowing in deep stacks
+    def forward(self, x, cache=None):  # (B, T, C) -> (B, T, C)
+        x = x + self.sa(self.ln1(x), cache)  # residual connections keep gradients flowing in deep stacks
         x = x + self.ffwd(self.ln2(x))
         return x
 
 
-class GPT(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="gpt-from-scratch",
-    tags=["gpt-from-scratch", "character-level", "text-generation"],
-    pipeline_tag="text-generation",
-    license="mit",
-):
-    """Token + position embeddings, n_layer Blocks, a final LayerNorm and the lm_head.
+class GPTLanguageModel(nn.Module):
+    """Token + position embeddings, n_layer Blocks, a final LayerNorm and the lm_head (the lecture's name).
 
     `vocab` (the characters, in id order) travels with the weights so a saved model can read and write text.
     """
@@ -207,21 +169,24 @@ class GPT(
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None):
+    def forward(self, idx, targets=None, cache=None):
+        """idx (B, T) -> logits (B, T, vocab_size) and the loss against targets (B, T), if given.
+
+        cache (gpt.sampling.KVCache) holds earlier positions while generating; it says where idx stands.
+        """
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(
-                f"context of {start + T} tokens is longer than block_size ({self.config.block_size}): "
-                f"positions are learned only up to block_size"
-            )
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"context of {T} tokens is longer than block_size ({self.config.block_size}): "
+                                 f"positions are learned only up to block_size")
+            pos = torch.arange(T, device=idx.device)  # (T,)
+        else:
+            pos = cache.positions(T)  # (T,) or (B, T): each row where it stands
         tok_emb = self.token_embedding_table(idx)  # (B, T, C)
-        pos_emb = self.position_embedding_table(torch.arange(start, start + T, device=idx.device))  # (T, C)
+        pos_emb = self.position_embedding_table(pos)  # (T, C) or (B, T, C)
         x = tok_emb + pos_emb  # (B, T, C)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)  # (B, T, C)
-        if cache is not None:
-            cache.pos += T
+            x = block(x, None if cache is None else cache.layer(layer))  # (B, T, C)
         x = self.ln_f(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, vocab_size)
 
@@ -230,34 +195,9 @@ class GPT(
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # --- weights: our own safetensors + config.json format, through huggingface_hub's mixin ---
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
-                        token: str | None = None, map_location: str = "cpu", **kwargs) -> "GPT":
-        """Load from a weights folder or a Hub repo id. Raises WeightsError saying what is wrong."""
-        from gpt import weights
-
-        folder = weights.locate(pretrained_model_name_or_path, revision=revision, token=token)
-        weights.read_config(folder)  # a clear error before the mixin builds anything from a foreign config
-        return super().from_pretrained(folder, map_location=map_location, **kwargs)
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", **unused) -> "GPT":
-        from gpt import weights
-
-        model = cls(*weights.read_config(model_id))  # our own strict reading of config.json
-        model.load_state_dict(weights.read_state_dict(Path(model_id), model), strict=True)
-        return model.to(map_location).eval()
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        from gpt import weights
-
-        weights.save_weights(self, save_directory)
-
-    def config_dict(self) -> dict:
-        """What config.json holds: the GPTConfig fields and the vocabulary, characters in id order."""
-        return {**asdict(self.config), "vocab": self.vocab}
-
-
-CONFIG_FIELDS = [f.name for f in fields(GPTConfig)]
+def param_count(config: GPTConfig) -> int:
+    """GPTLanguageModel(config).num_params(), worked out from the config alone, without building anything."""
+    C, V, b = config.n_embd, config.vocab_size, int(config.bias)
+    block = 3 * C * C + (C * C + b * C) + (4 * C * C + b * 4 * C) + (4 * C * C + b * C) + 2 * (C + b * C)
+    return V * C + config.block_size * C + config.n_layer * block + (C + b * C) + (C * V + b * V)

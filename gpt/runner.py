@@ -1,13 +1,12 @@
 """One training run at a time, in a background thread owned by the process, watched by any number of viewers.
 
-The app keeps a single TrainingRunner for the whole server: every browser tab reads the same status(), and a
-second start() while a run is going is refused with a BusyError, whichever tab it comes from.
+A server keeps a single TrainingRunner: every viewer reads the same status(), and a second start() while a run
+is going is refused with a BusyError, whoever asks.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 import threading
 import traceback
 from dataclasses import asdict
@@ -15,21 +14,18 @@ from pathlib import Path
 from typing import Callable
 
 from gpt import ladder, weights
+from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
-from gpt.model import GPT
+from gpt.model import GPTLanguageModel
 from gpt.trainer import Trainer, TrainConfig
 
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_STEP_POINTS = 400  # the per-step loss curve is thinned to this many points for the chart
 
 
 def check_run_name(name: str, root: Path) -> Path:
     """The folder for a new run, or a ConfigError saying why the name cannot be used."""
-    name = (name or "").strip()
-    if not RUN_NAME.fullmatch(name):
-        raise ConfigError(f"run name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-                          f"letter or digit")
+    name = weights.check_name(name)
     out = Path(root) / name
     if name == "default" or (out / weights.MODEL_FILE).exists() or (out / weights.STATE_FILE).exists():
         raise ConfigError(f"weights/{name} already exists: choose another run name")
@@ -77,9 +73,7 @@ class TrainingRunner:
             chosen = [r for r in ladder.RUNGS if r.number in set(rungs)]
             if not chosen:
                 raise ConfigError("choose at least one rung of the ladder")
-            if max_iters is not None and (int(max_iters) != max_iters or max_iters < 1):
-                raise ConfigError(f"steps per rung must be a whole number of at least 1, not {max_iters!r}")
-            overrides = {"max_iters": int(max_iters)} if max_iters else {}
+            overrides = {"max_iters": whole_number("steps per rung", max_iters)} if max_iters is not None else {}
             configs = [ladder.train_config(r, **overrides) for r in chosen]  # settings checked here, up front
             # each rung's Trainer is built in the background when its turn comes: reading the text and building
             # the model stays off the lock that every viewer's poll waits on
@@ -95,7 +89,7 @@ class TrainingRunner:
 
     def _check_idle(self) -> None:
         if self.running:
-            raise BusyError("a training run is already going (perhaps started from another tab): "
+            raise BusyError("a training run is already going (perhaps started by someone else): "
                             "stop it first, or watch it")
 
     def _begin(self, config: TrainConfig, out_dir: Path, trainer: Trainer | None = None) -> None:
@@ -187,9 +181,9 @@ class TrainingRunner:
                 "ladder": [{**r, "curve": list(r["curve"])} for r in self.ladder],
             }
 
-    def snapshot(self) -> GPT:
+    def snapshot(self) -> GPTLanguageModel:
         """The model being trained, as it is right now (a copy, for generating while training goes on)."""
         trainer = self.trainer
         if trainer is None:
-            raise BusyError("no model is training right now: start a run in the Train tab first")
+            raise BusyError("no model is training right now: start a run first")
         return trainer.snapshot()

@@ -17,23 +17,70 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from gpt.config import GPTConfig, whole_number
 from gpt.device import fast_bf16
 from gpt.errors import SamplingError
-from gpt.model import GPT, KVCache
+from gpt.model import GPTLanguageModel
 from gpt.tokenizer import CharTokenizer
 
 
+class LayerCache:
+    """One layer's keys and values, (B, nh, block_size, hs), filled up to `pos`."""
+
+    def __init__(self, shape: tuple[int, ...], device, dtype):
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0
+
+    def update(self, k, v):
+        """Append T new positions (B, nh, T, hs); return every key and value so far and what each new one sees."""
+        past, T = self.pos, k.size(2)
+        self.k[:, :, past:past + T] = k
+        self.v[:, :, past:past + T] = v
+        self.pos += T
+        # new token i sees every cached position and the new ones up to itself; a single new token sees everything
+        mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=k.device).tril(diagonal=past)
+        return self.k[:, :, :past + T], self.v[:, :, :past + T], mask
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, so each new token costs one position, not the window."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32):
+        shape = (batch_size, config.n_head, config.block_size, config.head_size)
+        self.layers = [LayerCache(shape, device, dtype) for _ in range(config.n_layer)]
+        self.block_size = config.block_size
+        self.device = device
+
+    @property
+    def pos(self) -> int:
+        """Positions filled so far (every layer agrees between two forward passes)."""
+        return self.layers[-1].pos
+
+    def positions(self, T: int) -> torch.Tensor:
+        """The positions of T new tokens, (T,): right after those already cached."""
+        if self.pos + T > self.block_size:
+            raise ValueError(f"context of {self.pos + T} tokens is longer than block_size ({self.block_size}): "
+                             f"positions are learned only up to block_size")
+        return torch.arange(self.pos, self.pos + T, device=self.device)
+
+    def layer(self, i: int) -> LayerCache:
+        return self.layers[i]
+
+    def reset(self) -> None:
+        for layer in self.layers:
+            layer.pos = 0
+
+
 def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise SamplingError(f"max_new_tokens must be a whole number of 0 or more, not {max_new_tokens!r}")
+    whole_number("max_new_tokens", max_new_tokens, 0, SamplingError)
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 100:
         raise SamplingError(f"temperature must be between 0 (greedy) and 100, not {temperature!r}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise SamplingError(f"top_k must be a whole number (0 or empty = off), not {top_k!r}")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise SamplingError(f"top_p must be above 0 and at most 1 (1 = off), not {top_p!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise SamplingError(f"num_samples must be a whole number of at least 1, not {num_samples!r}")
+    whole_number("num_samples", num_samples, 1, SamplingError)
 
 
 DTYPES = ("auto", "float32", "bfloat16", "int8")
@@ -84,7 +131,7 @@ def inference_model(model: nn.Module, dtype: str = "auto") -> nn.Module:
     device = next(model.parameters()).device
     if dtype == "auto":
         dtype = "float32"
-        if isinstance(model, GPT) and fast_bf16(device):
+        if isinstance(model, GPTLanguageModel) and fast_bf16(device):
             dtype = "int8" if device.type == "cpu" else "bfloat16"
     if dtype == "float32" or precision(model) != "float32":
         return model
@@ -115,7 +162,7 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # (B,)
 
 
-def generate_tokens(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+def generate_tokens(model: GPTLanguageModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
                     top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                     rebuild: int | None = None) -> Iterator[torch.Tensor]:
     """Yield the next token of every row of idx (B, T), shape (B,), max_new_tokens times.
@@ -140,8 +187,8 @@ def _generate(model: nn.Module, idx, max_new_tokens, temperature, top_k, top_p, 
     else:
         generator.manual_seed(seed)
     # the lecture ladder's early models have no cache: they recompute the window, as the lecture's generate does
-    cache = KVCache(model.config, idx.size(0), device, next(model.parameters()).dtype) if isinstance(model, GPT) \
-        else None
+    cache = KVCache(model.config, idx.size(0), device, next(model.parameters()).dtype) \
+        if isinstance(model, GPTLanguageModel) else None
     context = idx[:, -block_size:]  # (B, T) the most the model can look back on
     logits, _ = model(context, cache=cache) if cache is not None else model(context)  # prefill: the whole prompt in one pass
     for i in range(max_new_tokens):
@@ -153,7 +200,7 @@ def _generate(model: nn.Module, idx, max_new_tokens, temperature, top_k, top_p, 
         if cache is None:
             logits, _ = model(context)
         elif cache.pos == block_size:  # window full: no position block_size exists, re-encode recent context
-            cache.pos = 0
+            cache.reset()
             logits, _ = model(context[:, -rebuild:], cache=cache)
         else:
             logits, _ = model(idx_next[:, None], cache=cache)  # one new position
@@ -166,7 +213,7 @@ def _prompt_ids(tokenizer: CharTokenizer, prompt: str) -> list[int]:
     return [tokenizer.stoi.get("\n", 0)]
 
 
-def _tokenizer(model: GPT, tokenizer: CharTokenizer | None) -> CharTokenizer:
+def _tokenizer(model: GPTLanguageModel, tokenizer: CharTokenizer | None) -> CharTokenizer:
     if tokenizer is not None:
         return tokenizer
     if model.vocab is None:
@@ -174,7 +221,7 @@ def _tokenizer(model: GPT, tokenizer: CharTokenizer | None) -> CharTokenizer:
     return CharTokenizer(model.vocab)
 
 
-def stream_text(model: GPT, prompt: str = "", *, max_new_tokens: int = 500, tokenizer: CharTokenizer | None = None,
+def stream_text(model: GPTLanguageModel, prompt: str = "", *, max_new_tokens: int = 500, tokenizer: CharTokenizer | None = None,
                 **sampling) -> Iterator[str]:
     """Yield the generated text one character at a time (the prompt itself is not repeated)."""
     tokenizer = _tokenizer(model, tokenizer)
@@ -184,7 +231,7 @@ def stream_text(model: GPT, prompt: str = "", *, max_new_tokens: int = 500, toke
     return (tokenizer.itos[int(t[0])] for t in generate_tokens(model, idx, max_new_tokens, **sampling))
 
 
-def generate_text(model: GPT, prompt: str = "", *, num_samples: int = 1, max_new_tokens: int = 500,
+def generate_text(model: GPTLanguageModel, prompt: str = "", *, num_samples: int = 1, max_new_tokens: int = 500,
                   tokenizer: CharTokenizer | None = None, **sampling) -> list[str]:
     """num_samples continuations of prompt, generated together as one batch."""
     check_settings(max_new_tokens, sampling.get("temperature", 1.0), sampling.get("top_k"), sampling.get("top_p"),

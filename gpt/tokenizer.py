@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpt import weights
 from gpt.errors import ConfigError, UnknownCharactersError
 
 
@@ -28,8 +29,7 @@ class CharTokenizer:
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, *, revision: str | None = None,
                         token: str | None = None) -> "CharTokenizer":
-        from gpt import weights
-
+        """The vocabulary saved with a model's weights (a folder or a Hub repo id)."""
         _, vocab = weights.read_config(weights.locate(path_or_repo_id, revision=revision, token=token))
         return cls(vocab)
 

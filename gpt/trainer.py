@@ -24,11 +24,12 @@ import torch.distributed as dist
 
 from gpt import weights
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
+from gpt.config import GPTConfig, whole_number
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
-from gpt.model import GPT, GPTConfig
 from gpt.presets import PRESETS
+from gpt.pretrained import GPT
 from gpt.sampling import generate_text
 from gpt.tokenizer import CharTokenizer
 
@@ -76,10 +77,7 @@ class TrainConfig:
         positive = ["batch_size", "eval_interval", "eval_iters"]
         non_negative = ["max_iters", "warmup_iters", "sample_length"]
         for name in positive + non_negative:
-            value = getattr(self, name)
-            low = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be a whole number of at least {low}, not {value!r}")
+            whole_number(name, getattr(self, name), 1 if name in positive else 0)
         for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -160,8 +158,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                  callbacks: list[Callable[[dict], None]] = (), stop: threading.Event | None = None,
-                 model_factory: Callable[[GPTConfig, list[str]], torch.nn.Module] = GPT):
+                 model_factory: Callable[[GPTConfig, list[str]], torch.nn.Module] = GPT, command: str | None = None):
         self.config = config
+        self.command = command  # the command line that started the run, for the model card
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
         self.stop = stop or threading.Event()
@@ -277,7 +276,7 @@ class Trainer:
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
-                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0})
+                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command})
         started = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it
@@ -372,8 +371,7 @@ class Trainer:
                              "sample": sample, "elapsed": elapsed, "saved": True})
         model = self.model
         name = os.path.relpath(self.out_dir)  # what GPT.from_pretrained is given from here
-        card = model_card(model.config, model.vocab, model.num_params(), log=log,
-                          name=str(self.out_dir) if name.startswith("..") else name)
+        card = model_card(model.config, model.vocab, log, str(self.out_dir) if name.startswith("..") else name)
         weights.save_weights(model, self.out_dir, card=card)
         weights.atomic_write(self.out_dir / CURVE_FILE, lambda tmp: tmp.write_bytes(loss_curve_png(log)))
 

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-import threading
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from gpt.config import CONFIG_FILE, config_json, read_config, read_raw_config
 from gpt.errors import ConfigError, WeightsError
-from gpt.model import CONFIG_FIELDS, GPT, GPTConfig
-from gpt.sampling import inference_model
+
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "check_name", "atomic_write",
+           "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
+           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights"]
 
 MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
@@ -47,24 +49,30 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def save_weights(model: GPT, folder: str | Path, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a weights folder's name: never a path
+
+
+def check_name(name: str, what: str = "run name") -> str:
+    """name, stripped, if it can name a folder under weights/; else a ConfigError saying what can."""
+    name = (name or "").strip()
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                          f"letter or digit")
+    return name
+
+
+def save_weights(model: torch.nn.Module, folder: str | Path, *, card: str | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write model.safetensors and config.json (and the model card, if given) into folder."""
     folder = Path(folder)
     if model.vocab is None:
         raise WeightsError("this model has no vocabulary attached, so its weights could not be used to read text")
     tensors = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     atomic_write(folder / MODEL_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    atomic_write_text(folder / CONFIG_FILE, config_json(model.config_dict()))
+    rung = {"rung": model.rung} if hasattr(model, "rung") else {}  # the lecture ladder's earlier models
+    atomic_write_text(folder / CONFIG_FILE, config_json(model.config, model.vocab, **rung))
     if card is not None:
         atomic_write_text(folder / CARD_FILE, card)
     return folder
-
-
-def config_json(config: dict) -> str:
-    """config.json text: one setting per line, the vocabulary on a single line of its own."""
-    text = json.dumps({k: v for k, v in config.items() if k != "vocab"}, indent=2)
-    vocab = json.dumps(config["vocab"], ensure_ascii=False)
-    return text[:-2] + f',\n  "vocab": {vocab}\n}}\n'
 
 
 def locate(name_or_path: str | Path, *, revision: str | None = None, token: str | None = None) -> Path:
@@ -95,43 +103,6 @@ def locate(name_or_path: str | Path, *, revision: str | None = None, token: str 
         raise WeightsError(f"no weights folder at {path}, and the Hub could not be reached for {name!r}: {e}") from None
 
 
-def read_config(folder: str | Path, *, ladder: bool = False):
-    """(GPTConfig, vocabulary) of a weights folder, or a WeightsError saying why it is not ours.
-
-    ladder=True also accepts the lecture ladder's earlier rungs and returns (GPTConfig, vocabulary, rung).
-    """
-    folder = Path(folder)
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        raise WeightsError(f"{folder} has no {CONFIG_FILE}: it is not a weights folder of this project")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise WeightsError(f"{path} should hold a JSON object, not {type(raw).__name__}")
-    missing = [k for k in CONFIG_FIELDS + ["vocab"] if k not in raw]
-    if missing:
-        raise WeightsError(f"{path} lacks {', '.join(missing)}: these are not weights saved by this project")
-    try:
-        config = GPTConfig(**{k: raw[k] for k in CONFIG_FIELDS})
-    except ConfigError as e:
-        raise WeightsError(f"{path} has an invalid setting: {e}") from None
-    vocab = raw["vocab"]
-    if (not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab)
-            or len(set(vocab)) != len(vocab)):
-        raise WeightsError(f"{path}: vocab must be a list of distinct single characters")
-    if len(vocab) != config.vocab_size:
-        raise WeightsError(f"{path}: vocab has {len(vocab)} characters but vocab_size is {config.vocab_size}")
-    rung = raw.get("rung", 6)
-    if ladder:
-        return config, vocab, rung
-    if rung < 6:
-        raise WeightsError(f"{folder} holds rung {rung} of the lecture ladder, not a GPT: load it with "
-                           f"gpt.ladder.load()")
-    return config, vocab
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         pickles = [p for p in PICKLE_FILES if (path.parent / p).exists()]
@@ -146,7 +117,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def read_state_dict(folder: Path, model: GPT) -> dict[str, torch.Tensor]:
+def read_state_dict(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The tensors of model.safetensors, checked name by name and shape by shape against model."""
     state = _load_safetensors(Path(folder) / MODEL_FILE)
     check_state_dict(state, model, Path(folder) / MODEL_FILE)
@@ -221,7 +192,7 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
     return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta
 
 
-# --- weights folders for the app: what is there, and loaded models kept warm ---
+# --- weights folders: what is there ---
 
 
 def list_weights(root: str | Path = "weights") -> list[str]:
@@ -231,26 +202,3 @@ def list_weights(root: str | Path = "weights") -> list[str]:
         if root.is_dir() else []
     folders.sort(key=lambda p: (p.name != "default", -(p / MODEL_FILE).stat().st_mtime))
     return [p.name for p in folders]
-
-
-_loaded: dict[tuple[str, int, bool], GPT] = {}
-_loaded_lock = threading.Lock()
-
-
-def load_cached(folder: str | Path, *, inference: bool = False) -> GPT:
-    """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
-
-    inference=True gives the copy to generate with (gpt.sampling.inference_model: int8 weights where faster).
-    """
-    folder = Path(folder)
-    try:
-        key = (str(folder.resolve()), (folder / MODEL_FILE).stat().st_mtime_ns, inference)
-    except OSError:
-        raise WeightsError(f"no weights at {folder}") from None
-    with _loaded_lock:
-        if key not in _loaded:
-            model = GPT.from_pretrained(folder)
-            for old in [k for k in _loaded if k[0] == key[0] and k[1] != key[1]] + list(_loaded)[:-5]:
-                _loaded.pop(old, None)  # keep a handful of models, the latest version of each
-            _loaded[key] = inference_model(model) if inference else model
-        return _loaded[key]

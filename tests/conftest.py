@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # a vocabulary for small test models
 SHARED_COPY = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 # Before anything imports huggingface_hub: no telemetry, no calls out, nothing written to the real cache, and

@@ -17,7 +17,8 @@ from PIL import Image
 from conftest import ROOT, TOKENS
 from gpt import GPT, HubError
 from gpt.card import best_eval, read_log
-from gpt.hub import publish_space, pull, push
+from gpt.hub import pull, push
+from webapp.space import publish_space
 from gpt.sampling import generate_text, inference_model
 from gpt.trainer import TrainConfig, Trainer
 

@@ -9,9 +9,8 @@ from gpt.attention import attention_image, attention_maps, prompt_maps
 from gpt.model import GPTConfig
 from gpt.sampling import generate_text
 from gpt.trainer import Trainer
-from conftest import ROOT
+from conftest import ROOT, VOCAB
 
-VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def test_the_rungs_follow_the_lecture():
@@ -106,3 +105,15 @@ def test_attention_changes_with_the_prompt_and_draws_a_picture(gpt_model):
     assert long.shape[-1] == 32 and len(shown) == 32  # cut to the block size (and at most 64 characters)
     image = attention_image(a, text)
     assert image.width > 3 * 17 and image.height > 2 * 17
+
+
+def test_the_heatmaps_come_from_the_models_own_forward_pass(gpt_model):
+    idx = torch.randint(len(VOCAB), (1, 10))
+    logits, _ = gpt_model(idx)
+    attention_maps(gpt_model, idx)  # the explicit softmax path, with `wei` kept
+    torch.testing.assert_close(gpt_model(idx)[0], logits)  # and back to the fast path, unchanged
+    for block in gpt_model.blocks:
+        block.sa.keep_wei = True
+    torch.testing.assert_close(gpt_model(idx)[0], logits, rtol=1e-4, atol=1e-5)  # both paths compute the same
+    for block in gpt_model.blocks:
+        block.sa.keep_wei = False

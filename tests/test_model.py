@@ -30,6 +30,14 @@ def test_lecture_model_has_the_lecture_parameter_count():
     assert GPT(GPTConfig(vocab_size=65)).num_params() == 10_788_929
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_parameter_count_is_known_before_building(bias):
+    from gpt.model import param_count
+
+    for config in (GPTConfig(bias=bias), GPTConfig(vocab_size=7, block_size=9, n_layer=3, n_head=2, n_embd=10, bias=bias)):
+        assert param_count(config) == GPT(config).num_params()
+
+
 def test_forward_returns_logits_and_loss_as_in_the_lecture():
     torch.manual_seed(0)
     model = GPT(small_config())

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
-from gpt.model import KVCache
+from gpt.sampling import KVCache
 from gpt import sampling
 from gpt.sampling import (Int8Linear, generate_text, generate_tokens, inference_model, precision, sample_next,
                           stream_text)
 
-VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+from conftest import VOCAB
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from gpt import CharTokenizer, GPT, GPTConfig, WeightsError
 from gpt import weights
 from gpt.sampling import generate_text
 
-VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+from conftest import VOCAB
 
 
 def small_model(seed=0, **overrides) -> GPT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shlex
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gpt import ladder, weights
-from gpt.errors import GPTError
+from gpt.errors import GPTError, command
 from gpt.presets import PRESETS
 from gpt.trainer import Trainer, TrainConfig
 
@@ -133,23 +134,14 @@ def run_ladder(args) -> int:
     return 0
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.ladder:
-        try:
-            return run_ladder(args)
-        except GPTError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            return 130
-    try:
-        config, out = build(args)
-        progress = ProgressBar()
-        trainer = Trainer(config, out, resume=args.resume, callbacks=[progress])
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return run_ladder(args)
+    config, out = build(args)
+    line = shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)])
+    trainer = Trainer(config, out, resume=args.resume, callbacks=[ProgressBar()], command=line)
 
     first_signal = []
 
@@ -167,13 +159,7 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    try:
-        result = trainer.run()
-    except GPTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    result = trainer.run()
     if trainer.master:
         word = "stopped" if result["event"] == "stopped" else "finished"
         print(f"{word} at step {result['step']} after {result['elapsed']:.0f} s; best val loss "

@@ -1,0 +1,79 @@
+"""The shape of the house: dependencies point one way (app -> gpt, train -> gpt), the model stands alone."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGES = ("gpt", "train", "webapp")
+
+
+def modules() -> dict[str, Path]:
+    found = {"app": ROOT / "app.py"}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            found[name] = path
+    return found
+
+
+def imports(path: Path, known: dict[str, Path] = {}) -> set[str]:
+    """Every module an import statement anywhere in the file names, top level and inside functions alike.
+
+    `from gpt import weights` names gpt.weights when that is a module of the project, else the package gpt.
+    """
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(known)
+            names.update(submodules or {node.module})
+    return names
+
+
+def project_imports(path: Path, known: dict[str, Path]) -> set[str]:
+    return imports(path, known) & set(known)
+
+
+def test_no_module_of_the_project_imports_itself_back_not_even_inside_a_function():
+    known = modules()
+    graph = {name: project_imports(path, known) - {name} for name, path in known.items()}
+
+    def cycle_from(start):
+        stack = [(start, [start])]
+        while stack:
+            node, trail = stack.pop()
+            for dep in graph.get(node, ()):
+                if dep == start:
+                    return trail + [dep]
+                if dep not in trail:
+                    stack.append((dep, trail + [dep]))
+        return None
+
+    cycles = [c for c in map(cycle_from, graph) if c]
+    assert not cycles, f"import cycles: {[' -> '.join(c) for c in cycles]}"
+
+
+def test_the_model_needs_nothing_of_the_project_but_its_config_and_errors():
+    known = modules()
+    assert project_imports(ROOT / "gpt" / "model.py", known) == {"gpt.config", "gpt.errors"}
+
+
+def test_the_library_knows_nothing_of_the_app():
+    for path in (ROOT / "gpt").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not any(name.split(".")[0] in ("gradio", "webapp", "app") for name in imports(path)), path.name
+        for tab in ("Train tab", "Generate tab", "Ladder tab", "Share tab", "another tab"):
+            assert tab not in text, f"{path.name} speaks of the app's {tab}"
+
+
+def test_the_app_never_touches_tensors():
+    for path in [ROOT / "app.py", *(ROOT / "webapp").glob("*.py")]:
+        assert not {n for n in imports(path) if n.split(".")[0] == "torch"}, f"{path.name} imports torch"
+
+
+def test_each_tab_is_its_own_module_and_the_entry_point_is_short():
+    for tab in ("train", "generate", "ladder", "share"):
+        assert "def build(" in (ROOT / "webapp" / f"{tab}.py").read_text(encoding="utf-8")
+    assert len((ROOT / "app.py").read_text(encoding="utf-8").splitlines()) < 80

@@ -1,0 +1,67 @@
+"""The Generate tab: pick weights, type a prompt, and read the text as it streams in."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from gpt.errors import GPTError
+from gpt.sampling import stream_text
+from webapp.state import load_weights, refresh_weights, weights_choices
+
+MAX_NEW_TOKENS = 5000
+
+
+def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+    """Stream a continuation of prompt. Yields the text so far and a line of figures."""
+    try:
+        model = load_weights(weights_name, inference=True)  # int8 weights where that is faster (see README, Speed)
+        prompt = prompt or ""
+        stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+                             top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
+                             seed=int(seed) if seed not in (None, "") else None)
+    except (GPTError, ValueError, TypeError) as e:
+        raise gr.Error(str(e), print_exception=False)
+    text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
+    for n, ch in enumerate(stream, start=1):
+        text += ch
+        now = time.perf_counter()
+        if now - shown > 0.05:  # about 20 updates a second: smooth to read, light on the connection
+            shown = now
+            yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+    elapsed = time.perf_counter() - start
+    rate = f" · **{n / elapsed:,.0f} tokens/s**" if n else ""
+    yield text, f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name}"
+
+
+def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
+    """The Generate tab's components and events; returns its weights dropdown (pulling weights selects them)."""
+    choices = weights_choices()
+    with gr.Row():
+        weights_dd = gr.Dropdown(choices, value=(choices or [None])[0], label="Weights",
+                                 allow_custom_value=True,  # the list changes as runs finish; generate() checks
+                                 info="the shipped default, your runs, or the model training right now", scale=4)
+        refresh_btn = gr.Button("↻ Refresh list", scale=1)
+    prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
+                        placeholder="empty: start from a new line, as in the lecture")
+    with gr.Row():
+        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=500, step=1, label="Characters to generate")
+        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = always the likeliest")
+    with gr.Row():
+        top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
+        top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
+        seed = gr.Number(None, label="Seed", precision=0, info="empty = different every time")
+    with gr.Row():
+        gen_btn = gr.Button("Generate", variant="primary", scale=3)
+        gen_stop = gr.Button("Stop generating", scale=1)
+    output = gr.Textbox(label="Generated text", lines=16, max_lines=40)
+    stats = gr.Markdown()
+
+    gr.on([demo.load, tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    generating = gr.on([gen_btn.click, prompt.submit], generate,
+                       [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed], [output, stats],
+                       api_name="generate", concurrency_limit=4)
+    gen_stop.click(None, cancels=[generating], api_visibility="private")
+    return weights_dd

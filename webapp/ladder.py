@@ -1,0 +1,105 @@
+"""The Ladder tab: retrace the lecture rung by rung, and look at what attention looks at."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from gpt import ladder
+from gpt.attention import MAX_CHARS, attention_image, prompt_maps
+from gpt.errors import GPTError
+from webapp.state import DEVICE, chart_frame, load_weights, refresh_weights, runner, weights_choices
+from webapp.train import stop_training
+
+RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
+SERIES = {}
+for r, color in zip(ladder.RUNGS, RUNG_COLORS):
+    SERIES[f"{r.number} {r.name}"] = color
+    SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
+
+
+def start_ladder(rungs, steps_per_rung):
+    """Train the chosen rungs (numbers 1-7) one after another with the lecture's settings. Returns a message."""
+    try:
+        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None)
+    except (GPTError, ValueError, TypeError) as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"Climbing rungs {', '.join(str(int(r)) for r in rungs)} on {DEVICE}. Every open tab shows the ladder."
+
+
+def ladder_frame(s: dict) -> pd.DataFrame:
+    rows = []
+    for r in s["ladder"]:
+        rows += [(step, val, f"{r['rung']} {r['name']}") for step, val in r["curve"]]
+        end = max((step for step, _ in r["curve"]), default=0)
+        if end:  # the lecture's number, level across the rung's steps
+            rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
+                     (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
+    return chart_frame(rows, SERIES, ["step", "val loss", "rung"])
+
+
+def ladder_table(s: dict) -> pd.DataFrame:
+    rows = [(r["rung"], r["change"], r["params"], None if r["val"] is None else round(r["val"], 3), r["lecture_val"],
+             None if r["val"] is None else round(r["val"] - r["lecture_val"], 3),
+             f"{r['time']:.0f} s" if r["time"] else r["state"], " ".join(r["sample"].split())[:80])
+            for r in s["ladder"]]
+    return pd.DataFrame(rows, columns=["rung", "what changed", "parameters", "our val", "lecture's val", "difference",
+                                       "time", "sample"])
+
+
+def poll_ladder():
+    s = runner.status()
+    return ladder_frame(s), ladder_table(s), gr.Button(interactive=not runner.running)
+
+
+def show_attention(weights_name, prompt):
+    """Heatmaps of what each character attends to, per layer and head, for prompt (its last 64 characters)."""
+    try:
+        model = load_weights(weights_name)
+        maps, text = prompt_maps(model, prompt)
+    except (GPTError, ValueError) as e:
+        raise gr.Error(str(e), print_exception=False)
+    return attention_image(maps, text)
+
+
+def build(demo: gr.Blocks, tab: gr.Tab) -> None:
+    """The Ladder tab's components and events (call inside `with gr.Tab(...)`)."""
+    gr.Markdown(
+        "### Retrace the lecture, rung by rung\n"
+        "The lecture improves its model one idea at a time and quotes the validation loss at each step. "
+        "Rungs 1-6 use its small settings (block 8, batch 32, 32 channels, lr 1e-3, 5000 steps) and take "
+        "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU.")
+    with gr.Row():
+        rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS],
+                                 value=[r.number for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
+        steps_per_rung = gr.Number(None, label="Steps per rung", precision=0, minimum=1, maximum=100_000,
+                                   info="empty = the lecture's", scale=1)
+    with gr.Row():
+        ladder_btn = gr.Button("Climb the ladder", variant="primary")
+        ladder_stop = gr.Button("Stop", variant="stop")
+    message = gr.Markdown()
+    chart = gr.LinePlot(x="step", y="val loss", color="rung", color_map=SERIES, height=360,
+                        title="Validation loss of each rung (faded: the lecture's number)", elem_id="ladder-chart")
+    table = gr.Dataframe(label="The ladder", wrap=True)
+    gr.Markdown("### What attention looks at\nEach map shows, for every character (row), how much it attends "
+                "to each earlier character (column); the future is blank, because the mask hides it.")
+    choices = weights_choices()
+    with gr.Row():
+        attn_weights = gr.Dropdown(choices, value=(choices or [None])[0], allow_custom_value=True, label="Weights",
+                                   scale=1)
+        attn_prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder",
+                                 label=f"Text (up to {MAX_CHARS} characters are shown)", scale=3)
+    attn_btn = gr.Button("Show attention")
+    attn_image = gr.Image(label="Attention per layer (rows) and head (columns)", type="pil", format="png",
+                          elem_id="attention-maps")
+
+    ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
+    ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
+    timer = gr.Timer(1.0)
+    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt], attn_image,
+          api_name="attention", concurrency_limit=4)

@@ -1,0 +1,94 @@
+"""The Share tab: push weights to the Hugging Face Hub, pull anyone's, publish this app as a Space."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from gpt import hub, weights
+from gpt.errors import GPTError
+from webapp import space
+from webapp.state import WEIGHTS, refresh_weights, weights_choices, weights_folder
+
+
+def _reporter(progress: gr.Progress):
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+def push_to_hub(weights_name, repo_id, token, private, message, progress=gr.Progress()):
+    """Upload weights/<weights_name> to the Hub model repo repo_id. Returns a message with the repo's URL."""
+    try:
+        url = hub.push(weights_folder(weights_name), repo_id, token=token, private=bool(private),
+                       message=message or None, progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"✅ Pushed **{weights_name}** to [{repo_id}]({url}). Anyone can load it with " \
+           f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
+
+
+def pull_from_hub(repo_id, revision, name, overwrite, token, progress=gr.Progress()):
+    """Download the Hub repo repo_id into weights/<name> and select it for generation. Returns a message."""
+    try:
+        dest = hub.pull(repo_id, revision=revision, name=name, root=WEIGHTS, token=token, overwrite=bool(overwrite),
+                        progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}", gr.Dropdown()
+    return (f"✅ Pulled **{repo_id}** into weights/{dest.name}: it is selected in the Generate tab.",
+            gr.Dropdown(choices=weights_choices(), value=dest.name))
+
+
+def publish_space(space_id, weights_name, token, private, progress=gr.Progress()):
+    """Publish this app with weights/<weights_name> as its default weights to the Gradio Space space_id."""
+    try:
+        url = space.publish_space(space_id, weights_folder(weights_name), token=token, private=bool(private),
+                                  progress=_reporter(progress))
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"✅ Published: [{url}]({url}) builds and starts in a few minutes, with **{weights_name}** as its weights."
+
+
+def build(demo: gr.Blocks, tab: gr.Tab, generate_weights: gr.Dropdown) -> None:
+    """The Share tab's components and events; a pull selects its weights in `generate_weights`."""
+    gr.Markdown("### Share on the Hugging Face Hub\n"
+                "Push your weights to a model repo (with a model card, loss curve and a sample), pull anyone's, "
+                "or publish this whole app as a Space running your weights.")
+    token = gr.Textbox(label="Hugging Face token", type="password", placeholder="empty: use HF_TOKEN",
+                       info="a write token from huggingface.co/settings/tokens; used for this request only, "
+                            "never stored")
+    saved = weights.list_weights(WEIGHTS)
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("#### Push weights")
+            push_weights = gr.Dropdown(saved, value="default", label="Weights", allow_custom_value=True)
+            push_repo = gr.Textbox(label="Model repo", placeholder="user/my-shakespeare-gpt")
+            push_private = gr.Checkbox(False, label="Private")
+            push_message = gr.Textbox(label="Commit message", placeholder="empty: a description of the weights")
+            push_btn = gr.Button("Push to the Hub", variant="primary")
+            push_result = gr.Markdown()
+        with gr.Column():
+            gr.Markdown("#### Pull weights")
+            pull_repo = gr.Textbox(label="Model repo", placeholder="user/their-gpt")
+            pull_revision = gr.Textbox(label="Revision", placeholder="empty: main (or a branch, tag, commit)")
+            pull_name = gr.Textbox(label="Save as weights/…", placeholder="empty: the repo's name")
+            pull_overwrite = gr.Checkbox(False, label="Replace it if it exists")
+            pull_btn = gr.Button("Pull from the Hub", variant="primary")
+            pull_result = gr.Markdown()
+        with gr.Column():
+            gr.Markdown("#### Publish the app as a Space")
+            space_repo = gr.Textbox(label="Space", placeholder="user/my-gpt-space")
+            space_weights = gr.Dropdown(saved, value="default", label="Weights it serves", allow_custom_value=True)
+            space_private = gr.Checkbox(False, label="Private")
+            space_btn = gr.Button("Publish the Space", variant="primary")
+            space_result = gr.Markdown()
+
+    for dropdown in (push_weights, space_weights):
+        gr.on([demo.load, tab.select], lambda current: refresh_weights(current, weights_choices(live=False)),
+              dropdown, dropdown, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    push_btn.click(push_to_hub, [push_weights, push_repo, token, push_private, push_message], push_result,
+                   api_name="push_to_hub", concurrency_limit=2)
+    pull_btn.click(pull_from_hub, [pull_repo, pull_revision, pull_name, pull_overwrite, token],
+                   [pull_result, generate_weights], api_name="pull_from_hub", concurrency_limit=2)
+    space_btn.click(publish_space, [space_repo, space_weights, token, space_private], space_result,
+                    api_name="publish_space", concurrency_limit=2)

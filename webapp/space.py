@@ -1,0 +1,73 @@
+"""Publish this app as a Gradio Space on the Hugging Face Hub, serving chosen weights as its default:
+
+    python -m webapp.space user/my-space --weights weights/my-run [--private] [--message "..."]
+
+The token comes from HF_TOKEN (or `hf auth login`), as for `python -m gpt.hub`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from gpt import hub
+from gpt.errors import HubError, command
+from gpt.pretrained import GPT
+
+ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt, README.md
+
+
+def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Path]:
+    """The app, its packages, requirements and the chosen weights as weights/default, with a Space README."""
+    files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": ROOT / "requirements.txt"}
+    for package in ("gpt", "webapp"):
+        files.update({f"{package}/{p.name}": p for p in sorted((ROOT / package).glob("*.py"))})
+    files.update({f"weights/default/{k}": v for k, v in hub.repo_files(folder, model, "weights/default").items()})
+    # the project's README starts with a Space's front matter (sdk, sdk_version, app_file, ...): reuse it
+    front = re.match(r"---\n.*?\n---\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    if front is None:
+        raise HubError(f"{ROOT / 'README.md'} lost its Space front matter")
+    files["README.md"] = f"""{front[0]}
+
+# GPT from scratch
+
+The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled
+out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
+parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
+it learn.
+
+Published from the gpt-from-scratch project with `python -m webapp.space {space_id}`.
+""".encode()
+    return files
+
+
+def publish_space(space_id: str, weights: str | Path, *, token: str | None = None, private: bool = False,
+                  message: str | None = None, progress: hub.Progress | None = None) -> str:
+    """Create or update a Gradio Space running this app with the chosen weights. Returns the Space's URL."""
+    progress = hub.quiet(progress)
+    space_id = hub.check_repo_id(space_id, "Space")
+    progress(0.05, "checking the weights")
+    folder, model = hub.check_weights(weights)
+    return hub.upload(space_id, space_files(folder, model, space_id), repo_type="space", token=token or None,
+                      private=private, message=message or f"Publish the app with weights {folder.name}",
+                      action="publish the Space", progress=progress)
+
+
+@command
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webapp.space", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("space_id", help="user/name")
+    parser.add_argument("--weights", default="weights/default", help="the weights folder the Space serves")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--message", help="commit message")
+    args = parser.parse_args(argv)
+    say = lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    print(publish_space(args.space_id, args.weights, private=args.private, message=args.message, progress=say))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

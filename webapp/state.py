@@ -1,0 +1,67 @@
+"""What every tab shares: the server's one training runner, the weights folders, and how a chart is fed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from gpt import weights
+from gpt.device import describe_device, pick_device
+from gpt.errors import GPTError
+from gpt.presets import LECTURE_VAL
+from gpt.pretrained import load_cached
+from gpt.runner import TrainingRunner
+from gpt.sampling import inference_model
+
+ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
+WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR", ROOT / "weights"))
+MAX_UPLOAD_MB = 10
+LIVE = "the model training now"
+
+runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
+DEVICE = describe_device(pick_device())
+
+
+def weights_choices(live: bool = True) -> list[str]:
+    """Saved weights, newest first after 'default'; the model training now first while a run goes (if live)."""
+    choices = weights.list_weights(WEIGHTS)
+    if live and runner.running:
+        choices = [LIVE] + choices
+    return choices
+
+
+def refresh_weights(current, choices=None):
+    """The weights dropdown with an up-to-date list, keeping the current choice while it exists."""
+    choices = weights_choices() if choices is None else choices
+    value = current if current in choices else (choices[0] if choices else None)
+    return gr.Dropdown(choices=choices, value=value)
+
+
+def weights_folder(name: str) -> Path:
+    """The folder of saved weights `name`, or a GPTError for a name that is not in the list."""
+    if name in weights.list_weights(WEIGHTS):
+        return WEIGHTS / name
+    raise GPTError(f"no weights named {name!r}: pick one from the list")
+
+
+def load_weights(name: str, inference: bool = False):
+    """The model behind a choice of the weights dropdowns (inference: the faster copy to generate with)."""
+    if name == LIVE:
+        model = runner.snapshot()
+        return inference_model(model) if inference else model
+    return load_cached(weights_folder(name), inference=inference)
+
+
+def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:
+    """Rows (x, y, series) for a gr.LinePlot that will be updated live.
+
+    Gradio's chart keeps the series of its first frame: a one-point (invisible) stand-in for each series that
+    has no data yet makes it draw them all once they arrive. Explicit dtypes: an empty column would make the
+    chart treat the axes as categories.
+    """
+    y = rows[0][1] if rows else LECTURE_VAL  # a stand-in at a value already on the chart: the axes stay put
+    rows = rows + [(0, y, name) for name in series if not any(r[2] == name for r in rows)]
+    return pd.DataFrame(rows, columns=columns).astype({columns[0]: "int64", columns[1]: "float64"})

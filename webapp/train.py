@@ -1,0 +1,178 @@
+"""The Train tab: pick a preset, press Start, and watch the server's one run from every open tab."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pandas as pd
+
+from gpt.card import COLORS
+from gpt.data import SHAKESPEARE
+from gpt.errors import GPTError
+from gpt.presets import LECTURE_VAL, PRESETS
+from gpt.trainer import TrainConfig
+from webapp.state import DEVICE, MAX_UPLOAD_MB, chart_frame, runner
+
+FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
+          "eval_interval", "seed"]
+LECTURE_LINE = f"lecture: {LECTURE_VAL}"
+SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
+          LECTURE_LINE: COLORS["lecture"]}
+
+
+def preset_values(preset: str) -> list:
+    config = TrainConfig.from_preset(preset)
+    return [getattr(config, f) for f in FIELDS]
+
+
+def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
+                   eval_interval, seed, text_source, text_file, run_name):
+    """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
+    values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
+                               eval_interval, seed]))
+    try:
+        if text_source == "My own text":
+            if not text_file:
+                raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
+            values["data"] = str(text_file)
+        else:
+            values["data"] = SHAKESPEARE
+        config = TrainConfig.from_preset(preset, **values)
+        name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = runner.start(config, name)
+    except GPTError as e:
+        gr.Warning(str(e))
+        return f"⚠️ {e}"
+    return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
+
+
+def stop_training():
+    """Stop the run after its current step; the best weights so far are kept."""
+    if runner.stop():
+        return "Stopping after this step; the best weights so far are kept."
+    return "No run is going."
+
+
+def training_status() -> dict:
+    """The run's state, step, losses, tokens/s, ETA and samples, as JSON."""
+    status = runner.status()
+    status["steps"] = [list(s) for s in status["steps"]]
+    return status
+
+
+def _duration(seconds) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_html(s: dict) -> str:
+    if s["state"] == "idle":
+        return "<div class='status'>No run yet. Pick a preset, adjust it if you like, and press <b>Start</b>.</div>"
+    done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
+    figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
+    if s["loss"] is not None:
+        figures.append(f"loss {s['loss']:.3f}")
+    if s["best_val"] is not None:
+        figures.append(f"best val <b>{s['best_val']:.3f}</b>")
+    if s["tokens_per_sec"]:
+        figures.append(f"{s['tokens_per_sec']:,.0f} tokens/s")
+    if s["lr"]:
+        figures.append(f"lr {s['lr']:.2e}")
+    figures.append(f"elapsed {_duration(s['elapsed'])}")
+    if s["eta"] is not None:
+        figures.append(f"ETA {_duration(s['eta'])}")
+    headline = {
+        "running": f"Training <b>{s['run']}</b> · {s['params'] / 1e6:.2f}M parameters · {s['device']}"
+        if s["params"] else f"Preparing <b>{s['run']}</b>…",
+        "stopping": f"Stopping <b>{s['run']}</b> after this step…",
+        "finished": f"Finished <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
+        "stopped": f"Stopped <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
+        "failed": f"<b>{s['run']}</b> failed: {s['error']}",
+    }[s["state"]]
+    c = s["config"]
+    settings = (f"{c['n_layer']} layers · {c['n_head']} heads · {c['n_embd']} wide · block {c['block_size']} · "
+                f"batch {c['batch_size']} · dropout {c['dropout']} · "
+                f"{'Tiny Shakespeare' if c['data'] == SHAKESPEARE else 'your text'}")
+    return (f"<div class='status'><div>{headline}</div><div class='settings'>{settings}</div>"
+            f"<progress value='{done:.4f}' max='1'></progress> <b>{done:.0%}</b>"
+            f"<div>{' · '.join(figures)}</div></div>")
+
+
+def loss_frame(s: dict) -> pd.DataFrame:
+    rows = [(step, loss, "train (each batch)") for step, loss in s["steps"]]
+    rows += [(e["step"], e["train_loss"], "train") for e in s["evals"]]
+    rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
+    rows += [(0, LECTURE_VAL, LECTURE_LINE), (max(1, s["step"]), LECTURE_VAL, LECTURE_LINE)]
+    return chart_frame(rows, SERIES, ["step", "loss", "series"])
+
+
+def samples_markdown(s: dict) -> str:
+    if not s["evals"]:
+        return "*Samples appear here at every evaluation: noise first, then something like Shakespeare.*"
+    shown = s["evals"][-6:] if len(s["evals"]) <= 7 else [s["evals"][0]] + s["evals"][-6:]  # the first for contrast
+    return "### Samples, newest first\n" + "\n\n".join(
+        f"**step {e['step']:,}** · val {e['val_loss']:.3f}\n```text\n{e['sample'].strip()}\n```"
+        for e in reversed(shown))
+
+
+def poll():
+    s = runner.status()
+    running = s["state"] in ("running", "stopping")
+    return (progress_html(s), loss_frame(s), samples_markdown(s),
+            gr.Button(interactive=not running), gr.Button(interactive=s["state"] == "running"))
+
+
+def build(demo: gr.Blocks) -> None:
+    """The Train tab's components and events (call inside `with gr.Tab(...)`)."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset",
+                                 info="cpu: about 2.5 min on 2 cores · lecture: the lecture's final model (GPU) · "
+                                      "tiny: seconds")
+            defaults = TrainConfig.from_preset("cpu")
+            with gr.Row():
+                n_layer = gr.Number(defaults.n_layer, label="Layers", precision=0, minimum=1, maximum=48)
+                n_head = gr.Number(defaults.n_head, label="Heads", precision=0, minimum=1, maximum=64)
+                n_embd = gr.Number(defaults.n_embd, label="n_embd (width)", precision=0, minimum=1, maximum=4096)
+            with gr.Row():
+                block_size = gr.Number(defaults.block_size, label="Block size (context)", precision=0,
+                                       minimum=1, maximum=4096)
+                batch_size = gr.Number(defaults.batch_size, label="Batch size", precision=0, minimum=1,
+                                       maximum=4096)
+                dropout = gr.Number(defaults.dropout, label="Dropout", minimum=0, maximum=0.95, step=0.05)
+            with gr.Row():
+                learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", minimum=0, step=1e-4)
+                max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
+                                      maximum=1_000_000)
+                eval_interval = gr.Number(defaults.eval_interval, label="Eval every", precision=0, minimum=1)
+            seed = gr.Number(defaults.seed, label="Seed", precision=0)
+            text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
+                                   label="Training text")
+            text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
+                                file_types=[".txt"], type="filepath", visible=False)
+            run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
+                                  info="the weights are saved in weights/<run name>")
+            gr.Markdown(f"Runs on: **{DEVICE}**")
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary")
+                stop_btn = gr.Button("Stop", variant="stop", interactive=False)
+            message = gr.Markdown()
+        with gr.Column(scale=2):
+            progress = gr.HTML()
+            chart = gr.LinePlot(x="step", y="loss", color="series", title="Loss (lower is better)",
+                                elem_id="loss-chart", y_title="cross-entropy loss", height=320, color_map=SERIES)
+            samples = gr.Markdown(max_height=520)
+
+    settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
+                seed]
+    preset.change(preset_values, preset, settings, api_visibility="private")
+    text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
+                       api_visibility="private")
+    start_btn.click(start_training, [preset, *settings, text_source, text_file, run_name], message,
+                    api_name="start_training", concurrency_limit=None)
+    stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
+    gr.api(training_status, api_name="training_status", concurrency_limit=None)
+    timer = gr.Timer(1.0)  # every tab polls the one server-owned run
+    gr.on([timer.tick, demo.load], poll, None, [progress, chart, samples, start_btn, stop_btn],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden")
