@@ -28,6 +28,27 @@ if "TINYSHAKESPEARE_PATH" not in os.environ:
         os.environ["TINYSHAKESPEARE_PATH"] = str(tiny_shakespeare_path())
 
 
+def small_gpt(*, seed: int = 0, weight_std: float | None = None, dtype=None, **overrides):
+    """A small GPT over VOCAB (block 16, 2 layers, 2 heads, 32 wide, no dropout), in eval mode.
+
+    weight_std redraws the matrices wider than the usual init, so that the next token depends strongly on the
+    context (a fresh model predicts the same token everywhere).
+    """
+    import torch
+
+    from gpt import GPT, GPTConfig
+
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    model = GPT(GPTConfig(**{**settings, **overrides}), VOCAB).to(dtype or torch.float32)
+    if weight_std:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.normal_(0, weight_std)
+    return model.eval()
+
+
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("cache")

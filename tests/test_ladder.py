@@ -6,10 +6,9 @@ import torch
 
 from gpt import GPT, WeightsError, ladder
 from gpt.attention import attention_image, attention_maps, prompt_maps
-from gpt.model import GPTConfig
 from gpt.sampling import generate_text
 from gpt.trainer import Trainer
-from conftest import ROOT, VOCAB
+from conftest import ROOT, VOCAB, small_gpt
 
 
 
@@ -73,13 +72,7 @@ def test_ladder_command_prints_the_table(small_text, tmp_path):
 
 @pytest.fixture
 def gpt_model():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=32, n_layer=2, n_head=3, n_embd=24, dropout=0.0), VOCAB)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.3)
-    return model.eval()
+    return small_gpt(weight_std=0.3, block_size=32, n_head=3, n_embd=24)
 
 
 def test_attention_maps_are_causal_distributions_that_the_model_really_uses(gpt_model):

@@ -4,28 +4,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
+from gpt import GPT, CharTokenizer, SamplingError, UnknownCharactersError
 from gpt.sampling import KVCache
 from gpt import sampling
 from gpt.sampling import (Int8Linear, generate_text, generate_tokens, inference_model, precision, sample_next,
                           stream_text)
 
 
-from conftest import VOCAB
+from conftest import VOCAB, small_gpt
 
 
 @pytest.fixture
 def model() -> GPT:
     # float64 so greedy choices are far from float ties, and wide random matrices so that the next token
     # depends strongly on the context (a fresh model at the usual init predicts the same token everywhere)
-    torch.manual_seed(0)
-    config = GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
-    model = GPT(config, VOCAB).double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.5)
-    return model
+    return small_gpt(weight_std=0.5, dtype=torch.float64)
 
 
 @torch.no_grad()

@@ -4,19 +4,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt import CharTokenizer, GPT, GPTConfig, WeightsError
+from gpt import CharTokenizer, GPT, WeightsError
 from gpt import weights
 from gpt.sampling import generate_text
 
 
-from conftest import VOCAB
+from conftest import VOCAB, small_gpt
 
 
 def small_model(seed=0, **overrides) -> GPT:
-    torch.manual_seed(seed)
-    config = GPTConfig(**{**dict(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=16,
-                                 dropout=0.0), **overrides})
-    return GPT(config, VOCAB).eval()
+    return small_gpt(seed=seed, **{"n_embd": 16, **overrides})
 
 
 def test_saved_weights_load_bit_identical_and_generate_the_same_text(tmp_path):
