@@ -112,3 +112,128 @@ def test_the_owner_may_pull_with_their_own_sign_in(space_app, hub_server):
     message, selected = owner.predict("alice/for-pull", "", "pulled", False, "", api_name="/pull_from_hub")
     assert "Pulled" in message and selected["value"] == "pulled"
     assert (space_app["weights"] / "pulled" / "model.safetensors").is_file()
+
+
+# --- the policy itself, in-process: each deployment and policy from its environment variables ---
+
+ENV = ["SYSTEM", "SPACE_ID", "SPACE_AUTHOR_NAME", "OAUTH_CLIENT_ID", "GPT_PUBLIC", "GPT_OWNERS", "GPT_TRAINING_POLICY",
+       "GPT_MAX_STEPS", "GPT_MAX_MINUTES", "GPT_MAX_PARAMS", "GPT_MAX_RUNS"]
+
+
+@pytest.fixture
+def deploy(monkeypatch):
+    """Set the deployment's environment (everything else about it unset)."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def deploy(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    return deploy
+
+
+SPACE = dict(SYSTEM="spaces", SPACE_ID="alice/demo", SPACE_AUTHOR_NAME="alice", OAUTH_CLIENT_ID="x")
+
+
+def profile(user):
+    import gradio as gr
+
+    return gr.OAuthProfile({"name": user, "preferred_username": user, "profile": f"https://huggingface.co/{user}",
+                            "picture": ""})
+
+
+def test_a_laptop_trusts_its_one_user(deploy):
+    from webapp import access
+
+    deploy()
+    assert access.is_owner(None) and access.may_train(None) is None and access.caps(None) is None
+    assert access.hub_token(None, None, "typed", "push", into="anyone/repo") == "typed"
+    assert access.hub_token(None, None, "", "push") is None  # huggingface_hub then uses the user's own HF_TOKEN
+    assert access.notice(None) == "" and access.starter(None, None) is None
+
+
+def test_on_a_space_the_owners_policy_decides_who_trains(deploy):
+    from webapp import access
+
+    deploy(**SPACE)
+    alice, bob = profile("alice"), profile("bob")
+    assert access.may_train(alice) is None and access.caps(alice) is None
+    assert "Only the owner" in access.may_train(bob) and "Sign in" in access.may_train(None)
+    deploy(GPT_OWNERS="carol, bob")
+    assert access.may_train(bob) is None
+    deploy(GPT_OWNERS="", GPT_TRAINING_POLICY="signed-in", GPT_MAX_STEPS="800", GPT_MAX_MINUTES="2")
+    assert access.may_train(bob) is None and "Sign in with Hugging Face" in access.may_train(None)
+    caps = access.caps(bob)
+    assert (caps.max_steps, caps.max_minutes, caps.max_params) == (800, 2.0, 3_000_000)
+    assert "800 steps, 2 minutes" in access.notice(bob)
+    deploy(GPT_TRAINING_POLICY="anyone")
+    assert access.may_train(None) is None
+    deploy(GPT_TRAINING_POLICY="everyone!", GPT_MAX_STEPS="lots")  # a typo keeps the safe defaults
+    assert "Only the owner" in access.may_train(bob) and access.caps(bob).max_steps == 5000
+
+
+def test_outside_a_space_sign_in_is_not_trusted(deploy):
+    from webapp import access
+
+    deploy(GPT_PUBLIC="1", GPT_OWNERS="alice")  # `python app.py --public`: Gradio's local sign-in is a mock
+    assert access.visitor(profile("alice")) is None and not access.is_owner(profile("alice"))
+    assert "python app.py" in access.may_train(profile("alice"))
+    with pytest.raises(Exception, match="never used"):
+        access.hub_token(profile("alice"), None, "hf_typed", "push", into="alice/x")
+    deploy(GPT_TRAINING_POLICY="anyone")  # a classroom server
+    assert access.may_train(None) is None and access.caps(None).max_minutes == 15
+
+
+def test_only_the_starter_or_the_owner_may_stop(deploy):
+    from types import SimpleNamespace
+
+    from webapp import access
+
+    deploy(**SPACE, GPT_TRAINING_POLICY="anyone")
+    tab, other_tab = SimpleNamespace(session_hash="abc"), SimpleNamespace(session_hash="xyz")
+    started_by = access.starter(None, tab)
+    assert access.may_stop(None, tab, started_by) and not access.may_stop(None, other_tab, started_by)
+    assert access.may_stop(profile("alice"), other_tab, started_by)  # the owner
+    assert not access.may_stop(profile("bob"), other_tab, started_by) and access.shown_name(started_by) == "a visitor"
+
+
+def test_a_public_deployment_keeps_at_most_max_runs(deploy, tmp_path):
+    import os
+
+    from webapp import access
+
+    for i, name in enumerate(["default", "ladder", "r1", "r2", "r3", "r4", "r5"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))  # r1 is the oldest run
+    deploy()
+    assert access.make_room(tmp_path) == []  # a laptop keeps everything
+    deploy(GPT_PUBLIC="1", GPT_MAX_RUNS="3")
+    assert access.make_room(tmp_path, keep="r1") == ["r2", "r3"]  # room for r1 (being replaced): 3 runs
+    assert folders(tmp_path) == ["default", "ladder", "r1", "r4", "r5"]
+    assert access.make_room(tmp_path, keep="new") == ["r1"]  # room for a new run: 2 + the new one
+    assert folders(tmp_path) == ["default", "ladder", "r4", "r5"]
+
+
+def test_a_run_with_a_time_limit_stops_itself_and_a_big_model_is_refused(tmp_path):
+    from gpt.errors import ConfigError
+    from gpt.runner import TrainingRunner
+    from gpt.trainer import TrainConfig
+
+    runner = TrainingRunner(tmp_path)
+    config = TrainConfig.from_preset("tiny", max_iters=1_000_000, eval_interval=50)
+    runner.start(config, "limited", started_by="bob", max_seconds=2)
+    deadline = time.time() + 120
+    while runner.running and time.time() < deadline:
+        time.sleep(0.2)
+    status = runner.status()
+    assert status["state"] == "stopped" and status["started_by"] == "bob"
+    assert status["deadline"] == pytest.approx(status["started_at"] + 2)
+    assert status["step"] < 1_000_000 and (tmp_path / "limited" / "model.safetensors").is_file()
+    # refused before anything is built, with the count the built model had
+    with pytest.raises(ConfigError, match=rf"would have {status['params'] / 1e6:.2f}M parameters; the limit here is "
+                                          r"0.001M"):
+        runner.start(config, "big", max_params=1000)
+    runner.start(config, "small-enough", max_params=status["params"])
+    runner.stop()
+    while runner.running:  # let the thread end before the interpreter does
+        time.sleep(0.2)
