@@ -103,6 +103,17 @@ def test_pull_refuses_to_replace_a_folder_unless_asked(hub_server, run, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folders left behind
 
 
+def test_a_pull_above_its_size_limit_is_refused_before_downloading(hub_server, run, tmp_path):
+    push(run, "alice/sized", token=WRITE)
+    size = sum(len(data) for data in repo(hub_server, "alice/sized").commits[-1][1].values())
+    seen = len(hub_server.state.requests)
+    with pytest.raises(HubError, match=r"alice/sized is [\d.]+ MB; the limit here is [\d.]+ MB"):
+        pull("alice/sized", root=tmp_path, token=READ, max_bytes=size // 2)
+    assert not (tmp_path / "sized").exists()
+    assert not any("/resolve/" in path for _, path, _ in hub_server.state.requests[seen:])  # nothing downloaded
+    assert pull("alice/sized", root=tmp_path, token=READ, max_bytes=size).name == "sized"
+
+
 @pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "../etc", "alice/..", "alice/", "al ice/x", ""])
 def test_malformed_repo_ids_are_refused_before_any_request(hub_server, run, repo_id):
     before = len(hub_server.state.requests)

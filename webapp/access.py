@@ -13,7 +13,7 @@ on `--public`, nobody is the owner through the page (the owner uses the command 
 
 The policy is read from the environment at every request (see README, Share):
 GPT_TRAINING_POLICY=owner|signed-in|anyone, GPT_OWNERS=a,b, GPT_MAX_STEPS, GPT_MAX_MINUTES, GPT_MAX_PARAMS
-(caps for runs started by others than the owner), GPT_MAX_RUNS (runs kept on disk).
+(caps for runs started by others than the owner), GPT_MAX_RUNS (runs kept on disk), GPT_MAX_PULL_MB.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class Access:
     max_minutes: float
     max_params: int
     max_runs: int
+    max_pull_mb: int
 
 
 def _number(name: str, default, kind=int):
@@ -58,7 +59,8 @@ def current() -> Access:
                   owners=frozenset(o.strip() for o in owners if o.strip()),
                   policy=policy if policy in POLICIES else "owner",
                   max_steps=_number("GPT_MAX_STEPS", 5000), max_minutes=_number("GPT_MAX_MINUTES", 15, float),
-                  max_params=_number("GPT_MAX_PARAMS", 3_000_000), max_runs=_number("GPT_MAX_RUNS", 10))
+                  max_params=_number("GPT_MAX_PARAMS", 3_000_000), max_runs=_number("GPT_MAX_RUNS", 10),
+                  max_pull_mb=_number("GPT_MAX_PULL_MB", 100))
 
 
 def visitor(profile: gr.OAuthProfile | None) -> str | None:
@@ -148,6 +150,11 @@ def hub_token(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None
         raise gr.Error(f"Signed in as {user}, you may {action} only into your own namespace: "
                        f"write the repo as {user}/<name>.", print_exception=False)
     return oauth_token.token
+
+
+def max_pull_bytes() -> int | None:
+    a = current()
+    return a.max_pull_mb * 1_000_000 if a.public else None
 
 
 def make_room(root: Path, keep: str | None = None) -> list[str]:

@@ -56,10 +56,12 @@ def ladder_table(s: dict) -> pd.DataFrame:
                                        "time", "sample"])
 
 
-def poll_ladder(profile: gr.OAuthProfile | None):
+def poll_ladder(profile: gr.OAuthProfile | None, request: gr.Request):
     s = runner.status()
-    return ladder_frame(s), ladder_table(s), gr.Button(interactive=not runner.running and
-                                                       access.may_train(profile) is None)
+    may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
+    return (ladder_frame(s), ladder_table(s),
+            gr.Button(interactive=not runner.running and access.may_train(profile) is None),
+            gr.Button(interactive=may_stop))
 
 
 def show_attention(weights_name, prompt):
@@ -106,7 +108,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
     timer = gr.Timer(1.0)
-    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn],
+    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn, ladder_stop],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")

@@ -35,7 +35,7 @@ def pull_from_hub(repo_id, revision, name, overwrite, token, profile: gr.OAuthPr
     access.make_room(WEIGHTS, keep=(name or "").strip() or None)
     try:
         dest = hub.pull(repo_id, revision=revision, name=name, root=WEIGHTS, token=token, overwrite=bool(overwrite),
-                        progress=_reporter(progress))
+                        progress=_reporter(progress), max_bytes=access.max_pull_bytes())
     except GPTError as e:
         raise gr.Error(str(e), print_exception=False)
     return (f"✅ Pulled **{repo_id}** into weights/{dest.name}: it is selected in the Generate tab.",
