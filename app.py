@@ -1,6 +1,6 @@
 """The app: train a GPT from scratch and watch it learn; type a prompt and read Shakespeare.
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share]
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--public]
 
 Each tab is a module of webapp/ that builds its components and wires its events; this file composes them.
 """
@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from webapp import generate, ladder, share, train  # noqa: E402
+from webapp import access, generate, ladder, share, train  # noqa: E402
 from webapp.state import MAX_UPLOAD_MB  # noqa: E402
 
 CSS = """
@@ -32,6 +32,10 @@ with gr.Blocks(title="GPT from scratch") as demo:
         "its samples turn from noise into Shakespeare; **Generate** text from the weights that ship with the app "
         "or from your own runs."
     )
+    if access.current().sign_in:  # only on a Space, where "Sign in with Hugging Face" is real
+        gr.LoginButton()
+    notice = gr.Markdown(elem_id="access-notice")  # public: what this visitor may do, and how to get the rest
+    demo.load(access.notice, None, notice, api_visibility="private", concurrency_limit=None)
     with gr.Tab("Train"):
         train.build(demo)
     with gr.Tab("Generate") as generate_tab:
@@ -47,7 +51,12 @@ def main():
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
+    parser.add_argument("--public", action="store_true",
+                        help="for a server strangers can reach: everyone watches and generates, only the policy "
+                             "decides who trains (see README, Share); on a Space this is automatic")
     args = parser.parse_args()
+    if args.public or args.share:
+        os.environ["GPT_PUBLIC"] = "1"
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
                                                    css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb")
 

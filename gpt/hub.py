@@ -139,8 +139,12 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
 
 
 def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",
-         token: str | None = None, overwrite: bool = False, progress: Progress | None = None) -> Path:
-    """Download a repo of ours into root/name (name: the repo's name), check it, and return the folder."""
+         token: str | None = None, overwrite: bool = False, progress: Progress | None = None,
+         max_bytes: int | None = None) -> Path:
+    """Download a repo of ours into root/name (name: the repo's name), check it, and return the folder.
+
+    max_bytes refuses, before downloading, a repo whose files we would fetch are larger in all.
+    """
     progress = quiet(progress)
     repo_id = check_repo_id(repo_id)
     token, revision = token or None, (revision or "").strip() or None
@@ -154,6 +158,11 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
         raise HubError(f"weights/{name} already exists: choose another name, or allow replacing it")
     progress(0.1, f"downloading {repo_id}")
     with hub_errors("pull", repo_id, token, revision):
+        if max_bytes is not None:
+            size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
+                       if f.path in SHARED_FILES)
+            if size > max_bytes:
+                raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
         snapshot = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES))
     progress(0.8, "checking the weights")
     try:

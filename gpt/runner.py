@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,7 @@ from gpt import ladder, weights
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
-from gpt.model import GPTLanguageModel
+from gpt.model import GPTLanguageModel, param_count
 from gpt.trainer import Trainer, TrainConfig
 
 MAX_STEP_POINTS = 400  # the per-step loss curve is thinned to this many points for the chart
@@ -30,6 +31,14 @@ def check_run_name(name: str, root: Path) -> Path:
     if name == "default" or (out / weights.MODEL_FILE).exists() or (out / weights.STATE_FILE).exists():
         raise ConfigError(f"weights/{name} already exists: choose another run name")
     return out
+
+
+def check_params(config: TrainConfig, vocab_size: int, max_params: int) -> None:
+    """A ConfigError for a model above max_params, worked out from the settings before anything is built."""
+    n = param_count(config.model_config(vocab_size))
+    if n > max_params:
+        raise ConfigError(f"this model would have {n / 1e6:.2f}M parameters; the limit here is "
+                          f"{max_params / 1e6:g}M: fewer layers or a smaller n_embd")
 
 
 class TrainingRunner:
@@ -47,26 +56,37 @@ class TrainingRunner:
         self.last_step: dict = {}
         self.start_info: dict = {}
         self.ladder: list[dict] = []  # one row per rung while a ladder runs: the table and the curves
+        self.started_by: str | None = None  # who started the run (a name the caller chooses), to say and to check
+        self.started_at: float | None = None
+        self.deadline: float | None = None  # wall-clock end (time.time()) of a run with a time limit
         self._stop = threading.Event()
 
     @property
     def running(self) -> bool:
         return self.state in ("running", "stopping")
 
-    def start(self, config: TrainConfig, name: str) -> Path:
-        """Build the run (errors surface here, before anything starts), then train in a background thread."""
+    def start(self, config: TrainConfig, name: str, *, started_by: str | None = None,
+              max_params: int | None = None, max_seconds: float | None = None) -> Path:
+        """Build the run (errors surface here, before anything starts), then train in a background thread.
+
+        max_params refuses a bigger model before it is built; max_seconds stops the run after that long.
+        """
         with self._lock:
             self._check_idle()
             out = check_run_name(name, self.root)
-            if config.data != SHAKESPEARE:
-                load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
+            if config.data != SHAKESPEARE or max_params is not None:
+                text = load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
+                if max_params is not None:
+                    check_params(config, len(set(text)), max_params)
             trainer = Trainer(config, out, callbacks=[self._on_event], stop=self._stop)
             self._begin(config, out, trainer)
+            self._record(started_by, max_seconds)
             self.ladder = []
             threading.Thread(target=self._run, args=([lambda: trainer],), name="training", daemon=True).start()
         return out
 
-    def start_ladder(self, rungs: list[int], max_iters: int | None = None) -> None:
+    def start_ladder(self, rungs: list[int], max_iters: int | None = None, *, started_by: str | None = None,
+                     max_seconds: float | None = None) -> None:
         """Train the chosen rungs of the lecture ladder one after another, in the background."""
         with self._lock:
             self._check_idle()
@@ -82,6 +102,7 @@ class TrainingRunner:
                                         stop=self._stop, model_factory=functools.partial(ladder.build, r.number))
                       for i, (r, c) in enumerate(zip(chosen, configs))]
             self._begin(configs[0], self.root / "ladder" / f"rung-{chosen[0].number}")
+            self._record(started_by, max_seconds)
             self.ladder = [{"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
                             "params": None, "val": None, "time": None, "sample": "", "curve": [],
                             "state": "waiting"} for r in chosen]
@@ -91,6 +112,10 @@ class TrainingRunner:
         if self.running:
             raise BusyError("a training run is already going (perhaps started by someone else): "
                             "stop it first, or watch it")
+
+    def _record(self, started_by: str | None, max_seconds: float | None) -> None:
+        self.started_by, self.started_at = started_by, time.time()
+        self.deadline = self.started_at + max_seconds if max_seconds else None
 
     def _begin(self, config: TrainConfig, out_dir: Path, trainer: Trainer | None = None) -> None:
         """Make this run the one every viewer watches (called with the lock held)."""
@@ -148,6 +173,9 @@ class TrainingRunner:
             elif kind == "step":
                 self.steps.append((event["step"], event["loss"]))
                 self.last_step = event
+                if self.deadline is not None and time.time() > self.deadline and self.state == "running":
+                    self.state = "stopping"  # its time is up: stop as Stop does, keeping the best weights
+                    self._stop.set()
             elif kind == "eval":
                 self.evals.append({k: event[k] for k in ("step", "train_loss", "val_loss", "sample", "elapsed")})
 
@@ -179,6 +207,9 @@ class TrainingRunner:
                 "steps": self.steps[::stride],
                 "evals": list(self.evals),
                 "ladder": [{**r, "curve": list(r["curve"])} for r in self.ladder],
+                "started_by": self.started_by,
+                "started_at": self.started_at,
+                "deadline": self.deadline,
             }
 
     def snapshot(self) -> GPTLanguageModel:

@@ -1,6 +1,12 @@
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,22 +77,14 @@ def small_text(tmp_path, shakespeare) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
+@contextmanager
+def running_app(folder: Path, env_extra: dict | None = None):
     """`python app.py` on a free port, as a user starts it, with its own weights folder (a copy of the default)."""
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    folder = tmp_path_factory.mktemp("app")
     shutil.copytree(ROOT / "weights" / "default", folder / "weights" / "default")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(folder / "weights"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GPT_WEIGHTS_DIR": str(folder / "weights"), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     log = open(folder / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -107,6 +105,13 @@ def app_server(tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app as on a laptop: one trusted user, everything allowed."""
+    with running_app(tmp_path_factory.mktemp("app")) as app:
+        yield app
+
+
 TOKENS = {"hf_alice_write_0123456789": ("alice", "write"), "hf_alice_read_0123456789": ("alice", "read"),
           "hf_bob_write_0123456789": ("bob", "write")}
 
@@ -119,3 +124,36 @@ def hub_server():
     server = HubServer(HUB_PORT, TOKENS).start()
     yield server
     server.shutdown()
+
+
+OWNER, VISITOR = "hf_alice_write_0123456789", "hf_bob_write_0123456789"  # alice owns the Space
+OAUTH_SECRET = "test-oauth-client-secret"  # as the Space platform sets it: the session cookie's key comes from it
+
+
+@pytest.fixture(scope="session")
+def space_app(hub_server, tmp_path_factory):
+    """The app started exactly as a Space starts it: alice's Space, her HF_TOKEN as a secret, "Sign in with
+    Hugging Face" switched on (hf_oauth: true), the Hub stand-in as the Hub. The provider is never reached:
+    tests sign in by presenting a session cookie, as the Space's /login/callback would have set it."""
+    env = {"SYSTEM": "spaces", "SPACE_ID": "alice/demo", "SPACE_AUTHOR_NAME": "alice", "SPACE_REPO_NAME": "demo",
+           "SPACE_HOST": "alice-demo.hf.space", "HF_TOKEN": OWNER, "OAUTH_CLIENT_ID": "test-client",
+           "OAUTH_CLIENT_SECRET": OAUTH_SECRET, "OAUTH_SCOPES": "openid profile read-repos write-repos manage-repos",
+           "OPENID_PROVIDER_URL": "http://127.0.0.1:9/not-reached"}
+    with running_app(tmp_path_factory.mktemp("space"), env) as app:
+        yield app
+
+
+def signed_in_cookie(user: str, token: str) -> str:
+    """The session cookie Gradio sets after "Sign in with Hugging Face" (itsdangerous-signed, as on a Space)."""
+    import base64
+    import hashlib
+    import json
+
+    import itsdangerous
+
+    info = {"access_token": token, "token_type": "bearer", "scope": "openid profile write-repos manage-repos",
+            "expires_at": int(time.time()) + 3600,
+            "userinfo": {"sub": user, "name": user.title(), "preferred_username": user,
+                         "profile": f"https://huggingface.co/{user}", "picture": ""}}
+    key = hashlib.sha256((OAUTH_SECRET + "-v4").encode()).hexdigest()
+    return itsdangerous.TimestampSigner(key).sign(base64.b64encode(json.dumps({"oauth_info": info}).encode())).decode()

@@ -2,7 +2,7 @@
 
 It is NOT the Hub: repos live in memory, there is no git, no Xet, no web pages. It answers the real
 `huggingface_hub` client (pointed at it with HF_ENDPOINT, uploads with HF_HUB_DISABLE_XET=1) for:
-create repo, validate-yaml, preupload, LFS batch + PUT, commit (NDJSON), repo info at a revision, tree
+whoami, create repo, validate-yaml, preupload, LFS batch + PUT, commit (NDJSON), repo info at a revision, tree
 listing, resolve (HEAD/GET), and answers 401/403/404 the way the Hub does.
 
     python -m tests.hub_server --port 8765 --token hf_user_write:user:write   # to try it by hand
@@ -54,6 +54,7 @@ class HubState:
 
 
 ROUTES = [
+    ("GET", r"/api/whoami-v2", "whoami"),
     ("POST", r"/api/repos/create", "create_repo"),
     ("POST", r"/api/validate-yaml", "validate_yaml"),
     ("POST", r"/api/(?P<kind>model|space)s/(?P<repo>[^/]+/[^/]+)/preupload/(?P<rev>[^/]+)", "preupload"),
@@ -167,6 +168,14 @@ class Handler(BaseHTTPRequestHandler):
             state.repos[(kind, repo_id)] = Repo(kind, repo_id, payload.get("visibility") == "private", user,
                                                 payload.get("sdk"))
         self._send(200, {"url": self._url(f"/{prefix}{repo_id}"), "name": repo_id})
+
+    def whoami(self):
+        """Who the token belongs to (the fields huggingface_hub and Gradio's sign-in read)."""
+        user = self._user("read")
+        role = self.server.state.tokens[self.headers["Authorization"].removeprefix("Bearer ").strip()][1]
+        self._send(200, {"type": "user", "id": hashlib.sha1(user.encode()).hexdigest()[:24], "name": user,
+                         "fullname": user.title(), "avatarUrl": f"/avatars/{user}.svg", "orgs": [],
+                         "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": role}}})
 
     def validate_yaml(self):
         self._send(200, {"errors": [], "warnings": []})

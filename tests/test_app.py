@@ -4,6 +4,7 @@ import time
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 LIVE = "the model training now"
 TINY = dict(preset="tiny", n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=16, learning_rate=3e-3,
@@ -33,6 +34,13 @@ def start(client, **overrides):
     return client.predict(*{**TINY, **overrides}.values(), api_name="/start_training")
 
 
+def refusal(call, *args, **kwargs) -> str:
+    """The message of a refused call: the app raises gr.Error, so a script gets an exception, not a success."""
+    with pytest.raises(AppError) as e:
+        call(*args, **kwargs)
+    return str(e.value)
+
+
 def generate(client, weights, prompt="ROMEO:", n=60, temperature=0.8, top_k=40, top_p=1.0, seed=1):
     return client.predict(weights, prompt, n, temperature, top_k, top_p, seed, api_name="/generate")
 
@@ -46,7 +54,7 @@ def test_only_the_named_endpoints_are_public(client):
 def test_train_watch_stop_then_generate(client, app_server):
     message = start(client, run_name="api-run")
     assert "Started **api-run**" in message
-    assert "already going" in start(client, run_name="second")  # a second start is refused, from any client
+    assert "already going" in refusal(start, client, run_name="second")  # refused, from any client
     status = wait_for(client, lambda s: len(s["evals"]) >= 3)
     assert status["state"] == "running" and status["run"] == "api-run" and status["max_iters"] == 100_000
     assert status["step"] >= 40 and status["tokens_per_sec"] > 0 and status["eta"] > 0
@@ -75,16 +83,16 @@ def test_generation_streams(client):
 
 
 def test_odd_input_gets_a_message(client, tmp_path):
-    assert "divisible by n_head" in start(client, n_embd=100, n_head=6)
-    assert "learning_rate must be above 0" in start(client, learning_rate=0)
-    assert "run name" in start(client, run_name="../escape")
-    assert "upload a .txt file" in start(client, text_source="My own text")
+    assert "divisible by n_head" in refusal(start, client, n_embd=100, n_head=6)
+    assert "learning_rate must be above 0" in refusal(start, client, learning_rate=0)
+    assert "run name" in refusal(start, client, run_name="../escape")
+    assert "upload a .txt file" in refusal(start, client, text_source="My own text")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("Grüße aus Köln\n".encode("latin-1") * 2000)
-    assert "not UTF-8" in start(client, text_source="My own text", text_file=handle_file(latin1))
+    assert "not UTF-8" in refusal(start, client, text_source="My own text", text_file=handle_file(latin1))
     short = tmp_path / "short.txt"
     short.write_text("Too short.\n", encoding="utf-8")
-    assert "characters" in start(client, text_source="My own text", text_file=handle_file(short))
+    assert "characters" in refusal(start, client, text_source="My own text", text_file=handle_file(short))
     assert client.predict(api_name="/training_status")["state"] != "running"  # none of these started a run
 
     for args, message in [(dict(prompt="Café ☕"), "does not know: 'é'"), (dict(top_p=0), "minimum value 0.05"),
@@ -109,13 +117,13 @@ def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):
 def test_ladder_runs_in_the_background_and_fills_its_table(client):
     message = client.predict([1, 2, 3, 4, 5, 6], 40, api_name="/start_ladder")
     assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")
-    assert "already going" in start(client, run_name="during-ladder")  # one run at a time, ladder included
+    assert "already going" in refusal(start, client, run_name="during-ladder")  # one run at a time, ladder included
     status = wait_for(client, lambda s: s["state"] == "finished")
     rows = status["ladder"]
     assert [r["rung"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["val"] and r["time"] and r["curve"][-1][0] == 40 and r["sample"] for r in rows)
     assert [r["lecture_val"] for r in rows] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06]
-    assert "choose at least one rung" in client.predict([], None, api_name="/start_ladder")
+    assert "choose at least one rung" in refusal(client.predict, [], None, api_name="/start_ladder")
 
 
 def test_attention_heatmap_for_a_prompt(client):
@@ -132,8 +140,14 @@ def test_two_tabs_pressing_start_at_once_start_one_run(client, app_server):
     from concurrent.futures import ThreadPoolExecutor
 
     other = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    def press_start(c):
+        try:
+            return start(c, run_name=f"race-{id(c)}")
+        except AppError as e:  # the refused one raises, as gr.Error does for a script
+            return str(e)
+
     with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda c: start(c, run_name=f"race-{id(c)}"), [client, other]))
+        answers = list(pool.map(press_start, [client, other]))
     assert sorted(a.startswith("Started") for a in answers) == [False, True]
     assert any("already going" in a for a in answers)
 

@@ -130,3 +130,36 @@ def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):
     page.screenshot(path=ARTIFACTS / "7-share.png", full_page=True)
     page.get_by_role("tab", name="Generate").click()
     expect(page.get_by_label("Weights", exact=True).locator("visible=true").first).to_have_value("browser-pulled")
+
+
+def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser, space_app):
+    from conftest import VISITOR, signed_in_cookie
+
+    page = open_app(browser, space_app["url"])  # anonymous
+    notice = page.locator("#access-notice")
+    expect(notice).to_contain_text("Public app. You are not signed in.", timeout=30_000)
+    expect(notice).to_contain_text("Anyone may watch the run, generate text and look at attention maps.")
+    expect(notice).to_contain_text("Only the owner may train here. Sign in with Hugging Face if you own this Space")
+    expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
+    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    page.screenshot(path=ARTIFACTS / "public-1-anonymous-train.png", full_page=True)
+    page.get_by_role("tab", name="Share").click()
+    for button in ("Push to the Hub", "Pull from the Hub", "Publish the Space"):
+        expect(page.get_by_role("button", name=button)).to_be_disabled()
+    expect(page.get_by_label("Hugging Face token")).to_have_count(0)  # no token field: the server's is never used
+    page.screenshot(path=ARTIFACTS / "public-2-anonymous-share.png", full_page=True)
+    page.get_by_role("tab", name="Generate").click()
+    page.get_by_role("button", name="Generate").click()  # what a stranger may do, they can do
+    expect(page.get_by_label("Generated text")).to_have_value(re.compile(r"^ROMEO:.{20,}", re.S), timeout=60_000)
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "session", "value": signed_in_cookie("bob", VISITOR), "url": space_app["url"]}])
+    bob = context.new_page()
+    bob.goto(space_app["url"], wait_until="load")
+    expect(bob.locator("#access-notice")).to_contain_text("Signed in as bob.", timeout=30_000)
+    expect(bob.get_by_role("button", name="Logout (bob)")).to_be_visible()
+    bob.get_by_role("tab", name="Share").click()
+    expect(bob.get_by_role("button", name="Push to the Hub")).to_be_enabled()
+    expect(bob.get_by_role("button", name="Pull from the Hub")).to_be_disabled()
+    bob.screenshot(path=ARTIFACTS / "public-3-signed-in-share.png", full_page=True)
+    context.close()

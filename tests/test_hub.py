@@ -103,6 +103,17 @@ def test_pull_refuses_to_replace_a_folder_unless_asked(hub_server, run, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folders left behind
 
 
+def test_a_pull_above_its_size_limit_is_refused_before_downloading(hub_server, run, tmp_path):
+    push(run, "alice/sized", token=WRITE)
+    size = sum(len(data) for data in repo(hub_server, "alice/sized").commits[-1][1].values())
+    seen = len(hub_server.state.requests)
+    with pytest.raises(HubError, match=r"alice/sized is [\d.]+ MB; the limit here is [\d.]+ MB"):
+        pull("alice/sized", root=tmp_path, token=READ, max_bytes=size // 2)
+    assert not (tmp_path / "sized").exists()
+    assert not any("/resolve/" in path for _, path, _ in hub_server.state.requests[seen:])  # nothing downloaded
+    assert pull("alice/sized", root=tmp_path, token=READ, max_bytes=size).name == "sized"
+
+
 @pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "../etc", "alice/..", "alice/", "al ice/x", ""])
 def test_malformed_repo_ids_are_refused_before_any_request(hub_server, run, repo_id):
     before = len(hub_server.state.requests)
@@ -219,6 +230,7 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     assert not any(f.startswith(("tests/", "bench/", ".venv")) for f in files)
     meta = metadata_load(space / "README.md")
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["sdk_version"]
+    assert meta["hf_oauth"] is True and "manage-repos" in meta["hf_oauth_scopes"]  # visitors sign in to push
     assert (space / "weights/default/model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     # its requirements are installable (here: already satisfied, offline), and the app starts and generates
     check = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "-q", "-r", "requirements.txt"],
@@ -259,6 +271,7 @@ def _wait_for_client(url, proc, timeout=90):
 
 def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_server):
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     client = Client(app_server["url"], analytics_enabled=False, verbose=False)
     message = client.predict("default", "alice/from-app", WRITE, False, "", api_name="/push_to_hub")
@@ -273,8 +286,9 @@ def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_
     text, _ = client.predict("pulled", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
     assert text == "ROMEO:" + sample(inference_model(GPT.from_pretrained(DEFAULT)))
 
-    refused = client.predict("default", "alice/from-app", "hf_wrong_token_123", False, "", api_name="/push_to_hub")
-    assert refused.startswith("⚠️") and "(401)" in refused and "hf_wrong_token_123" not in refused
-    missing, _ = client.predict("alice/not-there", "", "", False, READ, api_name="/pull_from_hub")
-    assert missing.startswith("⚠️") and "(404)" in missing
+    with pytest.raises(AppError, match=r"\(401\)") as refused:  # a script sees an exception, not a success
+        client.predict("default", "alice/from-app", "hf_wrong_token_123", False, "", api_name="/push_to_hub")
+    assert "hf_wrong_token_123" not in str(refused.value)
+    with pytest.raises(AppError, match=r"\(404\)"):
+        client.predict("alice/not-there", "", "", False, READ, api_name="/pull_from_hub")
     assert WRITE not in app_server["log"].read_text() and READ not in app_server["log"].read_text()

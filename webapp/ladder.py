@@ -8,6 +8,7 @@ import pandas as pd
 from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
+from webapp import access
 from webapp.state import DEVICE, chart_frame, load_weights, refresh_weights, runner, weights_choices
 from webapp.train import stop_training
 
@@ -18,13 +19,20 @@ for r, color in zip(ladder.RUNGS, RUNG_COLORS):
     SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
 
 
-def start_ladder(rungs, steps_per_rung):
+def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request: gr.Request):
     """Train the chosen rungs (numbers 1-7) one after another with the lecture's settings. Returns a message."""
+    access.require_training(profile)
+    caps = access.caps(profile)
     try:
-        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None)
+        if caps and (7 in [int(r) for r in rungs or []]):
+            raise GPTError("rung 7, the full lecture model, is for the owner here: choose rungs 1-6")
+        if caps and steps_per_rung and steps_per_rung > caps.max_steps:
+            raise GPTError(f"at most {caps.max_steps:,} steps per rung here")
+        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None,
+                            started_by=access.starter(profile, request),
+                            max_seconds=caps.max_minutes * 60 if caps else None)
     except (GPTError, ValueError, TypeError) as e:
-        gr.Warning(str(e))
-        return f"⚠️ {e}"
+        raise gr.Error(str(e), print_exception=False)
     return f"Climbing rungs {', '.join(str(int(r)) for r in rungs)} on {DEVICE}. Every open tab shows the ladder."
 
 
@@ -48,9 +56,12 @@ def ladder_table(s: dict) -> pd.DataFrame:
                                        "time", "sample"])
 
 
-def poll_ladder():
+def poll_ladder(profile: gr.OAuthProfile | None, request: gr.Request):
     s = runner.status()
-    return ladder_frame(s), ladder_table(s), gr.Button(interactive=not runner.running)
+    may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
+    return (ladder_frame(s), ladder_table(s),
+            gr.Button(interactive=not runner.running and access.may_train(profile) is None),
+            gr.Button(interactive=may_stop))
 
 
 def show_attention(weights_name, prompt):
@@ -97,7 +108,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
     timer = gr.Timer(1.0)
-    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn],
+    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn, ladder_stop],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")

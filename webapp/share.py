@@ -6,7 +6,7 @@ import gradio as gr
 
 from gpt import hub, weights
 from gpt.errors import GPTError
-from webapp import space
+from webapp import access, space
 from webapp.state import WEIGHTS, refresh_weights, weights_choices, weights_folder
 
 
@@ -14,38 +14,44 @@ def _reporter(progress: gr.Progress):
     return lambda fraction, message: progress(fraction, desc=message)
 
 
-def push_to_hub(weights_name, repo_id, token, private, message, progress=gr.Progress()):
+def push_to_hub(weights_name, repo_id, token, private, message, profile: gr.OAuthProfile | None,
+                oauth_token: gr.OAuthToken | None, progress=gr.Progress()):
     """Upload weights/<weights_name> to the Hub model repo repo_id. Returns a message with the repo's URL."""
+    token = access.hub_token(profile, oauth_token, token, "push", into=repo_id)
     try:
         url = hub.push(weights_folder(weights_name), repo_id, token=token, private=bool(private),
                        message=message or None, progress=_reporter(progress))
     except GPTError as e:
-        gr.Warning(str(e))
-        return f"⚠️ {e}"
+        raise gr.Error(str(e), print_exception=False)
     return f"✅ Pushed **{weights_name}** to [{repo_id}]({url}). Anyone can load it with " \
            f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
 
 
-def pull_from_hub(repo_id, revision, name, overwrite, token, progress=gr.Progress()):
+def pull_from_hub(repo_id, revision, name, overwrite, token, profile: gr.OAuthProfile | None,
+                  oauth_token: gr.OAuthToken | None, progress=gr.Progress()):
     """Download the Hub repo repo_id into weights/<name> and select it for generation. Returns a message."""
+    access.require_owner(profile, "pull weights onto this server")
+    token = access.hub_token(profile, oauth_token, token, "pull")  # in public: the owner's own sign-in
+    access.make_room(WEIGHTS, keep=(name or "").strip() or None)
     try:
         dest = hub.pull(repo_id, revision=revision, name=name, root=WEIGHTS, token=token, overwrite=bool(overwrite),
-                        progress=_reporter(progress))
+                        progress=_reporter(progress), max_bytes=access.max_pull_bytes())
     except GPTError as e:
-        gr.Warning(str(e))
-        return f"⚠️ {e}", gr.Dropdown()
+        raise gr.Error(str(e), print_exception=False)
     return (f"✅ Pulled **{repo_id}** into weights/{dest.name}: it is selected in the Generate tab.",
             gr.Dropdown(choices=weights_choices(), value=dest.name))
 
 
-def publish_space(space_id, weights_name, token, private, progress=gr.Progress()):
+def publish_space(space_id, weights_name, token, private, profile: gr.OAuthProfile | None,
+                  oauth_token: gr.OAuthToken | None, progress=gr.Progress()):
     """Publish this app with weights/<weights_name> as its default weights to the Gradio Space space_id."""
+    access.require_owner(profile, "publish a Space from this server")
+    token = access.hub_token(profile, oauth_token, token, "publish", into=space_id)
     try:
         url = space.publish_space(space_id, weights_folder(weights_name), token=token, private=bool(private),
                                   progress=_reporter(progress))
     except GPTError as e:
-        gr.Warning(str(e))
-        return f"⚠️ {e}"
+        raise gr.Error(str(e), print_exception=False)
     return f"✅ Published: [{url}]({url}) builds and starts in a few minutes, with **{weights_name}** as its weights."
 
 
@@ -83,6 +89,15 @@ def build(demo: gr.Blocks, tab: gr.Tab, generate_weights: gr.Dropdown) -> None:
             space_btn = gr.Button("Publish the Space", variant="primary")
             space_result = gr.Markdown()
 
+    def controls(profile: gr.OAuthProfile | None):
+        """What this visitor may do here, shown before a click; the handlers check again."""
+        a = access.current()
+        may_push = not a.public or access.visitor(profile) is not None
+        return (gr.Textbox(visible=not a.public), gr.Button(interactive=may_push),
+                gr.Button(interactive=access.is_owner(profile)), gr.Button(interactive=access.is_owner(profile)))
+
+    demo.load(controls, None, [token, push_btn, pull_btn, space_btn], api_visibility="private",
+              concurrency_limit=None, show_progress="hidden")
     for dropdown in (push_weights, space_weights):
         gr.on([demo.load, tab.select], lambda current: refresh_weights(current, weights_choices(live=False)),
               dropdown, dropdown, api_visibility="private", concurrency_limit=None, show_progress="hidden")

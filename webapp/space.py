@@ -2,7 +2,8 @@
 
     python -m webapp.space user/my-space --weights weights/my-run [--private] [--message "..."]
 
-The token comes from HF_TOKEN (or `hf auth login`), as for `python -m gpt.hub`.
+The token comes from HF_TOKEN (or `hf auth login`), as for `python -m gpt.hub`. The Space is safe by default:
+its front matter turns on "Sign in with Hugging Face", and the app runs in public mode there (webapp/access.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from
 out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
 parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
 it learn.
+
+Anyone may watch the run and generate; sign in with Hugging Face to push weights to your own namespace. Who
+may train is the owner's choice (`GPT_TRAINING_POLICY`: `owner`, `signed-in` or `anyone`, with caps), set under
+Settings → Variables.
 
 Published from the gpt-from-scratch project with `python -m webapp.space {space_id}`.
 """.encode()

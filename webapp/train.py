@@ -12,7 +12,8 @@ from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
-from webapp.state import DEVICE, MAX_UPLOAD_MB, chart_frame, runner
+from webapp import access
+from webapp.state import DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, runner
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
@@ -27,11 +28,16 @@ def preset_values(preset: str) -> list:
 
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                   eval_interval, seed, text_source, text_file, run_name):
+                   eval_interval, seed, text_source, text_file, run_name, profile: gr.OAuthProfile | None,
+                   request: gr.Request):
     """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
+    access.require_training(profile)
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
+    caps = access.caps(profile)
     try:
+        if caps and isinstance(max_iters, (int, float)) and max_iters > caps.max_steps:
+            raise GPTError(f"at most {caps.max_steps:,} iterations here (you asked for {max_iters:,.0f})")
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
@@ -40,15 +46,22 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
             values["data"] = SHAKESPEARE
         config = TrainConfig.from_preset(preset, **values)
         name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out = runner.start(config, name)
+        if not runner.running:  # a busy runner refuses below, before anything is removed
+            access.make_room(WEIGHTS, keep=name)
+        out = runner.start(config, name, started_by=access.starter(profile, request),
+                           max_params=caps.max_params if caps else None,
+                           max_seconds=caps.max_minutes * 60 if caps else None)
     except GPTError as e:
-        gr.Warning(str(e))
-        return f"⚠️ {e}"
+        raise gr.Error(str(e), print_exception=False)
     return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
 
 
-def stop_training():
+def stop_training(profile: gr.OAuthProfile | None, request: gr.Request):
     """Stop the run after its current step; the best weights so far are kept."""
+    if runner.running and not access.may_stop(profile, request, runner.started_by):
+        raise gr.Error(f"Only whoever started this run ({access.shown_name(runner.started_by)}) or the owner may "
+                       "stop it. It ends by itself; watch it, or start your own when it is done.",
+                       print_exception=False)
     if runner.stop():
         return "Stopping after this step; the best weights so far are kept."
     return "No run is going."
@@ -82,6 +95,10 @@ def progress_html(s: dict) -> str:
     figures.append(f"elapsed {_duration(s['elapsed'])}")
     if s["eta"] is not None:
         figures.append(f"ETA {_duration(s['eta'])}")
+    if s["started_by"] and s["state"] in ("running", "stopping"):  # public: who, and when it ends at the latest
+        ends = f" · stops by {time.strftime('%H:%M UTC', time.gmtime(s['deadline']))}" if s["deadline"] else ""
+        figures.append(f"started by {access.shown_name(s['started_by'])} at "
+                       f"{time.strftime('%H:%M UTC', time.gmtime(s['started_at']))}{ends}")
     headline = {
         "running": f"Training <b>{s['run']}</b> · {s['params'] / 1e6:.2f}M parameters · {s['device']}"
         if s["params"] else f"Preparing <b>{s['run']}</b>…",
@@ -116,11 +133,12 @@ def samples_markdown(s: dict) -> str:
         for e in reversed(shown))
 
 
-def poll():
+def poll(profile: gr.OAuthProfile | None, request: gr.Request):
     s = runner.status()
     running = s["state"] in ("running", "stopping")
+    may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     return (progress_html(s), loss_frame(s), samples_markdown(s),
-            gr.Button(interactive=not running), gr.Button(interactive=s["state"] == "running"))
+            gr.Button(interactive=not running and access.may_train(profile) is None), gr.Button(interactive=may_stop))
 
 
 def build(demo: gr.Blocks) -> None:

@@ -1,0 +1,239 @@
+"""A public app: strangers may watch and generate, and nothing else; no visitor's request uses the server's token.
+
+The app runs exactly as a Space starts it (see conftest.space_app), against the Hub stand-in of tests/hub_server.py
+(not the Hub). Visitors are gradio_client scripts: anonymous, or signed in with a session cookie.
+"""
+
+import time
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from conftest import OWNER, VISITOR, signed_in_cookie
+
+TINY = ["tiny", 2, 2, 32, 32, 16, 3e-3, 100_000, 0.0, 20, 1337, "Tiny Shakespeare", None]
+
+
+def client(url, user=None, token=None, **kwargs):
+    cookies = {"session": signed_in_cookie(user, token)} if user else {}
+    return Client(url, analytics_enabled=False, verbose=False, httpx_kwargs={"cookies": cookies}, **kwargs)
+
+
+def refusal(call, *args, **kwargs) -> str:
+    with pytest.raises(AppError) as e:
+        call(*args, **kwargs)
+    return str(e.value)
+
+
+def wait_for(c, condition, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = c.predict(api_name="/training_status")
+        if condition(status):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; last status: {status}")
+
+
+@pytest.fixture
+def owners_run(space_app):
+    """A long run that the owner (alice, signed in) started."""
+    owner = client(space_app["url"], "alice", OWNER)
+    name = f"owners-{time.time_ns()}"
+    assert "Started" in owner.predict(*TINY, name, api_name="/start_training")
+    wait_for(owner, lambda s: s["step"] > 0)
+    yield name
+    owner.predict(api_name="/stop_training")
+    wait_for(owner, lambda s: s["state"] not in ("running", "stopping"))
+
+
+def hub_snapshot(hub_server):
+    return {key: len(repo.commits) for key, repo in hub_server.state.repos.items()}
+
+
+def folders(weights):
+    return sorted(p.name for p in weights.iterdir())
+
+
+def test_an_anonymous_visitor_watches_and_generates_and_can_do_nothing_else(space_app, hub_server, owners_run):
+    repos, disk = hub_snapshot(hub_server), folders(space_app["weights"])
+    seen = len(hub_server.state.requests)
+    anon = client(space_app["url"])
+    status = anon.predict(api_name="/training_status")
+    assert status["state"] == "running" and status["started_by"] == "alice" and status["deadline"] is None
+    text, _ = anon.predict("default", "ROMEO:", 40, 0.8, 40, 1.0, 1, api_name="/generate")
+    assert text.startswith("ROMEO:") and len(text) == 46
+
+    assert "Only the owner may train" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
+    assert "Sign in with Hugging Face" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
+    assert "Only whoever started this run (alice)" in refusal(anon.predict, api_name="/stop_training")
+    assert "Only the owner" in refusal(anon.predict, [1, 2], 10, api_name="/start_ladder")
+    for typed in ("", VISITOR):  # an empty field must not fall back to HF_TOKEN; a typed token is not used either
+        message = refusal(anon.predict, "default", "alice/vandalised", typed, False, "", api_name="/push_to_hub")
+        assert "Sign in with Hugging Face" in message and "never used" in message
+    assert "Only the owner may pull" in refusal(anon.predict, "alice/anything", "", "visitor-pull", False, "",
+                                                api_name="/pull_from_hub")
+    assert "Only the owner may publish" in refusal(anon.predict, "alice/vandal-space", "default", "", False,
+                                                   api_name="/publish_space")
+    # a token sent with the call (gradio_client's oauth_token=) is not a sign-in: no profile, no push
+    with_token = client(space_app["url"], oauth_token=VISITOR)
+    assert "Sign in" in refusal(with_token.predict, "default", "bob/sneaky", "", False, "", api_name="/push_to_hub")
+
+    assert hub_snapshot(hub_server) == repos and folders(space_app["weights"]) == disk
+    assert not any(OWNER in str(headers) for _, _, headers in hub_server.state.requests[seen:])
+    later = wait_for(anon, lambda s: s["step"] > status["step"])  # the owner's run went on
+    assert later["state"] == "running" and later["run"] == owners_run
+
+
+def test_a_signed_in_visitor_pushes_to_their_own_namespace_with_their_own_token(space_app, hub_server, owners_run):
+    bob = client(space_app["url"], "bob", VISITOR)
+    seen = len(hub_server.state.requests)
+    message = bob.predict("default", "bob/from-the-space", "", False, "", api_name="/push_to_hub")
+    assert "Pushed **default** to [bob/from-the-space]" in message
+    assert hub_server.state.repos[("model", "bob/from-the-space")].owner == "bob"
+    sent = [v for _, _, headers in hub_server.state.requests[seen:] for k, v in headers.items()
+            if k.lower() == "authorization"]
+    assert f"Bearer {VISITOR}" in sent and f"Bearer {OWNER}" not in sent  # bob's token, never the Space's
+
+    assert "only into your own namespace" in refusal(bob.predict, "default", "alice/by-bob", "", False, "",
+                                                     api_name="/push_to_hub")
+    assert ("model", "alice/by-bob") not in hub_server.state.repos
+    assert "Only whoever started this run (alice)" in refusal(bob.predict, api_name="/stop_training")
+    assert "Duplicate this Space" in refusal(bob.predict, *TINY, "bobs", api_name="/start_training")
+    assert "Only the owner may pull" in refusal(bob.predict, "bob/from-the-space", "", "", False, "",
+                                                api_name="/pull_from_hub")
+    assert bob.predict(api_name="/training_status")["state"] == "running"
+
+
+def test_the_owner_may_pull_with_their_own_sign_in(space_app, hub_server):
+    owner = client(space_app["url"], "alice", OWNER)
+    owner.predict("default", "alice/for-pull", "", False, "", api_name="/push_to_hub")
+    message, selected = owner.predict("alice/for-pull", "", "pulled", False, "", api_name="/pull_from_hub")
+    assert "Pulled" in message and selected["value"] == "pulled"
+    assert (space_app["weights"] / "pulled" / "model.safetensors").is_file()
+
+
+# --- the policy itself, in-process: each deployment and policy from its environment variables ---
+
+ENV = ["SYSTEM", "SPACE_ID", "SPACE_AUTHOR_NAME", "OAUTH_CLIENT_ID", "GPT_PUBLIC", "GPT_OWNERS", "GPT_TRAINING_POLICY",
+       "GPT_MAX_STEPS", "GPT_MAX_MINUTES", "GPT_MAX_PARAMS", "GPT_MAX_RUNS"]
+
+
+@pytest.fixture
+def deploy(monkeypatch):
+    """Set the deployment's environment (everything else about it unset)."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+    def deploy(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    return deploy
+
+
+SPACE = dict(SYSTEM="spaces", SPACE_ID="alice/demo", SPACE_AUTHOR_NAME="alice", OAUTH_CLIENT_ID="x")
+
+
+def profile(user):
+    import gradio as gr
+
+    return gr.OAuthProfile({"name": user, "preferred_username": user, "profile": f"https://huggingface.co/{user}",
+                            "picture": ""})
+
+
+def test_a_laptop_trusts_its_one_user(deploy):
+    from webapp import access
+
+    deploy()
+    assert access.is_owner(None) and access.may_train(None) is None and access.caps(None) is None
+    assert access.hub_token(None, None, "typed", "push", into="anyone/repo") == "typed"
+    assert access.hub_token(None, None, "", "push") is None  # huggingface_hub then uses the user's own HF_TOKEN
+    assert access.notice(None) == "" and access.starter(None, None) is None
+
+
+def test_on_a_space_the_owners_policy_decides_who_trains(deploy):
+    from webapp import access
+
+    deploy(**SPACE)
+    alice, bob = profile("alice"), profile("bob")
+    assert access.may_train(alice) is None and access.caps(alice) is None
+    assert "Only the owner" in access.may_train(bob) and "Sign in" in access.may_train(None)
+    deploy(GPT_OWNERS="carol, bob")
+    assert access.may_train(bob) is None
+    deploy(GPT_OWNERS="", GPT_TRAINING_POLICY="signed-in", GPT_MAX_STEPS="800", GPT_MAX_MINUTES="2")
+    assert access.may_train(bob) is None and "Sign in with Hugging Face" in access.may_train(None)
+    caps = access.caps(bob)
+    assert (caps.max_steps, caps.max_minutes, caps.max_params) == (800, 2.0, 3_000_000)
+    assert "800 steps, 2 minutes" in access.notice(bob)
+    deploy(GPT_TRAINING_POLICY="anyone")
+    assert access.may_train(None) is None
+    deploy(GPT_TRAINING_POLICY="everyone!", GPT_MAX_STEPS="lots")  # a typo keeps the safe defaults
+    assert "Only the owner" in access.may_train(bob) and access.caps(bob).max_steps == 5000
+
+
+def test_outside_a_space_sign_in_is_not_trusted(deploy):
+    from webapp import access
+
+    deploy(GPT_PUBLIC="1", GPT_OWNERS="alice")  # `python app.py --public`: Gradio's local sign-in is a mock
+    assert access.visitor(profile("alice")) is None and not access.is_owner(profile("alice"))
+    assert "python app.py" in access.may_train(profile("alice"))
+    with pytest.raises(Exception, match="never used"):
+        access.hub_token(profile("alice"), None, "hf_typed", "push", into="alice/x")
+    deploy(GPT_TRAINING_POLICY="anyone")  # a classroom server
+    assert access.may_train(None) is None and access.caps(None).max_minutes == 15
+
+
+def test_only_the_starter_or_the_owner_may_stop(deploy):
+    from types import SimpleNamespace
+
+    from webapp import access
+
+    deploy(**SPACE, GPT_TRAINING_POLICY="anyone")
+    tab, other_tab = SimpleNamespace(session_hash="abc"), SimpleNamespace(session_hash="xyz")
+    started_by = access.starter(None, tab)
+    assert access.may_stop(None, tab, started_by) and not access.may_stop(None, other_tab, started_by)
+    assert access.may_stop(profile("alice"), other_tab, started_by)  # the owner
+    assert not access.may_stop(profile("bob"), other_tab, started_by) and access.shown_name(started_by) == "a visitor"
+
+
+def test_a_public_deployment_keeps_at_most_max_runs(deploy, tmp_path):
+    import os
+
+    from webapp import access
+
+    for i, name in enumerate(["default", "ladder", "r1", "r2", "r3", "r4", "r5"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))  # r1 is the oldest run
+    deploy()
+    assert access.make_room(tmp_path) == []  # a laptop keeps everything
+    deploy(GPT_PUBLIC="1", GPT_MAX_RUNS="3")
+    assert access.make_room(tmp_path, keep="r1") == ["r2", "r3"]  # room for r1 (being replaced): 3 runs
+    assert folders(tmp_path) == ["default", "ladder", "r1", "r4", "r5"]
+    assert access.make_room(tmp_path, keep="new") == ["r1"]  # room for a new run: 2 + the new one
+    assert folders(tmp_path) == ["default", "ladder", "r4", "r5"]
+
+
+def test_a_run_with_a_time_limit_stops_itself_and_a_big_model_is_refused(tmp_path):
+    from gpt.errors import ConfigError
+    from gpt.runner import TrainingRunner
+    from gpt.trainer import TrainConfig
+
+    runner = TrainingRunner(tmp_path)
+    config = TrainConfig.from_preset("tiny", max_iters=1_000_000, eval_interval=50)
+    runner.start(config, "limited", started_by="bob", max_seconds=2)
+    deadline = time.time() + 120
+    while runner.running and time.time() < deadline:
+        time.sleep(0.2)
+    status = runner.status()
+    assert status["state"] == "stopped" and status["started_by"] == "bob"
+    assert status["deadline"] == pytest.approx(status["started_at"] + 2)
+    assert status["step"] < 1_000_000 and (tmp_path / "limited" / "model.safetensors").is_file()
+    # refused before anything is built, with the count the built model had
+    with pytest.raises(ConfigError, match=rf"would have {status['params'] / 1e6:.2f}M parameters; the limit here is "
+                                          r"0.001M"):
+        runner.start(config, "big", max_params=1000)
+    runner.start(config, "small-enough", max_params=status["params"])
+    runner.stop()
+    while runner.running:  # let the thread end before the interpreter does
+        time.sleep(0.2)
