@@ -58,7 +58,8 @@ def main():
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb")
+                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb",
+                                                   show_error=True)  # refused calls say why, never a traceback
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ def whole_number(name: str, value, low: int = 1, error: type[GPTError] = ConfigE
     return value
 
 
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes 64 bits
+
+
+def check_seed(value, error: type[GPTError] = ConfigError) -> int:
+    """value if torch can seed with it, else the error saying what a seed may be."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise error(f"seed must be a whole number from 0 to {MAX_SEED} (2**64 - 1), not {value!r}")
+    return value
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65  # distinct characters in Tiny Shakespeare

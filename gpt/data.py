@@ -56,20 +56,34 @@ def tiny_shakespeare_path(path: str | Path | None = None) -> Path:
     return cached
 
 
-def load_text(source: str | Path | None = None, max_bytes: int | None = None) -> str:
-    """The training text: None or "shakespeare" for Tiny Shakespeare, else the path of a UTF-8 text file."""
+MIN_DISTINCT_CHARS = 5  # fewer is not text a model can learn from (5,000 NUL bytes would be a one-letter "language")
+
+
+def load_text(source: str | Path | None = None, max_bytes: int | None = None, name: str | None = None) -> str:
+    """The training text: None or "shakespeare" for Tiny Shakespeare, else the path of a UTF-8 text file.
+
+    name: how messages call the file (an upload's own name rather than where the server keeps it).
+    """
     if source is None or str(source) == SHAKESPEARE:
-        path = tiny_shakespeare_path()
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise DataError(f"no text file at {path}")
-        if max_bytes is not None and path.stat().st_size > max_bytes:
-            raise DataError(f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        return tiny_shakespeare_path().read_text(encoding="utf-8")
+    path = Path(source).expanduser()
+    shown = name or str(path)
+    if not path.is_file():
+        raise DataError(f"no text file at {shown}")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{shown} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    if size == 0:
+        raise DataError(f"{shown} is empty: give a text to learn from")
     try:
-        return path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded); save it as UTF-8") from None
+        raise DataError(f"{shown} is not UTF-8 text (byte {e.start} cannot be decoded); save it as UTF-8") from None
+    distinct = len(set(text))
+    if distinct < MIN_DISTINCT_CHARS:
+        raise DataError(f"{shown} has only {distinct} distinct character{'s' if distinct != 1 else ''}; a text to "
+                        f"learn from needs at least {MIN_DISTINCT_CHARS}")
+    return text
 
 
 class TextData:

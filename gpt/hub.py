@@ -29,7 +29,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntry
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.pretrained import GPT
-from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, NAME
+from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, portable_name
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
@@ -149,9 +149,9 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
     repo_id = check_repo_id(repo_id)
     token, revision = token or None, (revision or "").strip() or None
     name = (name or "").strip() or repo_id.split("/")[1]
-    if not NAME.fullmatch(name) or name == "default":
+    if not portable_name(name) or name == "default":
         raise HubError(f"{name!r} cannot name a weights folder: use 1-64 letters, digits, '.', '_' or '-' "
-                       f"(and not 'default', which ships with the app)")
+                       f"(not 'default', which ships with the app, nor a name Windows keeps for a device, like CON)")
     root = Path(root)
     dest = root / name
     if dest.exists() and not overwrite:

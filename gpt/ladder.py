@@ -16,6 +16,8 @@ import torch.nn as nn
 
 from gpt import weights
 from gpt.config import GPTConfig
+from gpt.errors import WeightsError
+from gpt.memory import check_loadable
 from gpt.model import Head, MultiHeadAttention, next_token_loss
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import GPT
@@ -148,6 +150,7 @@ def build(rung: int, config: GPTConfig, vocab: list[str] | None = None) -> nn.Mo
 def load(folder: str | Path) -> nn.Module:
     """Any rung's saved weights (GPT.from_pretrained also reads rungs 6 and 7)."""
     config, vocab, raw = weights.read_raw_config(folder)
+    check_loadable(config, "cpu", Path(folder) / weights.CONFIG_FILE, WeightsError)  # the GPT's size bounds every rung
     model = build(raw.get("rung", 6), config, vocab)
     model.load_state_dict(weights.read_state_dict(folder, model))
     return model.eval()

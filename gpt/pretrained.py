@@ -15,8 +15,9 @@ from pathlib import Path
 from huggingface_hub import PyTorchModelHubMixin
 
 from gpt import weights
-from gpt.config import read_config
+from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
+from gpt.memory import check_loadable
 from gpt.model import GPTLanguageModel
 from gpt.sampling import inference_model
 
@@ -36,7 +37,8 @@ class GPT(
                         token: str | None = None, map_location: str = "cpu", **kwargs) -> "GPT":
         """Load from a weights folder or a Hub repo id. Raises WeightsError saying what is wrong."""
         folder = weights.locate(pretrained_model_name_or_path, revision=revision, token=token)
-        read_config(folder)  # a clear error before the mixin builds anything from a foreign config
+        config, _ = read_config(folder)  # a clear error before the mixin builds anything from a foreign config
+        check_loadable(config, map_location, folder / CONFIG_FILE, WeightsError)  # and before it allocates
         return super().from_pretrained(folder, map_location=map_location, **kwargs)
 
     @classmethod

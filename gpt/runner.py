@@ -7,6 +7,7 @@ is going is refused with a BusyError, whoever asks.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 import traceback
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from gpt import ladder, weights
+from gpt.card import METRICS_FILE
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
@@ -41,6 +43,37 @@ def check_params(config: TrainConfig, vocab_size: int, max_params: int) -> None:
                           f"{max_params / 1e6:g}M: fewer layers or a smaller n_embd")
 
 
+def interrupted_run(root: Path) -> dict | None:
+    """The newest run under root if its log never reached an end: the server stopped in the middle of it.
+
+    Also removes the temporary files a kill in the middle of a save left in the run folders.
+    """
+    runs = [p for p in Path(root).iterdir() if (p / weights.STATE_FILE).is_file()] if Path(root).is_dir() else []
+    for folder in runs:
+        weights.remove_temporary_files(folder, older_than=600)  # younger: perhaps a command line saving now
+    if not runs:
+        return None
+    folder = max(runs, key=lambda p: (p / weights.STATE_FILE).stat().st_mtime)
+    try:
+        lines = (folder / METRICS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        meta = weights.read_training_meta(folder)
+    except (OSError, GPTError):
+        return None
+    for line in reversed(lines):  # the last whole event; a torn last line is skipped
+        try:
+            last = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(last, dict) or last.get("event") in ("done", "stopped"):
+            return None
+        break
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict) or not all(isinstance(v, int) for v in (meta.get("step"), config.get("max_iters"))):
+        return None
+    return {"run": folder.name, "step": meta["step"], "max_iters": config["max_iters"],
+            "best_val": meta.get("best_val")}
+
+
 class TrainingRunner:
     def __init__(self, root: str | Path = "weights", max_text_bytes: int | None = None):
         self.root = Path(root)
@@ -60,22 +93,24 @@ class TrainingRunner:
         self.started_at: float | None = None
         self.deadline: float | None = None  # wall-clock end (time.time()) of a run with a time limit
         self._stop = threading.Event()
+        self.interrupted = interrupted_run(self.root)  # told to viewers until another run starts
 
     @property
     def running(self) -> bool:
         return self.state in ("running", "stopping")
 
-    def start(self, config: TrainConfig, name: str, *, started_by: str | None = None,
+    def start(self, config: TrainConfig, name: str, text_name: str | None = None, *, started_by: str | None = None,
               max_params: int | None = None, max_seconds: float | None = None) -> Path:
         """Build the run (errors surface here, before anything starts), then train in a background thread.
 
+        text_name: how messages call an uploaded text (its own name, not where the server keeps it).
         max_params refuses a bigger model before it is built; max_seconds stops the run after that long.
         """
         with self._lock:
             self._check_idle()
             out = check_run_name(name, self.root)
             if config.data != SHAKESPEARE or max_params is not None:
-                text = load_text(config.data, self.max_text_bytes)  # size and UTF-8, explained before anything starts
+                text = load_text(config.data, self.max_text_bytes, text_name)  # explained before anything starts
                 if max_params is not None:
                     check_params(config, len(set(text)), max_params)
             trainer = Trainer(config, out, callbacks=[self._on_event], stop=self._stop)
@@ -121,6 +156,7 @@ class TrainingRunner:
         """Make this run the one every viewer watches (called with the lock held)."""
         self.trainer, self.config, self.out_dir = trainer, config, out_dir
         self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
+        self.interrupted = None
         if self.state not in ("running", "stopping"):
             self.state, self.error = "running", ""
             self._stop.clear()
@@ -201,7 +237,7 @@ class TrainingRunner:
                 "elapsed": elapsed,
                 "eta": per_step * (max_iters - step) if per_step and self.running else None,
                 "params": self.start_info.get("params"),
-                "config": asdict(self.config) if self.config else None,
+                "config": self._shown_config(),
                 "device": self.start_info.get("device"),
                 "best_val": min((e["val_loss"] for e in self.evals), default=None),
                 "steps": self.steps[::stride],
@@ -210,7 +246,17 @@ class TrainingRunner:
                 "started_by": self.started_by,
                 "started_at": self.started_at,
                 "deadline": self.deadline,
+                "interrupted": self.interrupted,
             }
+
+    def _shown_config(self) -> dict | None:
+        """The run's settings for viewers: an uploaded text by its name, never by where the server keeps it."""
+        if self.config is None:
+            return None
+        config = asdict(self.config)
+        if config["data"] != SHAKESPEARE:
+            config["data"] = Path(config["data"]).name
+        return config
 
     def snapshot(self) -> GPTLanguageModel:
         """The model being trained, as it is right now (a copy, for generating while training goes on)."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from gpt.config import GPTConfig, whole_number
+from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.device import fast_bf16
 from gpt.errors import SamplingError
 from gpt.model import GPTLanguageModel
@@ -72,7 +72,7 @@ class KVCache:
             layer.pos = 0
 
 
-def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1):
+def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1, seed=None):
     whole_number("max_new_tokens", max_new_tokens, 0, SamplingError)
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 100:
         raise SamplingError(f"temperature must be between 0 (greedy) and 100, not {temperature!r}")
@@ -81,6 +81,8 @@ def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1):
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise SamplingError(f"top_p must be above 0 and at most 1 (1 = off), not {top_p!r}")
     whole_number("num_samples", num_samples, 1, SamplingError)
+    if seed is not None:
+        check_seed(seed, SamplingError)
 
 
 DTYPES = ("auto", "float32", "bfloat16", "int8")
@@ -169,7 +171,7 @@ def generate_tokens(model: GPTLanguageModel, idx: torch.Tensor, max_new_tokens: 
 
     seed drives a private torch.Generator: the global RNG is never touched.
     """
-    check_settings(max_new_tokens, temperature, top_k, top_p)
+    check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
     block_size = model.config.block_size
     rebuild = block_size // 2 if rebuild is None else rebuild
     if not 1 <= rebuild <= block_size:
@@ -235,7 +237,7 @@ def generate_text(model: GPTLanguageModel, prompt: str = "", *, num_samples: int
                   tokenizer: CharTokenizer | None = None, **sampling) -> list[str]:
     """num_samples continuations of prompt, generated together as one batch."""
     check_settings(max_new_tokens, sampling.get("temperature", 1.0), sampling.get("top_k"), sampling.get("top_p"),
-                   num_samples)
+                   num_samples, sampling.get("seed"))
     tokenizer = _tokenizer(model, tokenizer)
     device = next(model.parameters()).device
     idx = torch.tensor([_prompt_ids(tokenizer, prompt)] * num_samples, dtype=torch.long, device=device)

@@ -24,10 +24,11 @@ import torch.distributed as dist
 
 from gpt import weights
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
-from gpt.config import GPTConfig, whole_number
+from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
+from gpt.memory import check_fits
 from gpt.presets import PRESETS
 from gpt.pretrained import GPT
 from gpt.sampling import generate_text
@@ -78,6 +79,7 @@ class TrainConfig:
         non_negative = ["max_iters", "warmup_iters", "sample_length"]
         for name in positive + non_negative:
             whole_number(name, getattr(self, name), 1 if name in positive else 0)
+        check_seed(self.seed)
         for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -119,14 +121,6 @@ def training_bytes(config: TrainConfig, vocab_size: int) -> int:
     params = 12 * L * C * C + (2 * V + T) * C
     kept_for_backward = B * T * C * L * 20 + B * config.n_head * T * T * L * 2 + B * T * V * 3  # float32 values
     return 16 * params + 4 * kept_for_backward  # weights, gradients and AdamW's two moments: 16 bytes a parameter
-
-
-def device_memory(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[1]
-    if device.type == "cpu" and hasattr(os, "sysconf"):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return None
 
 
 def _seed(*parts: int) -> int:
@@ -195,12 +189,8 @@ class Trainer:
         else:
             self.tokenizer = CharTokenizer.from_text(text)
         self.data = TextData(text, self.tokenizer, config.block_size, self.device)
-        need, have = training_bytes(config, self.tokenizer.vocab_size), device_memory(self.device)
-        if have is not None and need > 0.8 * have:
-            raise ConfigError(
-                f"this model and batch would need about {need / 2**30:.1f} GB to train, and "
-                f"{describe_device(self.device)} has {have / 2**30:.1f} GB: use fewer layers, a narrower model, "
-                f"a shorter block or a smaller batch")
+        check_fits(training_bytes(config, self.tokenizer.vocab_size), self.device, "this model and batch", "to train",
+                   "use fewer layers, a narrower model, a shorter block or a smaller batch")
 
         torch.manual_seed(config.seed)
         self.model = model_factory(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars)
@@ -247,8 +237,12 @@ class Trainer:
     def emit(self, event: dict) -> None:
         if not self.master:
             return
-        with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
+        path = self.out_dir / METRICS_FILE
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+        except OSError as e:  # a full disk: say so in one line, as a failed save does
+            raise weights.save_error(path, e) from None
         for callback in self.callbacks:
             callback(event)
 
@@ -257,9 +251,15 @@ class Trainer:
         path = self.out_dir / METRICS_FILE
         if not path.exists():
             return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step
-                and json.loads(line)["event"] not in ("done", "stopped", "start")]
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill or a full disk in the middle of an append
+            if isinstance(event, dict) and event.get("step", 0) <= self.step \
+                    and event.get("event") not in ("done", "stopped", "start"):
+                kept.append(line)
         weights.atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     # --- the loop ---
@@ -269,6 +269,7 @@ class Trainer:
         tokens_per_step = config.batch_size * config.block_size
         if self.master:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            weights.remove_temporary_files(self.out_dir)  # left by a kill in the middle of a save
             if self.step > 0:
                 self._trim_metrics()
             else:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -19,30 +20,62 @@ from safetensors.torch import load_file, save_file
 from gpt.config import CONFIG_FILE, config_json, read_config, read_raw_config
 from gpt.errors import ConfigError, WeightsError
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "check_name", "atomic_write",
-           "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
+           "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
            "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights"]
 
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
+TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<random>.tmp beside the file they will replace
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename tmp over path: readers see the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Call write(tmp_path), then rename tmp over path: readers see the old file or the new, never half.
+
+    A failure (a full disk, no permission) is a WeightsError saying what was not saved; the old file stays.
+    """
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are meant to be shared
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:
+        raise save_error(path, e) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def save_error(path: Path, error: Exception) -> WeightsError:
+    """One line for a write that failed: what, where, why, and that what was saved before is intact."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    io = re.search(r"I/O error: (.+?) \(os error \d+\)", reason)  # safetensors wraps the system's message
+    reason = io.group(1) if io else reason
+    reason = reason[:1].lower() + reason[1:]
+    before = (f"the {path.name} saved before is intact" if path.exists()
+              else "the weights saved before in that folder are intact" if (path.parent / MODEL_FILE).exists()
+              else "nothing had been saved there yet")
+    return WeightsError(f"could not save {path.name} in {path.parent} ({reason}); {before}")
+
+
+def remove_temporary_files(folder: str | Path, older_than: float = 0.0) -> list[Path]:
+    """Delete the temporary files a kill in the middle of a save left behind (.model.safetensors.*.tmp).
+
+    older_than (seconds): spare younger ones, which another process may still be writing.
+    """
+    folder, now = Path(folder), time.time()
+    stale = [p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file() and now - p.stat().st_mtime >= older_than] \
+        if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -50,6 +83,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a weights folder's name: never a path
+# device names Windows reserves, with or without an extension ("CON", "nul.txt"): such a folder cannot be made there
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+
+
+def portable_name(name: str) -> bool:
+    """True if name is a folder name on every system: ours (NAME), not a Windows device, no trailing dot."""
+    return bool(NAME.fullmatch(name)) and name.split(".")[0].upper() not in WINDOWS_RESERVED \
+        and not name.endswith(".")
 
 
 def check_name(name: str, what: str = "run name") -> str:
@@ -58,6 +99,9 @@ def check_name(name: str, what: str = "run name") -> str:
     if not NAME.fullmatch(name):
         raise ConfigError(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
                           f"letter or digit")
+    if not portable_name(name):
+        raise ConfigError(f"{what} {name!r} cannot name a folder on Windows (CON, PRN, AUX, NUL, COM1-9 and LPT1-9 "
+                          f"are devices there, and a name may not end with '.'): choose another")
     return name
 
 

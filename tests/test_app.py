@@ -115,7 +115,7 @@ def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):
 
 
 def test_ladder_runs_in_the_background_and_fills_its_table(client):
-    message = client.predict([1, 2, 3, 4, 5, 6], 40, api_name="/start_ladder")
+    message = client.predict(["1", "2", "3", "4", "5", "6"], 40, api_name="/start_ladder")
     assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")
     assert "already going" in refusal(start, client, run_name="during-ladder")  # one run at a time, ladder included
     status = wait_for(client, lambda s: s["state"] == "finished")

@@ -99,6 +99,10 @@ class ProgressBar:
             tqdm.write(f"step {e['step']:>6}: train {e['train_loss']:.4f}, val {e['val_loss']:.4f}"
                        + (" (best, saved)" if e["saved"] else "") + (f"  | {sample}" if sample else ""))
         elif e["event"] in ("done", "stopped"):
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
             self.bar.close()
 
 
@@ -141,7 +145,8 @@ def main(argv=None) -> int:
         return run_ladder(args)
     config, out = build(args)
     line = shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)])
-    trainer = Trainer(config, out, resume=args.resume, callbacks=[ProgressBar()], command=line)
+    progress = ProgressBar()
+    trainer = Trainer(config, out, resume=args.resume, callbacks=[progress], command=line)
 
     first_signal = []
 
@@ -159,7 +164,10 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    finally:
+        progress.close()  # an error (a full disk) is then printed on a line of its own
     if trainer.master:
         word = "stopped" if result["event"] == "stopped" else "finished"
         print(f"{word} at step {result['step']} after {result['elapsed']:.0f} s; best val loss "

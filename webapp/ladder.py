@@ -20,7 +20,7 @@ for r, color in zip(ladder.RUNGS, RUNG_COLORS):
 
 
 def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request: gr.Request):
-    """Train the chosen rungs (numbers 1-7) one after another with the lecture's settings. Returns a message."""
+    """Train the chosen rungs ('1'-'7') one after another with the lecture's settings. Returns a message."""
     access.require_training(profile)
     caps = access.caps(profile)
     try:
@@ -82,8 +82,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         "Rungs 1-6 use its small settings (block 8, batch 32, 32 channels, lr 1e-3, 5000 steps) and take "
         "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU.")
     with gr.Row():
-        rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS],
-                                 value=[r.number for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
+        # values are strings: Gradio's API page documents a CheckboxGroup's choices as strings
+        rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", str(r.number)) for r in ladder.RUNGS],
+                                 value=[str(r.number) for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
         steps_per_rung = gr.Number(None, label="Steps per rung", precision=0, minimum=1, maximum=100_000,
                                    info="empty = the lecture's", scale=1)
     with gr.Row():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import html
 import time
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -14,6 +17,7 @@ from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
 from webapp import access
 from webapp.state import DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, runner
+from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
@@ -29,7 +33,7 @@ def preset_values(preset: str) -> list:
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                    eval_interval, seed, text_source, text_file, run_name, profile: gr.OAuthProfile | None,
-                   request: gr.Request):
+                   request: gr.Request, *, demo: gr.Blocks):
     """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
     access.require_training(profile)
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
@@ -41,14 +45,14 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
-            values["data"] = str(text_file)
+            values["data"] = str(uploaded_file(text_file, demo))  # never a file the server merely has
         else:
             values["data"] = SHAKESPEARE
         config = TrainConfig.from_preset(preset, **values)
         name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not runner.running:  # a busy runner refuses below, before anything is removed
             access.make_room(WEIGHTS, keep=name)
-        out = runner.start(config, name, started_by=access.starter(profile, request),
+        out = runner.start(config, name, Path(values["data"]).name, started_by=access.starter(profile, request),
                            max_params=caps.max_params if caps else None,
                            max_seconds=caps.max_minutes * 60 if caps else None)
     except GPTError as e:
@@ -79,7 +83,19 @@ def _duration(seconds) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
+def interrupted_html(run: dict) -> str:
+    """The run the server was training when it stopped (a restart, a crash): where it got to, how to go on."""
+    name = html.escape(run["run"])
+    best = f" (best val loss {run['best_val']:.3f})" if isinstance(run.get("best_val"), (int, float)) else ""
+    return (f"<div class='status'><div>The run <b>{name}</b> was interrupted at step {run['step']:,} of "
+            f"{run['max_iters']:,} when the server stopped. Its best weights so far{best} are in weights/{name} and "
+            f"in the Generate tab.</div><div class='settings'>To carry it on: "
+            f"<code>python -m train --out weights/{name} --resume</code>. Or start a new run.</div></div>")
+
+
 def progress_html(s: dict) -> str:
+    if s["state"] == "idle" and s.get("interrupted"):
+        return interrupted_html(s["interrupted"])
     if s["state"] == "idle":
         return "<div class='status'>No run yet. Pick a preset, adjust it if you like, and press <b>Start</b>.</div>"
     done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
@@ -105,7 +121,7 @@ def progress_html(s: dict) -> str:
         "stopping": f"Stopping <b>{s['run']}</b> after this step…",
         "finished": f"Finished <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
         "stopped": f"Stopped <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
-        "failed": f"<b>{s['run']}</b> failed: {s['error']}",
+        "failed": f"<b>{s['run']}</b> failed: {html.escape(s['error'])}",
     }[s["state"]]
     c = s["config"]
     settings = (f"{c['n_layer']} layers · {c['n_head']} heads · {c['n_embd']} wide · block {c['block_size']} · "
@@ -187,7 +203,8 @@ def build(demo: gr.Blocks) -> None:
     preset.change(preset_values, preset, settings, api_visibility="private")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
                        api_visibility="private")
-    start_btn.click(start_training, [preset, *settings, text_source, text_file, run_name], message,
+    start_btn.click(functools.partial(start_training, demo=demo),  # demo: to tell uploads from server files
+                    [preset, *settings, text_source, text_file, run_name], message,
                     api_name="start_training", concurrency_limit=None)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
