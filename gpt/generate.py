@@ -17,15 +17,14 @@ from gpt.device import pick_device
 from gpt.errors import command
 from gpt.pretrained import GPT
 from gpt.sampling import DTYPES, generate_text, inference_model, stream_text
-
-DEFAULT_WEIGHTS = "weights/default"
+from gpt.weights import default_weights
 
 
 @command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"weights folder or Hub repo id (default: {DEFAULT_WEIGHTS})")
+    parser.add_argument("--weights", help="weights folder or Hub repo id (default: the shipped weights/default)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) when --weights is a repo id")
     parser.add_argument("--prompt", default="", help="text to continue; - reads it from standard input (default: start from a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="characters to generate (default: 500)")
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
         args.prompt = sys.stdin.read()  # as typed or piped: a trailing newline is part of the prompt
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
-    model = GPT.from_pretrained(args.weights, revision=args.revision, map_location=str(pick_device(args.device)))
+    model = GPT.from_pretrained(args.weights or default_weights(), revision=args.revision, map_location=str(pick_device(args.device)))
     model = inference_model(model, args.dtype)
     if args.num_samples == 1:
         stream = stream_text(model, args.prompt, **sampling)  # checks prompt and settings first

@@ -21,7 +21,7 @@ from gpt.errors import ConfigError, WeightsError
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "check_name", "atomic_write",
            "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
-           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights"]
+           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights"]
 
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -193,6 +193,13 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
 
 
 # --- weights folders: what is there ---
+
+
+def default_weights() -> Path:
+    """The weights that ship with the project: weights/default of a clone, or the copy `pip install` put in gpt/."""
+    package = Path(__file__).resolve().parent
+    clone = package.parent / "weights" / "default"
+    return clone if (clone / MODEL_FILE).is_file() else package / "default_weights"
 
 
 def list_weights(root: str | Path = "weights") -> list[str]:

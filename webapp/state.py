@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,10 @@ from gpt.runner import TrainingRunner
 from gpt.sampling import inference_model
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
-WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR", ROOT / "weights"))
+# a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
+WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR") or (ROOT / "weights" if (ROOT / "weights").is_dir() else "weights"))
+if not (WEIGHTS / "default").is_dir():
+    shutil.copytree(weights.default_weights(), WEIGHTS / "default")
 MAX_UPLOAD_MB = 10
 LIVE = "the model training now"
 
