@@ -130,3 +130,40 @@ def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):
     page.screenshot(path=ARTIFACTS / "7-share.png", full_page=True)
     page.get_by_role("tab", name="Generate").click()
     expect(page.get_by_label("Weights", exact=True).locator("visible=true").first).to_have_value("browser-pulled")
+
+
+def test_an_empty_seed_gives_a_new_text_each_time_and_a_typed_seed_the_same(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Generate").click()
+    seed = page.get_by_role("textbox", name=re.compile(r"^Seed"))  # the Train tab has a numeric Seed too
+    expect(seed).to_have_value("")  # empty, as its placeholder promises: not 0
+    length = page.get_by_label("number input for Characters to generate")
+    output = page.get_by_label("Generated text")
+
+    def generate(n: int) -> str:
+        """Generate n characters; each call asks for a new length, so the wait is for the new text, not the last."""
+        length.fill(str(n))
+        length.press("Tab")
+        page.get_by_role("button", name="Generate").click()
+        expect(output).to_have_value(re.compile(rf"^ROMEO:.{{{n}}}$", re.S), timeout=60_000)
+        return output.input_value()[len("ROMEO:"):]
+
+    first, second = generate(150), generate(151)
+    assert first != second[:150]  # an empty seed: a different text every time
+    page.screenshot(path=ARTIFACTS / "8-seed-empty.png", full_page=True)
+    seed.fill("7")
+    seeded = generate(152), generate(153)
+    assert seeded[1][:152] == seeded[0] != first  # seed 7 twice: the same text (one character longer)
+    seed.fill("seven")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_text("seed must be a whole number").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "8-seed-7.png", full_page=True)
+
+
+def test_the_ladder_steps_field_starts_empty_not_at_an_invalid_0(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Ladder").click()
+    steps = page.get_by_label("Steps per rung")
+    expect(steps).to_have_value("")
+    expect(steps).to_have_attribute("placeholder", "empty = the lecture's")
+    page.screenshot(path=ARTIFACTS / "9-ladder-steps.png", full_page=True)

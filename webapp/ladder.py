@@ -8,7 +8,7 @@ import pandas as pd
 from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
-from webapp.state import DEVICE, chart_frame, load_weights, refresh_weights, runner, weights_choices
+from webapp.state import DEVICE, chart_frame, load_weights, optional_number, refresh_weights, runner, weights_choices
 from webapp.train import stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
@@ -21,7 +21,7 @@ for r, color in zip(ladder.RUNGS, RUNG_COLORS):
 def start_ladder(rungs, steps_per_rung):
     """Train the chosen rungs (numbers 1-7) one after another with the lecture's settings. Returns a message."""
     try:
-        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None)
+        runner.start_ladder([int(r) for r in rungs or []], optional_number("steps per rung", steps_per_rung, low=1))
     except (GPTError, ValueError, TypeError) as e:
         gr.Warning(str(e))
         return f"⚠️ {e}"
@@ -73,8 +73,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     with gr.Row():
         rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS],
                                  value=[r.number for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
-        steps_per_rung = gr.Number(None, label="Steps per rung", precision=0, minimum=1, maximum=100_000,
-                                   info="empty = the lecture's", scale=1)
+        steps_per_rung = gr.Textbox("", label="Steps per rung", placeholder="empty = the lecture's", max_lines=1,
+                                    info="a whole number", scale=1)  # can be empty, unlike a gr.Number
     with gr.Row():
         ladder_btn = gr.Button("Climb the ladder", variant="primary")
         ladder_stop = gr.Button("Stop", variant="stop")

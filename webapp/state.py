@@ -59,6 +59,22 @@ def load_weights(name: str, inference: bool = False):
     return load_cached(weights_folder(name), inference=inference)
 
 
+def optional_number(name: str, value, low: int = 0) -> int | None:
+    """A whole-number field that may be left empty (a Textbox: gr.Number cannot be empty in the browser).
+
+    None for empty; else an int of at least low, from typed text ("7") or an API's int; else a GPTError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip().replace(",", "").replace("_", "")
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if not text.lstrip("-").isdigit() or isinstance(value, bool):
+        raise GPTError(f"{name} must be a whole number (or left empty), not {value!r}")
+    if int(text) < low:
+        raise GPTError(f"{name} must be at least {low}, not {int(text)}")
+    return int(text)
+
+
 def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:
     """Rows (x, y, series) for a gr.LinePlot that will be updated live.
 
