@@ -1,4 +1,4 @@
-"""The app in a real browser (Debian's chromium, driven by Playwright), as a learner uses it.
+"""The app in a real browser (Chromium, driven by Playwright), as a learner uses it.
 
 Screenshots land in artifacts/ (or $ARTIFACTS_DIR) for a person to look at.
 """
@@ -12,16 +12,14 @@ from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), f"no chromium at {CHROMIUM}: apt-get install chromium (see README, Tests)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+    with sync_playwright() as p:  # CHROMIUM: found or installed by conftest.py (tests/browser_setup.py)
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--disable-dev-shm-usage"])
         yield browser
