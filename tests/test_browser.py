@@ -46,6 +46,8 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.get_by_label("Preset").click()
     page.get_by_role("option", name="tiny").click()
     expect(page.get_by_label("Layers")).to_have_value("2")  # the preset fills in its settings
+    estimate = page.locator("#time-estimate")
+    expect(estimate).to_contain_text(re.compile(r"Estimated time on .*: about \d"), timeout=60_000)  # before Start
     page.get_by_label("Iterations").fill("100000")
     page.get_by_label("Eval every").fill("20")
     page.get_by_label("Run name").fill("browser-run")
