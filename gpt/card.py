@@ -15,10 +15,14 @@ from PIL import Image, ImageDraw
 from gpt.config import GPTConfig
 from gpt.model import param_count
 from gpt.presets import LECTURE_VAL
+from gpt.weights import CARD_FILE
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 DATASET = "karpathy/tiny_shakespeare"
+DISTRIBUTION = "gpt-from-scratch-lecture"  # pyproject.toml's name
+REPOSITORY = "https://github.com/gpt-from-scratch/gpt-from-scratch-lecture"  # where the project is published
+INSTALL = f'pip install "{DISTRIBUTION} @ git+{REPOSITORY}"'  # the card's install command: the package, torch 2.13
 # the loss curve's colours, here and in the app's live chart
 COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture": "#9ca3af"}
 
@@ -91,7 +95,13 @@ a context of {config.block_size} characters, {params / 1e6:.2f}M parameters. Tra
 
 ## Use it
 
-With the `gpt` package of this project (`pip install -r requirements.txt` in its folder):
+Install the `gpt` package of the project that made it (Python 3.10+; it brings torch 2.13.0):
+
+```bash
+{INSTALL}
+```
+
+then:
 
 ```python
 from gpt import GPT
@@ -102,7 +112,8 @@ for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_
     print(ch, end="", flush=True)
 ```
 
-or `python -m gpt.generate --weights {name} --prompt "ROMEO:"`, or pick it in the app.
+or `gpt-generate --weights {name} --prompt "ROMEO:"` (also `python -m gpt.generate`), or pick it in the app
+(`gpt-app`).
 """]
     if best and best.get("sample"):
         sections.append(f"## A sample\n\nWhat it wrote at step {best['step']:,} (temperature 1, no prompt):\n\n"
@@ -125,7 +136,7 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
         steps = f"{best['step']:,} steps, {best['elapsed']:.0f} s" + (f" on {log['device']}" if log["device"] else "")
         sections.append(f"## How it was trained\n\n{steps}; these weights are from the evaluation with the lowest "
                         f"validation loss.\n")
-        if len(log["evals"]) > 1:
+        if has_curve(log):
             sections.append(f"![Loss curve: train and validation loss against steps]({CURVE_FILE})\n")
     if log["command"]:
         sections.append(f"Made with:\n\n```bash\n{log['command']}\n```\n")
@@ -133,6 +144,19 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
         rows = "\n".join(f"| {k} | {v} |" for k, v in settings.items())
         sections.append(f"| setting | value |\n|---|---|\n{rows}\n")
     return "\n".join(sections)
+
+
+def card_files(config: GPTConfig, vocab: list[str], log: dict | None, name: str) -> dict[str, bytes]:
+    """The card (README.md), and the loss curve it shows when the run evaluated more than once."""
+    files = {CARD_FILE: model_card(config, vocab, log, name).encode()}
+    if has_curve(log):
+        files[CURVE_FILE] = loss_curve_png(log)
+    return files
+
+
+def has_curve(log: dict | None) -> bool:
+    """A loss curve is worth drawing (and the card shows it) once the run has evaluated more than once."""
+    return log is not None and len(log["evals"]) > 1
 
 
 def loss_curve_png(log: dict, size: tuple[int, int] = (800, 400)) -> bytes:

@@ -52,9 +52,20 @@ class HubError(GPTError):
     """A Hub push, pull or publish that failed: bad repo id, token refused, repo missing, no network, not ours."""
 
 
+USAGE = 2  # the command was asked for something impossible (a bad setting): as argparse exits for a bad flag
+FAILURE = 1  # the command could not do what was asked (no such weights, no network, token refused, ...)
+
+
+def exit_status(error: GPTError) -> int:
+    """2 for a usage error (the ValueError kinds: ConfigError, SamplingError, UnknownCharactersError), else 1."""
+    return USAGE if isinstance(error, ValueError) else FAILURE
+
+
 def command(main: Callable[..., int]) -> Callable[..., int]:
-    """Wrap a command line's main(argv): a GPTError ends it with one "error: ..." line and exit status 2 (never a
-    traceback), Ctrl-C with status 130."""
+    """Wrap a command line's main(argv): a GPTError ends it with one "error: ..." line (never a traceback) and
+    exit status 2 for a usage error or 1 for a failure (see exit_status); Ctrl-C with status 130.
+
+    This is the one place the command lines' exit statuses are decided."""
 
     @functools.wraps(main)
     def run(argv=None) -> int:
@@ -62,7 +73,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             return main(argv)
         except GPTError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return exit_status(e)
         except KeyboardInterrupt:
             return 130
 

@@ -16,6 +16,7 @@ from gpt.device import pick_device
 from gpt.errors import command
 from gpt.pretrained import GPT
 from gpt.tokenizer import CharTokenizer
+from gpt.weights import default_weights
 
 
 @torch.no_grad()
@@ -39,12 +40,12 @@ def split_loss(model: GPT, data: TextData, split: str = "val", batch_size: int =
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default="weights/default", help="weights folder or Hub repo id")
+    parser.add_argument("--weights", help="weights folder or Hub repo id (default: the shipped weights/default)")
     parser.add_argument("--data", default=SHAKESPEARE, help="'shakespeare' or the text the model was trained on")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
-    model = GPT.from_pretrained(args.weights, map_location=str(device))
+    model = GPT.from_pretrained(args.weights or default_weights(), map_location=str(device))
     data = TextData(load_text(args.data), CharTokenizer(model.vocab), model.config.block_size)
     for split in ("train", "val"):
         print(f"{split} loss: {split_loss(model, data, split):.4f}")

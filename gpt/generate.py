@@ -1,6 +1,9 @@
 """Generate text from the command line, streamed as it is produced:
 
     python -m gpt.generate --weights weights/my-run --prompt "ROMEO:" --max-new-tokens 500 --temperature 0.8 --top-k 40 --seed 1
+    echo "ROMEO:" | python -m gpt.generate --prompt -     # the prompt from standard input
+
+Exit status: 0 done, 2 a usage error (bad flag or setting), 1 a failure (missing weights, no network, ...).
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ from gpt.device import pick_device
 from gpt.errors import command
 from gpt.pretrained import GPT
 from gpt.sampling import DTYPES, generate_text, inference_model, stream_text
-
-DEFAULT_WEIGHTS = "weights/default"
+from gpt.weights import default_weights
 
 
 @command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"weights folder or Hub repo id (default: {DEFAULT_WEIGHTS})")
+    parser.add_argument("--weights", help="weights folder or Hub repo id (default: the shipped weights/default)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) when --weights is a repo id")
-    parser.add_argument("--prompt", default="", help="text to continue (default: start from a newline)")
+    parser.add_argument("--prompt", default="", help="text to continue; - reads it from standard input (default: start from a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="characters to generate (default: 500)")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = wilder (default: 0.8)")
     parser.add_argument("--top-k", type=int, default=None, help="sample only from the k likeliest characters")
@@ -36,9 +38,11 @@ def main(argv=None) -> int:
                         help="weights to generate with. auto: int8 on CPUs with native bf16 (about 3x float32's "
                              "tokens/s at the lecture's size), bfloat16 on CUDA, else float32")
     args = parser.parse_args(argv)
+    if args.prompt == "-":
+        args.prompt = sys.stdin.read()  # as typed or piped: a trailing newline is part of the prompt
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
-    model = GPT.from_pretrained(args.weights, revision=args.revision, map_location=str(pick_device(args.device)))
+    model = GPT.from_pretrained(args.weights or default_weights(), revision=args.revision, map_location=str(pick_device(args.device)))
     model = inference_model(model, args.dtype)
     if args.num_samples == 1:
         stream = stream_text(model, args.prompt, **sampling)  # checks prompt and settings first

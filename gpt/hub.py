@@ -13,6 +13,7 @@ picture) are fetched from a repo: nothing pulled can run code.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -26,13 +27,14 @@ import httpx2  # the HTTP client huggingface_hub 2.x uses
 from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
 
-from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
+from gpt.card import CURVE_FILE, METRICS_FILE, card_files, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, portable_name
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
+ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]
 
 
@@ -101,11 +103,9 @@ def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
     """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log."""
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
     log = read_log(folder)
-    files[CARD_FILE] = model_card(model.config, model.vocab, log, name).encode()
+    files.update(card_files(model.config, model.vocab, log, name))  # the same card as GPT.push_to_hub's
     if log is not None:
         files[METRICS_FILE] = folder / METRICS_FILE
-        if len(log["evals"]) > 1:
-            files[CURVE_FILE] = loss_curve_png(log)
     return files
 
 
@@ -175,6 +175,7 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
         for file in SHARED_FILES:
             if (snapshot / file).is_file():
                 shutil.copyfile(snapshot / file, staging / file)  # copies the bytes, not the cache's symlinks
+        (staging / ORIGIN_FILE).write_text(json.dumps({"repo_id": repo_id, "revision": snapshot.name}) + "\n")
         os.chmod(staging, 0o755)
         old = root / f".{name}.old"
         if dest.exists():
@@ -185,6 +186,15 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
         shutil.rmtree(staging, ignore_errors=True)
     progress(1.0, "done")
     return dest
+
+
+def origin(folder: str | Path) -> str | None:
+    """The Hub repo id a weights folder was pulled from, or None for weights made here."""
+    try:
+        repo_id = json.loads((Path(folder) / ORIGIN_FILE).read_text(encoding="utf-8"))["repo_id"]
+        return check_repo_id(repo_id)
+    except (OSError, ValueError, KeyError, TypeError, HubError):
+        return None
 
 
 @command

@@ -5,6 +5,8 @@
     model.push_to_hub("user/my-shakespeare-gpt")
 
 The format is this project's own (gpt.weights): model.safetensors + config.json, read strictly, never a pickle.
+save_pretrained and push_to_hub write the same card as `python -m gpt.hub push` (gpt.card): a model loaded from a
+run folder carries that run's log (metrics.jsonl), so its card has the metric, a sample and the loss curve.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from gpt import weights
+from gpt.card import CURVE_FILE, has_curve, loss_curve_png, model_card, read_log
 from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
 from gpt.memory import check_loadable
@@ -32,11 +35,18 @@ class GPT(
 ):
     """GPTLanguageModel with from_pretrained, save_pretrained and push_to_hub."""
 
+    log: dict | None = None  # the run that made these weights (its metrics.jsonl), when loaded from its folder
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
-                        token: str | None = None, map_location: str = "cpu", **kwargs) -> "GPT":
-        """Load from a weights folder or a Hub repo id. Raises WeightsError saying what is wrong."""
-        folder = weights.locate(pretrained_model_name_or_path, revision=revision, token=token)
+                        token: str | None = None, cache_dir: str | Path | None = None, force_download: bool = False,
+                        local_files_only: bool = False, map_location: str = "cpu", **kwargs) -> "GPT":
+        """Load from a weights folder or a Hub repo id. Raises WeightsError saying what is wrong.
+
+        For a repo id: cache_dir, force_download and local_files_only (only the cache, never the network) as in
+        huggingface_hub's snapshot_download."""
+        folder = weights.locate(pretrained_model_name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+                                force_download=force_download, local_files_only=local_files_only)
         config, _ = read_config(folder)  # a clear error before the mixin builds anything from a foreign config
         check_loadable(config, map_location, folder / CONFIG_FILE, WeightsError)  # and before it allocates
         return super().from_pretrained(folder, map_location=map_location, **kwargs)
@@ -45,10 +55,27 @@ class GPT(
     def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", **unused) -> "GPT":
         model = cls(*read_config(model_id))  # our own strict reading of config.json
         model.load_state_dict(weights.read_state_dict(Path(model_id), model), strict=True)
+        model.log = read_log(model_id)
         return model.to(map_location).eval()
 
+    def save_pretrained(self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs):
+        """The mixin's save_pretrained, with this project's card naming the folder (or, pushing, the repo)."""
+        card = {"name": str(save_directory), **(model_card_kwargs or {})}
+        return super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs) -> str:
+        """The mixin's push_to_hub (create the repo, upload in one commit), with the card naming repo_id."""
+        return super().push_to_hub(repo_id, model_card_kwargs={"name": repo_id, **(model_card_kwargs or {})},
+                                   **kwargs)
+
+    def generate_model_card(self, name: str = "GPT", **unused) -> ModelCard:
+        return ModelCard(model_card(self.config, self.vocab, self.log, name))
+
     def _save_pretrained(self, save_directory: Path) -> None:
-        weights.save_weights(self, save_directory)
+        weights.save_weights(self, save_directory)  # the mixin then writes the card (generate_model_card)
+        if has_curve(self.log):  # the picture the card shows, as gpt.hub push uploads it
+            png = loss_curve_png(self.log)
+            weights.atomic_write(save_directory / CURVE_FILE, lambda tmp: tmp.write_bytes(png))
 
 
 _loaded: dict[tuple[str, int, bool], GPTLanguageModel] = {}

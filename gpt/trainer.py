@@ -147,6 +147,12 @@ def estimate_loss(model: GPT, data: TextData, eval_iters: int, batch_size: int, 
     return out
 
 
+# the evaluation at step 0 of a new run uses this many batches per split: a freshly initialised model predicts
+# close to uniform on every batch (loss about ln(vocab_size)), so a few batches give the number, and the first
+# point of the loss curve appears within seconds even for the lecture's model on a CPU
+FIRST_EVAL_ITERS = 4
+
+
 class Trainer:
     """Builds model, data and optimizer from a TrainConfig, then `run()` trains and reports events."""
 
@@ -339,15 +345,17 @@ class Trainer:
         if not self.master:
             return
         config = self.config
-        losses = estimate_loss(self.model, self.data, config.eval_iters, config.batch_size,
-                               _seed(config.seed, -1, self.step), self.autocast)
+        iters = min(config.eval_iters, FIRST_EVAL_ITERS) if self.step == 0 else config.eval_iters
+        losses = estimate_loss(self.model, self.data, iters, config.batch_size, _seed(config.seed, -1, self.step),
+                               self.autocast)
         sample = self.sample(config.sample_length) if config.sample_length else ""
         improved = losses["val"] < self.best_val
         if improved:
             self.best_val = losses["val"]
             self._save_weights(losses, sample, elapsed)
         self.emit({"event": "eval", "step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
-                   "best_val": self.best_val, "saved": improved, "sample": sample, "elapsed": elapsed})
+                   "best_val": self.best_val, "saved": improved, "sample": sample, "elapsed": elapsed,
+                   "eval_iters": iters})
 
     def sample(self, length: int, prompt: str = "") -> str:
         """A short sample from the model as it is now: the learner watches noise turn into Shakespeare."""

@@ -22,7 +22,7 @@ from gpt.errors import ConfigError, WeightsError
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
            "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
-           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights"]
+           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights"]
 
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -119,8 +119,11 @@ def save_weights(model: torch.nn.Module, folder: str | Path, *, card: str | None
     return folder
 
 
-def locate(name_or_path: str | Path, *, revision: str | None = None, token: str | None = None) -> Path:
-    """A local weights folder as is, or a Hub repo id downloaded (safetensors and JSON only) into the cache."""
+def locate(name_or_path: str | Path, *, revision: str | None = None, token: str | None = None,
+           cache_dir: str | Path | None = None, force_download: bool = False, local_files_only: bool = False) -> Path:
+    """A local weights folder as is, or a Hub repo id downloaded (safetensors and JSON only) into the cache.
+
+    local_files_only: the cached copy or an error, without touching the network."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -130,10 +133,12 @@ def locate(name_or_path: str | Path, *, revision: str | None = None, token: str 
     if name.count("/") != 1 or name.startswith((".", "/", "~")) or "\\" in name:
         raise WeightsError(f"no weights folder at {path}, and {name!r} is not a Hub repo id like 'user/model'")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     try:
-        return Path(snapshot_download(name, revision=revision, token=token,
+        return Path(snapshot_download(name, revision=revision, token=token, cache_dir=cache_dir,
+                                      force_download=force_download, local_files_only=local_files_only,
                                       allow_patterns=[MODEL_FILE, CONFIG_FILE, CARD_FILE]))
     except HFValidationError as e:
         raise WeightsError(f"no weights folder at {path}, and {name!r} is not a valid Hub repo id: {e}") from None
@@ -143,6 +148,11 @@ def locate(name_or_path: str | Path, *, revision: str | None = None, token: str 
         raise WeightsError(f"the Hub repo {name!r} has no revision {revision!r}") from None
     except HfHubHTTPError as e:
         raise WeightsError(f"could not download {name!r} from the Hub: {e}") from None
+    except LocalEntryNotFoundError:
+        if local_files_only:
+            raise WeightsError(f"{name!r} is not in the Hub cache{f' at {cache_dir}' if cache_dir else ''}, and "
+                               f"local_files_only forbids downloading it") from None
+        raise WeightsError(f"no weights folder at {path}, and the Hub could not be reached for {name!r}") from None
     except OSError as e:  # offline, DNS, connection refused
         raise WeightsError(f"no weights folder at {path}, and the Hub could not be reached for {name!r}: {e}") from None
 
@@ -237,6 +247,13 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
 
 
 # --- weights folders: what is there ---
+
+
+def default_weights() -> Path:
+    """The weights that ship with the project: weights/default of a clone, or the copy `pip install` put in gpt/."""
+    package = Path(__file__).resolve().parent
+    clone = package.parent / "weights" / "default"
+    return clone if (clone / MODEL_FILE).is_file() else package / "default_weights"
 
 
 def list_weights(root: str | Path = "weights") -> list[str]:

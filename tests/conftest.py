@@ -55,6 +55,17 @@ def small_gpt(*, seed: int = 0, weight_std: float | None = None, dtype=None, **o
     return model.eval()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Browser tests selected: find or install Chromium now, or stop at once saying what to install."""
+    from browser_setup import BrowserMissing, ensure_chromium
+
+    if any(item.path.name == "test_browser.py" for item in items):
+        try:
+            os.environ["CHROMIUM"] = ensure_chromium()
+        except BrowserMissing as e:
+            pytest.exit(str(e), returncode=1)
+
+
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("cache")

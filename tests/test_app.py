@@ -159,3 +159,12 @@ def test_odd_prompts(client):
     assert len(text) == 23
     with pytest.raises(Exception, match="does not know"):
         generate(client, "default", prompt="ROMEO 🗡️")
+
+
+def test_the_seed_can_be_empty_typed_text_or_an_int_through_the_api(client):
+    from gradio_client.exceptions import AppError
+
+    assert generate(client, "default", seed=7)[0] == generate(client, "default", seed="7")[0]
+    assert generate(client, "default", seed="")[0] != generate(client, "default", seed=None)[0]  # new each time
+    with pytest.raises(AppError, match="seed must be a whole number"):
+        generate(client, "default", seed="seven")

@@ -1,4 +1,4 @@
-"""The app in a real browser (Debian's chromium, driven by Playwright), as a learner uses it.
+"""The app in a real browser (Chromium, driven by Playwright), as a learner uses it.
 
 Screenshots land in artifacts/ (or $ARTIFACTS_DIR) for a person to look at.
 """
@@ -12,16 +12,14 @@ from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), f"no chromium at {CHROMIUM}: apt-get install chromium (see README, Tests)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+    with sync_playwright() as p:  # CHROMIUM: found or installed by conftest.py (tests/browser_setup.py)
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--disable-dev-shm-usage"])
         yield browser
@@ -48,6 +46,8 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.get_by_label("Preset").click()
     page.get_by_role("option", name="tiny").click()
     expect(page.get_by_label("Layers")).to_have_value("2")  # the preset fills in its settings
+    estimate = page.locator("#time-estimate")
+    expect(estimate).to_contain_text(re.compile(r"Estimated time on .*: about \d"), timeout=60_000)  # before Start
     page.get_by_label("Iterations").fill("100000")
     page.get_by_label("Eval every").fill("20")
     page.get_by_label("Run name").fill("browser-run")
@@ -163,3 +163,40 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
     expect(bob.get_by_role("button", name="Pull from the Hub")).to_be_disabled()
     bob.screenshot(path=ARTIFACTS / "public-3-signed-in-share.png", full_page=True)
     context.close()
+
+
+def test_an_empty_seed_gives_a_new_text_each_time_and_a_typed_seed_the_same(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Generate").click()
+    seed = page.get_by_role("textbox", name=re.compile(r"^Seed"))  # the Train tab has a numeric Seed too
+    expect(seed).to_have_value("")  # empty, as its placeholder promises: not 0
+    length = page.get_by_label("number input for Characters to generate")
+    output = page.get_by_label("Generated text")
+
+    def generate(n: int) -> str:
+        """Generate n characters; each call asks for a new length, so the wait is for the new text, not the last."""
+        length.fill(str(n))
+        length.press("Tab")
+        page.get_by_role("button", name="Generate").click()
+        expect(output).to_have_value(re.compile(rf"^ROMEO:.{{{n}}}$", re.S), timeout=60_000)
+        return output.input_value()[len("ROMEO:"):]
+
+    first, second = generate(150), generate(151)
+    assert first != second[:150]  # an empty seed: a different text every time
+    page.screenshot(path=ARTIFACTS / "8-seed-empty.png", full_page=True)
+    seed.fill("7")
+    seeded = generate(152), generate(153)
+    assert seeded[1][:152] == seeded[0] != first  # seed 7 twice: the same text (one character longer)
+    seed.fill("seven")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_text("seed must be a whole number").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "8-seed-7.png", full_page=True)
+
+
+def test_the_ladder_steps_field_starts_empty_not_at_an_invalid_0(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Ladder").click()
+    steps = page.get_by_label("Steps per rung")
+    expect(steps).to_have_value("")
+    expect(steps).to_have_attribute("placeholder", "empty = the lecture's")
+    page.screenshot(path=ARTIFACTS / "9-ladder-steps.png", full_page=True)

@@ -50,6 +50,15 @@ def test_train_save_resume_generate_end_to_end(tmp_path, small_text):
     assert loaded.vocab == sorted(set(small_text.read_text()))
 
 
+def test_generate_reads_the_prompt_from_standard_input_with_a_dash():
+    args = [sys.executable, "-m", "gpt.generate", "--prompt", "-", "--max-new-tokens", "30", "--seed", "3"]
+    piped = subprocess.run(args, cwd=ROOT, input="JULIET:\nO Romeo", capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("JULIET:\nO Romeo") and len(piped.stdout) == len("JULIET:\nO Romeo") + 30 + 1
+    typed = run("-m", "gpt.generate", "--prompt", "JULIET:\nO Romeo", "--max-new-tokens", "30", "--seed", "3")
+    assert piped.stdout == typed.stdout  # the same prompt, however it arrives
+
+
 def test_generate_streams_before_it_is_done(tmp_path, small_text):
     out = tmp_path / "run"
     assert run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out),
@@ -64,18 +73,22 @@ def test_generate_streams_before_it_is_done(tmp_path, small_text):
         proc.wait()
 
 
-def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, small_text):
-    checks = [
-        (["-m", "train", "--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "a")], "no text file"),
-        (["-m", "train", "--preset", "tiny", "--n-embd", "100", "--n-head", "6"], "must be divisible by n_head"),
-        (["-m", "train", "--out", str(tmp_path / "b"), "--resume"], "no run to resume"),
-        (["-m", "train", "--preset", "tiny", "--device", "cuda:7"], "CUDA"),
-        (["-m", "gpt.generate", "--weights", str(tmp_path)], "no config.json"),
-        (["-m", "gpt.generate", "--weights", str(tmp_path / "x" / "y")], "not a Hub repo id"),
+def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_failures(tmp_path, small_text):
+    checks = [  # 2: the command was asked for something impossible; 1: it could not do what was asked
+        (["-m", "train", "--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "a")],
+         "no text file", 1),
+        (["-m", "train", "--preset", "tiny", "--n-embd", "100", "--n-head", "6"], "must be divisible by n_head", 2),
+        (["-m", "train", "--preset", "tiny", "--no-such-flag"], "unrecognized arguments", 2),
+        (["-m", "train", "--out", str(tmp_path / "b"), "--resume"], "no run to resume", 1),
+        (["-m", "train", "--preset", "tiny", "--device", "cuda:7"], "CUDA", 1),
+        (["-m", "gpt.generate", "--weights", str(tmp_path)], "no config.json", 1),
+        (["-m", "gpt.generate", "--weights", str(tmp_path / "x" / "y")], "not a Hub repo id", 1),
+        (["-m", "gpt.generate", "--temperature", "-1"], "temperature", 2),
+        (["-m", "gpt.generate", "--prompt", "café"], "does not know", 2),
     ]
-    for args, message in checks:
+    for args, message, status in checks:
         result = run(*args)
-        assert result.returncode == 2, (args, result.stderr)
+        assert result.returncode == status, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
 
 

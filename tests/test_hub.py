@@ -82,6 +82,50 @@ def test_gpt_from_pretrained_takes_a_repo_id_and_push_to_hub_works(hub_server, r
     assert sample(loaded) == sample(model)
 
 
+def test_push_to_hub_writes_the_same_rich_card_as_the_command_line(hub_server, run, tmp_path):
+    from gpt.card import INSTALL
+    from gpt.hub import repo_files
+
+    model = GPT.from_pretrained(run)  # loaded from its run folder: it knows its log
+    assert model.log is not None and model.log["evals"]
+    model.push_to_hub("alice/mixin-card", token=WRITE)
+    _, files = repo(hub_server, "alice/mixin-card").commits[-1]
+    card = files["README.md"].decode()
+    assert card == repo_files(run, model, "alice/mixin-card")["README.md"].decode()  # one card, either way
+    assert INSTALL in card and 'GPT.from_pretrained("alice/mixin-card")' in card and "## A sample" in card
+    assert "More Information Needed" not in card
+    (tmp_path / "card.md").write_text(card, encoding="utf-8")
+    metric = metadata_load(tmp_path / "card.md")["model-index"][0]["results"][0]["metrics"][0]
+    assert metric["type"] == "loss" and metric["value"] == round(best_eval(read_log(run))["val_loss"], 4)
+    assert Image.open(io.BytesIO(files["loss_curve.png"])).size == (800, 400)  # the curve the card shows
+
+    model.save_pretrained(tmp_path / "copy")
+    saved = (tmp_path / "copy" / "README.md").read_text(encoding="utf-8")
+    assert saved == repo_files(run, model, str(tmp_path / "copy"))["README.md"].decode()
+    assert (tmp_path / "copy" / "loss_curve.png").is_file()
+
+
+def test_from_pretrained_honours_cache_dir_force_download_and_local_files_only(hub_server, run, tmp_path,
+                                                                            monkeypatch):
+    from gpt import WeightsError
+
+    push(run, "alice/cached", token=WRITE)
+    monkeypatch.setenv("HF_TOKEN", READ)
+    asked = len(hub_server.state.requests)
+    with pytest.raises(WeightsError, match="not in the Hub cache"):
+        GPT.from_pretrained("alice/cached", cache_dir=tmp_path / "cache", local_files_only=True)
+    assert len(hub_server.state.requests) == asked  # it never touched the network
+
+    model = GPT.from_pretrained("alice/cached", cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").rglob("model.safetensors"))  # the download went where it was told
+    asked = len(hub_server.state.requests)
+    offline = GPT.from_pretrained("alice/cached", cache_dir=tmp_path / "cache", local_files_only=True)
+    assert len(hub_server.state.requests) == asked and sample(offline) == sample(model)
+    GPT.from_pretrained("alice/cached", cache_dir=tmp_path / "cache", force_download=True)
+    fetched = [path for method, path, _ in hub_server.state.requests[asked:] if method == "GET"]
+    assert any(path.endswith("/model.safetensors") for path in fetched)  # downloaded again, not from the cache
+
+
 def test_a_revision_pulls_that_commit(hub_server, run, tmp_path):
     push(run, "alice/versions", token=WRITE)
     push(DEFAULT, "alice/versions", token=WRITE, message="now the default weights")
@@ -197,7 +241,7 @@ def test_the_command_line_pushes_and_pulls_and_never_shows_the_token(hub_server,
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "from-cli" / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     refused = hub_cli("push", str(run), "bob/theirs", env_extra=token)
-    assert refused.returncode == 2 and "(403)" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 1 and "(403)" in refused.stderr and "Traceback" not in refused.stderr
     for result in (pushed, pulled, refused):
         assert WRITE not in result.stdout + result.stderr
     # nothing we wrote holds the token: the weights, the Hub cache, the run folder
@@ -213,7 +257,7 @@ def test_no_network_is_explained(run, tmp_path):
     env = {"HF_ENDPOINT": closed, "HF_TOKEN": WRITE, "HF_HOME": str(tmp_path / "hf")}
     for args in (["pull", "alice/anything", "--root", str(tmp_path)], ["push", str(run), "alice/anything"]):
         result = hub_cli(*args, env_extra=env)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == 1, result.stderr  # a runtime failure, not a usage error
         assert "Could not reach the Hub" in result.stderr and "Traceback" not in result.stderr
         assert WRITE not in result.stderr
 
@@ -249,6 +293,19 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+def test_a_space_serving_pulled_weights_links_their_model_repo(hub_server, run, tmp_path):
+    from webapp.space import space_files
+
+    push(run, "alice/served", token=WRITE)
+    pulled = pull("alice/served", root=tmp_path, token=READ)
+    (tmp_path / "card.md").write_bytes(space_files(pulled, GPT.from_pretrained(pulled), "alice/space")["README.md"])
+    meta = metadata_load(tmp_path / "card.md")
+    assert meta["models"] == ["alice/served"] and meta["sdk"] == "gradio"
+    assert "https://huggingface.co/alice/served" in (tmp_path / "card.md").read_text()
+    (tmp_path / "own.md").write_bytes(space_files(run, GPT.from_pretrained(run), "alice/space")["README.md"])
+    assert "models" not in metadata_load(tmp_path / "own.md")  # weights made here: no repo to link
 
 
 def _wait_for_client(url, proc, timeout=90):

@@ -150,3 +150,29 @@ def test_snapshot_is_a_detached_copy_for_generation(small_text, tmp_path):
 def test_a_model_too_big_for_the_machine_is_refused_before_it_is_built(small_text, tmp_path):
     with pytest.raises(ConfigError, match=r"would need about [\d.]+ GB to train"):
         Trainer(tiny(small_text, n_layer=48, n_head=16, n_embd=4096), tmp_path)
+
+
+def test_the_first_evaluation_uses_a_few_batches_and_the_later_ones_eval_iters(small_text, tmp_path):
+    from gpt.trainer import FIRST_EVAL_ITERS
+
+    config = TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=10, eval_iters=50)
+    events = []
+    Trainer(config, tmp_path / "run", callbacks=[events.append]).run()
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [(e["step"], e["eval_iters"]) for e in evals] == [(0, FIRST_EVAL_ITERS), (10, 50), (20, 50)]
+    assert abs(evals[0]["val_loss"] - math.log(len(GPT.from_pretrained(tmp_path / "run").vocab))) < 0.1  # ~uniform
+
+
+def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evaluations():
+    from gpt.estimate import estimate_time
+
+    base = TrainConfig.from_preset("tiny", max_iters=100, eval_interval=50, eval_iters=10)
+    guess = estimate_time(base)
+    assert guess.step_seconds > 0 and guess.eval_seconds > 0
+    longer = estimate_time(TrainConfig.from_preset("tiny", max_iters=200, eval_interval=50, eval_iters=10))
+    # the same size: the remembered measurement; 100 more steps and 2 more evaluations
+    assert longer.step_seconds == guess.step_seconds
+    assert longer.seconds - guess.seconds == pytest.approx(100 * guess.step_seconds + 2 * guess.eval_seconds)
+    wider = estimate_time(TrainConfig.from_preset("tiny", n_embd=256, n_head=4, max_iters=100, eval_interval=50,
+                                                  eval_iters=10))
+    assert wider.step_seconds > guess.step_seconds  # a bigger model takes longer per step, measured

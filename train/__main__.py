@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gpt import ladder, weights
-from gpt.errors import GPTError, command
+from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
 from gpt.trainer import Trainer, TrainConfig
 
@@ -55,19 +55,19 @@ def build(args) -> tuple[TrainConfig, Path]:
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.resume:
         if args.out is None:
-            raise GPTError("--resume needs --out: the run folder to continue")
+            raise ConfigError("--resume needs --out: the run folder to continue")
         if not (args.out / weights.STATE_FILE).is_file():
             raise GPTError(f"{args.out} holds no {weights.STATE_FILE}: there is no run to resume there")
         fixed = sorted(set(given) - RESUMABLE)
         if fixed:
-            raise GPTError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in fixed)} when resuming; "
-                           f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}")
+            raise ConfigError(f"cannot change {', '.join('--' + k.replace('_', '-') for k in fixed)} when resuming; "
+                              f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}")
         saved = Trainer.saved_config(args.out)
         return TrainConfig(**{**{f.name: getattr(saved, f.name) for f in fields(TrainConfig)}, **given}), args.out
     out = args.out or Path("weights") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.overwrite and ((out / weights.STATE_FILE).exists() or (out / weights.MODEL_FILE).exists()):
-        raise GPTError(f"{out} already holds a run: add --resume to continue it, --overwrite to replace it, "
-                       f"or choose another --out")
+        raise ConfigError(f"{out} already holds a run: add --resume to continue it, --overwrite to replace it, "
+                          f"or choose another --out")
     return TrainConfig.from_preset(args.preset, **given), out
 
 
@@ -111,11 +111,11 @@ def parse_rungs(text: str) -> list[int]:
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise GPTError(f"--rungs {text!r}: use numbers and ranges like 1-6 or 3,5")
+            raise ConfigError(f"--rungs {text!r}: use numbers and ranges like 1-6 or 3,5")
         rungs.update(range(int(low), int(high or low) + 1))
     known = {r.number for r in ladder.RUNGS}
     if not rungs <= known:
-        raise GPTError(f"the ladder has rungs {min(known)} to {max(known)}, not {sorted(rungs - known)}")
+        raise ConfigError(f"the ladder has rungs {min(known)} to {max(known)}, not {sorted(rungs - known)}")
     return sorted(rungs)
 
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from gpt.errors import GPTError
 from gpt.sampling import stream_text
-from webapp.state import load_weights, refresh_weights, weights_choices
+from webapp.state import load_weights, optional_number, refresh_weights, weights_choices
 
 MAX_NEW_TOKENS = 5000
 
@@ -20,7 +20,7 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
         prompt = prompt or ""
         stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
-                             seed=int(seed) if seed not in (None, "") else None)
+                             seed=optional_number("seed", seed))  # empty: a different text every time
     except (GPTError, ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False)
     text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
@@ -51,7 +51,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     with gr.Row():
         top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
         top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
-        seed = gr.Number(None, label="Seed", precision=0, info="empty = different every time")
+        seed = gr.Textbox("", label="Seed", placeholder="empty = different every time", max_lines=1,
+                          info="a whole number repeats a text")  # can be empty: a gr.Number shows and sends 0
     with gr.Row():
         gen_btn = gr.Button("Generate", variant="primary", scale=3)
         gen_stop = gr.Button("Stop generating", scale=1)

@@ -9,7 +9,7 @@ from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
 from webapp import access
-from webapp.state import DEVICE, chart_frame, load_weights, refresh_weights, runner, weights_choices
+from webapp.state import DEVICE, chart_frame, load_weights, optional_number, refresh_weights, runner, weights_choices
 from webapp.train import stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
@@ -24,11 +24,12 @@ def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request
     access.require_training(profile)
     caps = access.caps(profile)
     try:
+        steps = optional_number("steps per rung", steps_per_rung, low=1)
         if caps and (7 in [int(r) for r in rungs or []]):
             raise GPTError("rung 7, the full lecture model, is for the owner here: choose rungs 1-6")
-        if caps and steps_per_rung and steps_per_rung > caps.max_steps:
+        if caps and steps and steps > caps.max_steps:
             raise GPTError(f"at most {caps.max_steps:,} steps per rung here")
-        runner.start_ladder([int(r) for r in rungs or []], steps_per_rung or None,
+        runner.start_ladder([int(r) for r in rungs or []], steps,
                             started_by=access.starter(profile, request),
                             max_seconds=caps.max_minutes * 60 if caps else None)
     except (GPTError, ValueError, TypeError) as e:
@@ -85,8 +86,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         # values are strings: Gradio's API page documents a CheckboxGroup's choices as strings
         rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", str(r.number)) for r in ladder.RUNGS],
                                  value=[str(r.number) for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
-        steps_per_rung = gr.Number(None, label="Steps per rung", precision=0, minimum=1, maximum=100_000,
-                                   info="empty = the lecture's", scale=1)
+        steps_per_rung = gr.Textbox("", label="Steps per rung", placeholder="empty = the lecture's", max_lines=1,
+                                    info="a whole number", scale=1)  # can be empty, unlike a gr.Number
     with gr.Row():
         ladder_btn = gr.Button("Climb the ladder", variant="primary")
         ladder_stop = gr.Button("Stop", variant="stop")

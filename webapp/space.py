@@ -30,14 +30,18 @@ def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Pa
     front = re.match(r"---\n.*?\n---\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
     if front is None:
         raise HubError(f"{ROOT / 'README.md'} lost its Space front matter")
-    files["README.md"] = f"""{front[0]}
+    front, source = front[0], hub.origin(folder)
+    if source:  # weights pulled from the Hub: the Space links their model repo, whose page then lists the Space
+        front = front[:-4] + f"models:\n- {source}\n---\n"
+    served = f"\n\nThe weights are [{source}](https://huggingface.co/{source})." if source else ""
+    files["README.md"] = f"""{front}
 
 # GPT from scratch
 
 The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled
 out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
 parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
-it learn.
+it learn.{served}
 
 Anyone may watch the run and generate; sign in with Hugging Face to push weights to your own namespace. Who
 may train is the owner's choice (`GPT_TRAINING_POLICY`: `owner`, `signed-in` or `anyone`, with caps), set under

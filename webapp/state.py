@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,10 @@ from gpt.runner import TrainingRunner
 from gpt.sampling import inference_model
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
-WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR", ROOT / "weights"))
+# a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
+WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR") or (ROOT / "weights" if (ROOT / "weights").is_dir() else "weights"))
+if not (WEIGHTS / "default").is_dir():
+    shutil.copytree(weights.default_weights(), WEIGHTS / "default")
 MAX_UPLOAD_MB = 10
 LIVE = "the model training now"
 
@@ -53,6 +57,22 @@ def load_weights(name: str, inference: bool = False):
         model = runner.snapshot()
         return inference_model(model) if inference else model
     return load_cached(weights_folder(name), inference=inference)
+
+
+def optional_number(name: str, value, low: int = 0) -> int | None:
+    """A whole-number field that may be left empty (a Textbox: gr.Number cannot be empty in the browser).
+
+    None for empty; else an int of at least low, from typed text ("7") or an API's int; else a GPTError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip().replace(",", "").replace("_", "")
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if not text.lstrip("-").isdigit() or isinstance(value, bool):
+        raise GPTError(f"{name} must be a whole number (or left empty), not {value!r}")
+    if int(text) < low:
+        raise GPTError(f"{name} must be at least {low}, not {int(text)}")
+    return int(text)
 
 
 def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 from gpt.card import COLORS
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
+from gpt.estimate import estimate_time
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
 from webapp import access
@@ -60,6 +61,21 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
     return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
 
 
+def estimate(preset, *settings) -> str:
+    """The chosen settings' training time on this device, from a timed step of their size (remembered per size)."""
+    if runner.running:
+        return "*The time estimate waits for the current run to end: measuring now would slow it down.*"
+    try:
+        config = TrainConfig.from_preset(preset, **dict(zip(FIELDS, settings)))
+        guess = estimate_time(config)
+    except (GPTError, ValueError, TypeError) as e:
+        return f"*No estimate: {e}*"
+    except RuntimeError as e:  # e.g. out of memory on the device: the run itself would fail the same way
+        return f"*No estimate: these settings do not fit on {DEVICE} ({str(e).splitlines()[0]})*"
+    return (f"Estimated time on {DEVICE}: **about {_duration(guess.seconds)}** "
+            f"({guess.step_seconds * 1000:,.0f} ms a step, measured; {_duration(guess.eval_seconds)} an evaluation)")
+
+
 def stop_training(profile: gr.OAuthProfile | None, request: gr.Request):
     """Stop the run after its current step; the best weights so far are kept."""
     if runner.running and not access.may_stop(profile, request, runner.started_by):
@@ -80,6 +96,8 @@ def training_status() -> dict:
 
 def _duration(seconds) -> str:
     seconds = int(seconds or 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -188,6 +206,7 @@ def build(demo: gr.Blocks) -> None:
             run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
                                   info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**")
+            time_estimate = gr.Markdown("*Estimating the time of these settings…*", elem_id="time-estimate")
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
                 stop_btn = gr.Button("Stop", variant="stop", interactive=False)
@@ -201,6 +220,9 @@ def build(demo: gr.Blocks) -> None:
     settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
                 seed]
     preset.change(preset_values, preset, settings, api_visibility="private")
+    gr.on([demo.load, *(s.change for s in settings)], estimate, [preset, *settings], time_estimate,
+          trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
+          show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
                        api_visibility="private")
     start_btn.click(functools.partial(start_training, demo=demo),  # demo: to tell uploads from server files

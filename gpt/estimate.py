@@ -1,0 +1,73 @@
+"""How long a training run will take on this device, told before it starts: a few timed steps of its size.
+
+The time of one step is measured (after a warm-up step) with the run's model size, batch, device and precision on
+random characters; the evaluations add their forward passes, timed the same way. Measurements are remembered per
+size, so changing the number of steps or the learning rate costs nothing. Samples and saving are not counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from gpt.config import GPTConfig
+from gpt.device import fast_bf16, pick_device
+from gpt.model import GPTLanguageModel
+from gpt.trainer import FIRST_EVAL_ITERS, TrainConfig
+
+TIMED_STEPS = 1  # after the warm-up: the lecture's size takes seconds a step on a CPU
+VOCAB_SIZE = 65  # Tiny Shakespeare's; the vocabulary barely changes the time of a step
+
+
+@dataclass
+class Estimate:
+    seconds: float  # the whole run: max_iters steps and every evaluation
+    step_seconds: float  # one training step, measured
+    eval_seconds: float  # one evaluation (eval_iters batches of each split)
+
+
+@functools.lru_cache(maxsize=64)
+def _timings(n_layer: int, n_head: int, n_embd: int, block_size: int, batch_size: int, bias: bool, device: str,
+             bf16: bool) -> tuple[float, float]:
+    """(seconds per training step, seconds per evaluation forward pass) of this size, measured here."""
+    config = GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                       dropout=0.0, bias=bias)
+    model = GPTLanguageModel(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    x = torch.randint(VOCAB_SIZE, (batch_size, block_size), generator=torch.Generator().manual_seed(0)).to(device)
+
+    def step():
+        with autocast():
+            _, loss = model(x, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # waits for the device
+
+    step()  # warm-up: the first step allocates
+    start = time.perf_counter()
+    for _ in range(TIMED_STEPS):
+        step()
+    train = (time.perf_counter() - start) / TIMED_STEPS
+    model.eval()
+    with torch.no_grad(), autocast():
+        start = time.perf_counter()
+        model(x, x)[1].item()
+        forward = time.perf_counter() - start
+    return train, forward
+
+
+def estimate_time(config: TrainConfig) -> Estimate:
+    """The time config takes to train on this device (measured the first time a size is asked for)."""
+    device = pick_device(config.device)
+    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(device))
+    train, forward = _timings(config.n_layer, config.n_head, config.n_embd, config.block_size, config.batch_size,
+                              config.bias, str(device), bf16)
+    evals = config.max_iters // config.eval_interval + (config.max_iters % config.eval_interval > 0)  # and the last
+    batches = 2 * (min(config.eval_iters, FIRST_EVAL_ITERS) + evals * config.eval_iters)  # train and val splits
+    return Estimate(config.max_iters * train + batches * forward, train, 2 * config.eval_iters * forward)

@@ -1,0 +1,48 @@
+"""A newcomer's set-up: the README's two commands are what CI runs, and the test command gets its own browser."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from browser_setup import ensure_chromium
+from conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_the_readme_two_commands_are_the_ones_ci_runs():
+    app, tests = readme_commands()
+    assert app.endswith("pip install -r requirements.txt && python app.py")
+    assert tests.endswith("pip install -r requirements-dev.txt && python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert tests in ci  # the very line, as a newcomer copies it
+    assert any(line.startswith("setsid bash -c") and f"'{app}'" in line for line in ci)
+    assert not any("apt-get" in line or "playwright install" in line for line in ci)  # no help from outside
+
+
+def test_the_browser_set_up_finds_a_chromium_that_runs():
+    path = ensure_chromium()
+    version = subprocess.run([path, "--headless", "--no-sandbox", "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and re.search(r"Chrom(e|ium) \d+", version.stdout), version
+
+
+def test_without_any_way_to_get_a_browser_the_set_up_says_what_to_install(tmp_path):
+    with socket.socket() as s:  # nobody listens here: Playwright's download fails as it does offline
+        s.bind(("127.0.0.1", 0))
+        offline = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {"PATH": str(Path(sys.executable).parent),  # no chromium and no apt-get on this PATH
+           "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "none"), "PLAYWRIGHT_DOWNLOAD_HOST": offline,
+           "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "browser_setup.py")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and not result.stdout
+    assert "playwright install chromium" in result.stderr  # it tried
+    assert "sudo apt-get install -y --no-install-recommends chromium" in result.stderr  # and says what to do
+    assert "python -m playwright install --with-deps chromium" in result.stderr and "Traceback" not in result.stderr
