@@ -10,11 +10,12 @@ import pandas as pd
 
 from gpt import weights
 from gpt.device import describe_device, pick_device
+from gpt.engine import engine_for
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
-from gpt.sampling import inference_model
+from gpt.sampling import inference_model, stream_text
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
 WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR", ROOT / "weights"))
@@ -53,6 +54,16 @@ def load_weights(name: str, inference: bool = False):
         model = runner.snapshot()
         return inference_model(model) if inference else model
     return load_cached(weights_folder(name), inference=inference)
+
+
+def text_stream(name: str, prompt: str, **sampling):
+    """The characters of a generation from weights `name`. Saved weights are served by their model's engine,
+    shared with everyone generating from them (gpt.engine); the model training now changes with every step,
+    so each request takes a snapshot and decodes it alone, with the same code."""
+    model = load_weights(name, inference=True)  # int8 weights where that is faster (see README, Speed)
+    if name == LIVE:
+        return stream_text(model, prompt, **sampling)
+    return engine_for(model).stream_text(prompt, **sampling)
 
 
 def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:
