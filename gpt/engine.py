@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Iterator
 
 import torch
@@ -25,6 +26,8 @@ from gpt.sampling import Batch, Stream, check_settings, encode_prompt
 
 MAX_STREAMS = 64  # rows of the batch; later requests wait for a row to free up
 THREADS = 1  # torch threads of the engine's thread: on 2 cores the web server and a training run need the other
+CHUNK_S = 0.05  # a reader gets its new tokens at most this often: one wake-up per chunk, not per token, so twenty
+# readers do not take the engine's turns on the interpreter
 _DONE = object()
 
 
@@ -56,7 +59,8 @@ class Engine:
                       rebuild: int | None = None) -> Iterator[int]:
         check_settings(max_new_tokens, temperature, top_k, top_p)
         stream = Stream(ids, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
-        stream.out = queue.SimpleQueue()
+        stream.out = queue.SimpleQueue()  # chunks of tokens, then _DONE
+        stream.chunk, stream.sent = [], 0.0
         if max_new_tokens > 0:
             with self.lock:
                 self.waiting.append(stream)
@@ -72,7 +76,7 @@ class Engine:
             while (item := stream.out.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield from item
         finally:  # finished, or the reader stopped (closed the generator): leave the batch at the next step
             with self.lock:
                 self.leaving.add(stream)
@@ -95,9 +99,14 @@ class Engine:
             try:
                 for s in joining:
                     batch.add(s)
-                for s, token in batch.step():
-                    s.out.put(token)
-                    if s.made >= s.max_new_tokens:
+                made, now = batch.step(), time.perf_counter()
+                for s, token in made:
+                    s.chunk.append(token)
+                    done = s.made >= s.max_new_tokens
+                    if done or now - s.sent >= CHUNK_S:  # the first token goes out at once
+                        s.out.put(s.chunk)
+                        s.chunk, s.sent = [], now
+                    if done:
                         s.out.put(_DONE)
             except Exception as e:  # never leave a reader waiting: everyone in the batch gets the error
                 for s in list(batch.streams) + joining:
