@@ -132,8 +132,9 @@ class CacheRows:
     def update(self, k, v):
         """Write each row's new key and value (B, nh, 1, hs) at its own position; return the padded rows."""
         rows = torch.arange(self.lo, self.hi, device=k.device)
-        self.cache.k[self.i, rows, :, self.pos] = k[:, :, 0]  # (B, nh, hs)
-        self.cache.v[self.i, rows, :, self.pos] = v[:, :, 0]
+        dtype = self.cache.k.dtype  # under autocast (a training run's samples) k and v come in bf16
+        self.cache.k[self.i, rows, :, self.pos] = k[:, :, 0].to(dtype)  # (B, nh, hs)
+        self.cache.v[self.i, rows, :, self.pos] = v[:, :, 0].to(dtype)
         return self.cache.k[self.i, self.lo:self.hi], self.cache.v[self.i, self.lo:self.hi], self.mask
 
 

@@ -128,3 +128,15 @@ def test_use_threads_sets_only_the_calling_thread():
     t.start()
     t.join()
     assert inside == [1] and later == [before] and torch.get_num_threads() == before
+
+
+def test_a_training_run_can_sample_under_bf16_autocast():
+    """A run's samples are written under autocast: keys and values then come in bf16 into a float32 cache."""
+    from conftest import VOCAB
+    from gpt import GPTConfig
+    from gpt.sampling import generate_text
+
+    model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32), VOCAB).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        text = generate_text(model, "A", max_new_tokens=40, seed=1)[0]  # past block_size: the rebuild too
+    assert len(text) == 40 and set(text) <= set(VOCAB)
