@@ -5,6 +5,9 @@ up to block_size, so when the window is full the cache is rebuilt from the most 
 (default block_size // 2) and generation goes on: the context then grows again from rebuild to block_size.
 rebuild=block_size re-encodes the full window at every step: exactly the lecture's `idx[:, -block_size:]`.
 
+A single stream is decoded by a Batch of one: the very code gpt.engine runs for many visitors at once, so a
+stream's tokens never depend on what else is in its batch (see Batch).
+
 inference_model() gives the copy to generate with: int8 or bfloat16 weights where that is faster, else the model.
 """
 
@@ -70,6 +73,69 @@ class KVCache:
     def reset(self) -> None:
         for layer in self.layers:
             layer.pos = 0
+
+
+class RowCache:
+    """Keys and values of up to `rows` streams, each at its own position: (n_layer, rows, nh, block_size, hs).
+
+    Rows stay in a fixed padded layout and each new token attends through a per-row mask over the whole block,
+    so a row's arithmetic has the same shapes whichever other rows share the forward pass.
+    """
+
+    def __init__(self, config: GPTConfig, rows: int, device=None, dtype=torch.float32):
+        shape = (config.n_layer, rows, config.n_head, config.block_size, config.head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=device)  # (rows,) positions filled in each row
+        self.block_size = config.block_size
+
+    def rows(self, lo: int, hi: int) -> "CacheRows":
+        """Rows lo..hi-1, as the cache argument of GPTLanguageModel.forward for one new token per row."""
+        return CacheRows(self, lo, hi)
+
+    def fill(self, row: int, cache: KVCache) -> None:
+        """Put a one-row KVCache (a prefill) into `row`."""
+        T = cache.pos
+        for i, layer in enumerate(cache.layers):
+            self.k[i, row, :, :T] = layer.k[0, :, :T]
+            self.v[i, row, :, :T] = layer.v[0, :, :T]
+        self.pos[row] = T
+
+    def move(self, src: int, dst: int) -> None:
+        """Copy row src into row dst (a stream left: the last row takes its place, so rows stay 0..n-1)."""
+        self.k[:, dst] = self.k[:, src]
+        self.v[:, dst] = self.v[:, src]
+        self.pos[dst] = self.pos[src]
+
+
+class CacheRows:
+    """A slice of a RowCache that the model's forward reads and writes; one new position per row."""
+
+    def __init__(self, cache: RowCache, lo: int, hi: int):
+        self.cache, self.lo, self.hi = cache, lo, hi
+        pos = cache.pos[lo:hi]  # (B,)
+        if bool((pos >= cache.block_size).any()):
+            raise ValueError(f"a row is full: positions are learned only up to block_size ({cache.block_size})")
+        self.pos = pos
+        # (B, 1, 1, block_size): each row sees its filled positions and the new one
+        self.mask = (torch.arange(cache.block_size, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
+
+    def positions(self, T: int) -> torch.Tensor:  # (B, 1)
+        if T != 1:
+            raise ValueError("a RowCache takes one new token per row")
+        return self.pos[:, None]
+
+    def layer(self, i: int) -> "CacheRows":
+        self.i = i
+        return self
+
+    def update(self, k, v):
+        """Write each row's new key and value (B, nh, 1, hs) at its own position; return the padded rows."""
+        rows = torch.arange(self.lo, self.hi, device=k.device)
+        dtype = self.cache.k.dtype  # under autocast (a training run's samples) k and v come in bf16
+        self.cache.k[self.i, rows, :, self.pos] = k[:, :, 0].to(dtype)  # (B, nh, hs)
+        self.cache.v[self.i, rows, :, self.pos] = v[:, :, 0].to(dtype)
+        return self.cache.k[self.i, self.lo:self.hi], self.cache.v[self.i, self.lo:self.hi], self.mask
 
 
 def check_settings(max_new_tokens, temperature, top_k, top_p, num_samples=1, seed=None):
@@ -164,6 +230,101 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # (B,)
 
 
+class Stream:
+    """One request: its context, its settings and its own random generator (the seed's)."""
+
+    def __init__(self, context: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, rebuild: int | None = None, device=None):
+        self.context = list(context)  # the last block_size tokens at most
+        self.max_new_tokens = max_new_tokens
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.rebuild = rebuild
+        self.generator = torch.Generator(device=device or "cpu")
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.made = 0  # tokens generated so far
+        self.logits = None  # (1, vocab_size): what the next token is sampled from
+
+
+class Batch:
+    """Streams decoded together: each step samples one token per stream and feeds them all in one forward.
+
+    Exact by construction: a stream's prefill (and its rebuild past block_size) is always a one-row forward,
+    its sampling uses its own settings and generator, and its decoding step has the same shapes alone as in a
+    crowd (RowCache). The batched forward is used where the matmuls give every row the same bits whatever the
+    batch size (int8 and bfloat16 weights on the CPU: tested); elsewhere (float32, whose CPU matmul takes
+    another path for one row than for many) each row gets its own forward, still in the same code.
+    """
+
+    def __init__(self, model: GPTLanguageModel, rows: int):
+        self.model = model
+        self.block_size = model.config.block_size
+        param = next(model.parameters())
+        self.device = param.device
+        self.cache = RowCache(model.config, rows, self.device, param.dtype)
+        self.together = self.device.type == "cpu" and precision(model) in ("int8", "bfloat16")
+        self.streams: list[Stream] = []  # stream i lives in cache row i
+
+    @property
+    def full(self) -> bool:
+        return len(self.streams) == self.cache.k.size(1)
+
+    def add(self, stream: Stream) -> None:
+        """Join: encode the stream's context in one pass; its first token is sampled at the next step."""
+        stream.context = stream.context[-self.block_size:]  # the most the model can look back on
+        stream.rebuild = self.block_size // 2 if stream.rebuild is None else stream.rebuild
+        self.streams.append(stream)
+        stream.logits = self._prefill(len(self.streams) - 1, stream.context)
+
+    def remove(self, stream: Stream) -> None:
+        """Leave: the last row moves into the freed one."""
+        i, last = self.streams.index(stream), len(self.streams) - 1
+        if i != last:
+            self.cache.move(last, i)
+            self.streams[i] = self.streams[last]
+        self.streams.pop()
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Stream, int]]:
+        """One token for every stream; streams that are done leave. Returns (stream, token) pairs."""
+        made = []
+        for s in self.streams:
+            token = int(sample_next(s.logits, s.temperature, s.top_k, s.top_p, s.generator)[0])
+            s.made += 1
+            s.context = (s.context + [token])[-self.block_size:]
+            made.append((s, token))
+        for s in [s for s in self.streams if s.made >= s.max_new_tokens]:
+            self.remove(s)
+        if not self.streams:
+            return made
+        for i, s in enumerate(self.streams):
+            if int(self.cache.pos[i]) == self.block_size:
+                # window full: no position block_size exists; re-encode the recent context, the newest token
+                # joining the step below like every other row's
+                self._prefill(i, s.context[-s.rebuild:-1])
+        n = len(self.streams)
+        idx = torch.tensor([[s.context[-1]] for s in self.streams], dtype=torch.long, device=self.device)  # (n, 1)
+        spans = [(0, n)] if self.together else [(i, i + 1) for i in range(n)]
+        logits = torch.cat([self.model(idx[lo:hi], cache=self.cache.rows(lo, hi))[0][:, -1, :] for lo, hi in spans])
+        self.cache.pos[:n] += 1
+        for i, s in enumerate(self.streams):
+            s.logits = logits[i:i + 1]  # (1, vocab_size)
+        return made
+
+    @torch.inference_mode()
+    def _prefill(self, row: int, ids: list[int]):
+        """A one-row forward of ids into cache row `row`; the logits of its last position, (1, vocab_size)."""
+        cache = KVCache(self.model.config, 1, self.device, self.cache.k.dtype)
+        if not ids:
+            self.cache.fill(row, cache)
+            return None
+        logits, _ = self.model(torch.tensor([ids], dtype=torch.long, device=self.device), cache=cache)
+        self.cache.fill(row, cache)
+        return logits[:, -1, :]
+
+
 def generate_tokens(model: GPTLanguageModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
                     top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                     rebuild: int | None = None) -> Iterator[torch.Tensor]:
@@ -176,7 +337,22 @@ def generate_tokens(model: GPTLanguageModel, idx: torch.Tensor, max_new_tokens: 
     rebuild = block_size // 2 if rebuild is None else rebuild
     if not 1 <= rebuild <= block_size:
         raise SamplingError(f"rebuild must be between 1 and block_size ({block_size}), not {rebuild}")
+    if idx.size(0) == 1 and isinstance(model, GPTLanguageModel):
+        # one stream: the same code as a crowd's (gpt.engine), so a seed gives the same text alone or in a crowd
+        stream = Stream(idx[0].tolist(), max_new_tokens, temperature, top_k, top_p, seed, rebuild, idx.device)
+        return (torch.tensor([token], device=idx.device) for token in decode_alone(model, stream))
     return _generate(model, idx, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
+
+
+def decode_alone(model: GPTLanguageModel, stream: Stream) -> Iterator[int]:
+    """A Batch of one: yield the stream's tokens."""
+    if stream.max_new_tokens == 0:
+        return
+    batch = Batch(model, rows=1)
+    batch.add(stream)
+    while batch.streams:
+        for _, token in batch.step():
+            yield token
 
 
 @torch.inference_mode()
@@ -223,12 +399,17 @@ def _tokenizer(model: GPTLanguageModel, tokenizer: CharTokenizer | None) -> Char
     return CharTokenizer(model.vocab)
 
 
+def encode_prompt(model: GPTLanguageModel, prompt: str, tokenizer: CharTokenizer | None = None):
+    """(tokenizer, token ids) of a prompt; UnknownCharactersError names the characters the model does not know."""
+    tokenizer = _tokenizer(model, tokenizer)
+    return tokenizer, _prompt_ids(tokenizer, prompt)
+
+
 def stream_text(model: GPTLanguageModel, prompt: str = "", *, max_new_tokens: int = 500, tokenizer: CharTokenizer | None = None,
                 **sampling) -> Iterator[str]:
     """Yield the generated text one character at a time (the prompt itself is not repeated)."""
-    tokenizer = _tokenizer(model, tokenizer)
-    device = next(model.parameters()).device
-    idx = torch.tensor([_prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)  # (1, T)
+    tokenizer, ids = encode_prompt(model, prompt, tokenizer)
+    idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)  # (1, T)
     # settings and prompt are checked here, before the first character is asked for
     return (tokenizer.itos[int(t[0])] for t in generate_tokens(model, idx, max_new_tokens, **sampling))
 

@@ -6,9 +6,9 @@ import time
 
 import gradio as gr
 
+from gpt.engine import MAX_STREAMS
 from gpt.errors import GPTError
-from gpt.sampling import stream_text
-from webapp.state import load_weights, optional_number, refresh_weights, weights_choices
+from webapp.state import optional_number, refresh_weights, text_stream, weights_choices
 
 MAX_NEW_TOKENS = 5000
 
@@ -16,20 +16,22 @@ MAX_NEW_TOKENS = 5000
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
     """Stream a continuation of prompt. Yields the text so far and a line of figures."""
     try:
-        model = load_weights(weights_name, inference=True)  # int8 weights where that is faster (see README, Speed)
         prompt = prompt or ""
-        stream = stream_text(model, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
+        stream = text_stream(weights_name, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
                              seed=optional_number("seed", seed))  # empty: a different text every time
     except (GPTError, ValueError, TypeError) as e:
         raise gr.Error(str(e), print_exception=False)
     text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
-    for n, ch in enumerate(stream, start=1):
-        text += ch
-        now = time.perf_counter()
-        if now - shown > 0.05:  # about 20 updates a second: smooth to read, light on the connection
-            shown = now
-            yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+    try:
+        for n, ch in enumerate(stream, start=1):
+            text += ch
+            now = time.perf_counter()
+            if now - shown > 0.2:  # 5 updates a second: smooth to read, light on a server that many visitors share
+                shown = now
+                yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+    finally:
+        stream.close()  # Stop generating: this visitor's stream leaves the batch, everyone else's goes on
     elapsed = time.perf_counter() - start
     rate = f" · **{n / elapsed:,.0f} tokens/s**" if n else ""
     yield text, f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name}"
@@ -63,6 +65,6 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     generating = gr.on([gen_btn.click, prompt.submit], generate,
                        [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed], [output, stats],
-                       api_name="generate", concurrency_limit=4)
+                       api_name="generate", concurrency_limit=MAX_STREAMS)  # nobody queues: the engine batches them
     gen_stop.click(None, cancels=[generating], api_visibility="private")
     return weights_dd

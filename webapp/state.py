@@ -11,11 +11,12 @@ import pandas as pd
 
 from gpt import weights
 from gpt.device import describe_device, pick_device
+from gpt.engine import engine_for
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
-from gpt.sampling import inference_model
+from gpt.sampling import inference_model, stream_text
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
 # a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
@@ -73,6 +74,16 @@ def optional_number(name: str, value, low: int = 0) -> int | None:
     if int(text) < low:
         raise GPTError(f"{name} must be at least {low}, not {int(text)}")
     return int(text)
+
+
+def text_stream(name: str, prompt: str, **sampling):
+    """The characters of a generation from weights `name`. Saved weights are served by their model's engine,
+    shared with everyone generating from them (gpt.engine); the model training now changes with every step,
+    so each request takes a snapshot and decodes it alone, with the same code."""
+    model = load_weights(name, inference=True)  # int8 weights where that is faster (see README, Speed)
+    if name == LIVE:
+        return stream_text(model, prompt, **sampling)
+    return engine_for(model).stream_text(prompt, **sampling)
 
 
 def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:

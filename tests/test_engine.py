@@ -1,0 +1,142 @@
+"""The generation engine: many streams in one batch, each exactly the text it would be alone."""
+
+import threading
+
+import pytest
+import torch
+
+from gpt import GPT, UnknownCharactersError
+from gpt.engine import Engine, engine_for, use_threads
+from gpt.sampling import Batch, Stream, encode_prompt, inference_model, precision, stream_text
+
+from conftest import ROOT
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\n"
+        "You are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\nFirst Citizen:\n"
+        "First, you know Caius Marcius is chief enemy to the people.\n")
+SETTINGS = [dict(temperature=0.0), dict(temperature=1.0), dict(temperature=0.8, top_k=10),
+            dict(temperature=1.2, top_p=0.9), dict(temperature=0.7, top_k=20, top_p=0.95)]
+
+
+@pytest.fixture(scope="module", params=["float32", "int8"])
+def model(request):
+    """The shipped weights as the app generates with them (int8 on CPUs with native bf16) and in float32."""
+    return inference_model(GPT.from_pretrained(ROOT / "weights" / "default"), request.param)
+
+
+def specs(n):
+    """n requests: prompts of 1 to 200 characters (past block_size 128), every kind of setting, most of them
+    long enough to fill the window and rebuild the cache, joining at different steps."""
+    g = torch.Generator().manual_seed(7)
+    out = []
+    for i in range(n):
+        length = [1, 5, 40, 127, 128, 200][i % 6]
+        start = int(torch.randint(0, len(TEXT) - min(length, len(TEXT) - 1), (1,), generator=g))
+        prompt = (TEXT * 2)[start:start + length]
+        out.append(dict(prompt=prompt, max_new_tokens=[70, 20, 150, 40][i % 4], seed=100 + i,
+                        joins=int(torch.randint(0, 30, (1,), generator=g)), **SETTINGS[i % len(SETTINGS)]))
+    return out
+
+
+def alone(model, spec):
+    settings = {k: v for k, v in spec.items() if k not in ("prompt", "joins", "leaves")}
+    return [model.vocab.index(c) for c in stream_text(model, spec["prompt"], **settings)]
+
+
+def test_a_stream_in_a_crowd_gives_exactly_its_tokens_alone(model):
+    """Streams join mid-way, wait for a free row, leave (done or stopped early) while others go on."""
+    todo = specs(9)
+    todo[3]["leaves"] = 25  # stopped by its reader after 25 tokens
+    todo[6]["leaves"] = 50
+    batch = Batch(model, rows=4)  # fewer rows than requests: some wait for a row to free up
+    streams, got, step = {}, {i: [] for i in range(len(todo))}, 0
+    while step == 0 or batch.streams or len(streams) < len(todo):
+        for i, spec in enumerate(todo):
+            if i not in streams and spec["joins"] <= step and not batch.full:
+                _, ids = encode_prompt(model, spec["prompt"])
+                streams[i] = Stream(ids, spec["max_new_tokens"], spec["temperature"], spec.get("top_k"),
+                                    spec.get("top_p"), spec["seed"])
+                batch.add(streams[i])
+        for stream, token in batch.step():
+            got[next(i for i, s in streams.items() if s is stream)].append(token)
+        for i, spec in enumerate(todo):
+            if "leaves" in spec and i in streams and len(got[i]) == spec["leaves"] and streams[i] in batch.streams:
+                batch.remove(streams[i])
+        step += 1
+    assert len({len(batch_tokens) for batch_tokens in got.values()}) > 2  # different lengths, done at different steps
+    for i, spec in enumerate(todo):
+        expected = alone(model, spec)
+        assert got[i] == expected[:spec.get("leaves", len(expected))], f"stream {i}: {spec}"
+    assert batch.together == (precision(model) != "float32")  # int8 rows really did share each forward
+
+
+def test_the_engine_serves_many_readers_at_once_each_its_own_text(model):
+    engine = Engine(model, max_streams=3)
+    todo = specs(5)
+    results, errors = {}, []
+
+    def read(i, spec):
+        try:
+            settings = {k: v for k, v in spec.items() if k not in ("prompt", "joins")}
+            results[i] = "".join(engine.stream_text(spec["prompt"], **settings))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    readers = [threading.Thread(target=read, args=(i, spec)) for i, spec in enumerate(todo)]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join(timeout=300)
+    assert not errors
+    for i, spec in enumerate(todo):
+        assert [model.vocab.index(c) for c in results[i]] == alone(model, spec)
+    assert engine.active == 0 and engine.thread is None  # nobody left: the thread is gone until the next request
+
+
+def test_a_reader_that_stops_leaves_the_batch_and_the_others_go_on(model):
+    engine = Engine(model)
+    long_one = engine.stream_text("ROMEO:", max_new_tokens=2000, seed=1)
+    other = engine.stream_text("JULIET:", max_new_tokens=100, seed=2)
+    assert len([next(long_one) for _ in range(10)]) == 10
+    long_one.close()  # what the app does when a visitor presses Stop generating
+    assert "".join(other) == "".join(stream_text(model, "JULIET:", max_new_tokens=100, seed=2))
+    assert engine.active == 0
+
+
+def test_the_engine_checks_prompt_and_settings_before_it_starts(model):
+    engine = engine_for(model)
+    assert engine_for(model) is engine  # one engine per loaded model
+    with pytest.raises(UnknownCharactersError, match="does not know"):
+        engine.stream_text("ROMEO 🗡️")
+    with pytest.raises(ValueError, match="temperature"):
+        engine.stream_text("ROMEO", temperature=-1)
+    assert list(engine.stream_text("ROMEO", max_new_tokens=0)) == []
+    assert engine.active == 0
+
+
+def test_use_threads_sets_only_the_calling_thread():
+    before, inside, later = torch.get_num_threads(), [], []
+
+    def engine_thread():
+        use_threads(1)
+        inside.append(torch.get_num_threads())
+
+    t = threading.Thread(target=engine_thread)
+    t.start()
+    t.join()
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert inside == [1] and later == [before] and torch.get_num_threads() == before
+
+
+def test_a_training_run_can_sample_under_bf16_autocast():
+    """A run's samples are written under autocast: keys and values then come in bf16 into a float32 cache."""
+    from conftest import VOCAB
+    from gpt import GPTConfig
+    from gpt.sampling import generate_text
+
+    model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32), VOCAB).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        text = generate_text(model, "A", max_new_tokens=40, seed=1)[0]  # past block_size: the rebuild too
+    assert len(text) == 40 and set(text) <= set(VOCAB)
