@@ -326,6 +326,8 @@ class Trainer:
                         self._save_state(elapsed())
                     self.eval_seconds = time.perf_counter() - began  # the evaluation, its sample and saves
                     last_eval = self.step
+                    if config.max_time and not done:  # time ran out during it: it was the final evaluation
+                        done = self._out_of_time(elapsed(), dt)
             if done or stopping:
                 stopped = stopping and not done
                 break
