@@ -223,6 +223,10 @@ class TrainingRunner:
             elapsed = self.last_step.get("elapsed", 0.0)
             first = self.start_info.get("step", 0)
             per_step = elapsed / (step - first) if step > first else None
+            max_time = self.config.max_time if self.config else 0.0
+            eta = per_step * (max_iters - step) if per_step else None
+            if max_time:  # a timed run counts down its clock
+                eta = max(0.0, max_time - elapsed)
             stride = max(1, len(self.steps) // MAX_STEP_POINTS)
             return {
                 "state": self.state,
@@ -235,7 +239,8 @@ class TrainingRunner:
                 "lr": self.last_step.get("lr"),
                 "tokens_per_sec": self.last_step.get("tokens_per_sec"),
                 "elapsed": elapsed,
-                "eta": per_step * (max_iters - step) if per_step and self.running else None,
+                "max_time": max_time,
+                "eta": eta if self.running else None,
                 "params": self.start_info.get("params"),
                 "config": self._shown_config(),
                 "device": self.start_info.get("device"),

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import re
 import threading
 import time
 from contextlib import nullcontext
@@ -49,6 +50,7 @@ class TrainConfig:
     # optimisation: AdamW, linear warmup then cosine decay from learning_rate to min_lr at max_iters
     batch_size: int = 64
     max_iters: int = 5000
+    max_time: float = 0.0  # seconds; above 0 the run ends at this wall-clock time instead of at max_iters
     learning_rate: float = 3e-4
     min_lr: float = 3e-4
     warmup_iters: int = 0
@@ -77,6 +79,11 @@ class TrainConfig:
         self.model_config(vocab_size=1)  # GPTConfig validates the model fields
         positive = ["batch_size", "eval_interval", "eval_iters"]
         non_negative = ["max_iters", "warmup_iters", "sample_length"]
+        if isinstance(self.max_time, str):
+            self.max_time = parse_duration(self.max_time)
+        if isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float)) \
+                or not 0 <= self.max_time < math.inf:
+            raise ConfigError(f"max_time must be a number of seconds (0 = off), not {self.max_time!r}")
         for name in positive + non_negative:
             whole_number(name, getattr(self, name), 1 if name in positive else 0)
         check_seed(self.seed)
@@ -104,13 +111,36 @@ class TrainConfig:
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
 
 
-def get_lr(step: int, config: TrainConfig) -> float:
-    """Linear warmup over warmup_iters, then cosine decay to min_lr at max_iters."""
+def parse_duration(text: str | float) -> float:
+    """Seconds from 120, "120", "90s", "2m", "1.5h" or "1m30s"; a ConfigError a person can act on otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d*)?)h)?\s*(?:(\d+(?:\.\d*)?)m)?\s*(?:(\d+(?:\.\d*)?)s?)?\s*",
+                             str(text).lower())
+        if not parts or not any(parts.groups()):
+            raise ConfigError(f"max_time {text!r} is not a duration: write seconds (120) or 90s, 2m, 1h, 1m30s")
+        h, m, s = (float(g or 0) for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not 0 <= seconds < math.inf:
+        raise ConfigError(f"max_time must be 0 (off) or more seconds, not {text!r}")
+    return seconds
+
+
+def get_lr(step: int, config: TrainConfig, progress: float | None = None) -> float:
+    """Linear warmup over warmup_iters, then cosine decay to min_lr at max_iters.
+
+    A timed run passes `progress`, the fraction of its time budget spent (0 -> 1): the decay then follows the
+    clock and reaches min_lr at the deadline, whatever the machine's speed. Warmup stays counted in steps:
+    what it protects is the optimizer's first few updates, however long they take.
+    """
     if step < config.warmup_iters:
         return config.learning_rate * (step + 1) / (config.warmup_iters + 1)
-    if step >= config.max_iters:
-        return config.min_lr
-    progress = (step - config.warmup_iters) / max(1, config.max_iters - config.warmup_iters)
+    if progress is None:
+        if step >= config.max_iters:
+            return config.min_lr
+        progress = (step - config.warmup_iters) / max(1, config.max_iters - config.warmup_iters)
+    progress = min(max(progress, 0.0), 1.0)
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
     return config.min_lr + coeff * (config.learning_rate - config.min_lr)
 
@@ -208,6 +238,7 @@ class Trainer:
             lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=self.device.type == "cuda",
         )
         self.step, self.best_val, self.elapsed_before = 0, math.inf, 0.0
+        self.eval_seconds = 0.0  # what the last evaluation (with its saves) took: a timed run keeps room for one
         if saved is not None:
             self._restore(*saved)
 
@@ -237,6 +268,7 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step, self.best_val, self.elapsed_before = meta["step"], meta["best_val"], meta["elapsed"]
+        self.eval_seconds = meta.get("eval_seconds", 0.0)
 
     # --- events ---
 
@@ -283,27 +315,32 @@ class Trainer:
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
-                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command})
+                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command,
+                   "max_time": config.max_time, "elapsed": self.elapsed_before})
         started = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it
-        last_eval, stopped, rate = (self.step if self.step > 0 else None), False, None
+        last_eval, stopped, rate, dt = (self.step if self.step > 0 else None), False, None, 0.0
         model.train()
         while True:
             stopping = self._should_stop()
-            done = self.step >= config.max_iters
+            done = self._out_of_time(elapsed(), dt) if config.max_time else self.step >= config.max_iters
             if self.step % config.eval_interval == 0 or done or stopping:
                 if last_eval != self.step:
+                    began = time.perf_counter()
                     self._evaluate(elapsed())
                     if self.master:
                         self._save_state(elapsed())
+                    self.eval_seconds = time.perf_counter() - began  # the evaluation, its sample and saves
                     last_eval = self.step
+                    if config.max_time and not done:  # time ran out during it: it was the final evaluation
+                        done = self._out_of_time(elapsed(), dt)
             if done or stopping:
                 stopped = stopping and not done
                 break
 
             t0 = time.perf_counter()
-            lr = get_lr(self.step, config)
+            lr = get_lr(self.step, config, self._time_progress(elapsed()) if config.max_time else None)
             with self.lock:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -332,6 +369,21 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
         return result
+
+    def _out_of_time(self, elapsed: float, step_seconds: float) -> bool:
+        """A timed run ends when one more step and the final evaluation would no longer fit before max_time.
+
+        Under DDP every process must agree, so process 0's clock decides."""
+        flag = elapsed + step_seconds + self.eval_seconds >= self.config.max_time
+        if self.ddp:
+            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.broadcast(t, src=0)
+            flag = bool(t.item())
+        return flag
+
+    def _time_progress(self, elapsed: float) -> float:
+        """The fraction of a timed run's training time spent: 1 when only the final evaluation is left to do."""
+        return elapsed / max(1e-9, self.config.max_time - self.eval_seconds)
 
     def _should_stop(self) -> bool:
         flag = self.stop.is_set()
@@ -370,7 +422,8 @@ class Trainer:
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {"step": self.step, "best_val": self.best_val, "elapsed": elapsed, "config": asdict(self.config)}
+        meta = {"step": self.step, "best_val": self.best_val, "elapsed": elapsed, "config": asdict(self.config),
+                "eval_seconds": self.eval_seconds}
         weights.save_training_state(self.out_dir, self.model, self.optimizer, rng, meta)
 
     def _save_weights(self, losses: dict[str, float], sample: str, elapsed: float) -> None:

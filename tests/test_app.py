@@ -76,6 +76,20 @@ def test_train_watch_stop_then_generate(client, app_server):
     assert len(text) == 206 and "weights: default" in stats
 
 
+def test_a_timed_run_counts_down_and_finishes_on_time_with_its_weights(client, app_server):
+    assert "Started **timed-run**" in start(client, run_name="timed-run", minutes=0.1)  # 6 seconds
+    status = wait_for(client, lambda s: s["state"] == "running" and s["step"] > 0)
+    assert status["max_time"] == 6.0 and 0 < status["eta"] <= 6.0  # the ETA is the time left on the clock
+    later = wait_for(client, lambda s: s["step"] > status["step"] + 5)
+    assert later["eta"] < status["eta"]
+    done = wait_for(client, lambda s: s["state"] == "finished", timeout=60)
+    assert done["step"] < TINY["max_iters"] and done["elapsed"] < 6.0  # the clock ended it, not the iterations
+    assert (app_server["weights"] / "timed-run" / "model.safetensors").exists()
+    assert (app_server["weights"] / "timed-run" / "README.md").exists()
+    with pytest.raises(Exception, match="minimum|Train for"):  # refused, with a reason the script sees
+        start(client, run_name="bad-time", minutes=-1)
+
+
 def test_generation_streams(client):
     job = client.submit("default", "KING", 3000, 0.8, 40, 1.0, 0, api_name="/generate")
     lengths = [len(out[0]) for out in job]

@@ -92,6 +92,23 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
 
 
+def test_train_for_minutes_in_the_browser(browser, app_server):
+    page = open_app(browser, app_server["url"])
+    page.get_by_label("Preset").click()
+    page.get_by_role("option", name="tiny").click()
+    expect(page.get_by_label("Layers")).to_have_value("2")
+    page.get_by_label("Train for (minutes)").fill("0.25")
+    page.get_by_label("Run name").fill("timed-browser-run")
+    page.get_by_role("button", name="Start").click()
+    status = page.locator(".status")
+    expect(status).to_contain_text("training for 15 s", timeout=30_000)  # the clock, not the iterations
+    expect(status).to_contain_text("ETA", timeout=15_000)
+    page.screenshot(path=ARTIFACTS / "2b-training-for-minutes.png", full_page=True)
+    expect(status).to_contain_text("Finished timed-browser-run", timeout=60_000)
+    expect(status).to_contain_text("100%")
+    page.screenshot(path=ARTIFACTS / "2c-timed-run-finished.png", full_page=True)
+
+
 def test_ladder_and_attention_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Ladder").click()

@@ -13,8 +13,8 @@ from gpt import GPT
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args, timeout=240):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run(*args, timeout=240, **env_overrides):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_overrides}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -81,6 +81,7 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
         (["-m", "train", "--preset", "tiny", "--no-such-flag"], "unrecognized arguments", 2),
         (["-m", "train", "--out", str(tmp_path / "b"), "--resume"], "no run to resume", 1),
         (["-m", "train", "--preset", "tiny", "--device", "cuda:7"], "CUDA", 1),
+        (["-m", "train", "--preset", "tiny", "--max-time", "soon"], "not a duration", 2),
         (["-m", "gpt.generate", "--weights", str(tmp_path)], "no config.json", 1),
         (["-m", "gpt.generate", "--weights", str(tmp_path / "x" / "y")], "not a Hub repo id", 1),
         (["-m", "gpt.generate", "--temperature", "-1"], "temperature", 2),
@@ -90,6 +91,19 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
         result = run(*args)
         assert result.returncode == status, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_max_time_trains_for_a_duration_and_counts_down_the_seconds(tmp_path, small_text):
+    out = tmp_path / "timed"
+    result = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-time", "10s",
+                 "--max-iters", "5", "--eval-interval", "1000", OMP_NUM_THREADS="1")  # steady on a shared machine
+    assert result.returncode == 0, result.stderr
+    assert "/10 s" in result.stderr and "finished at step" in result.stdout  # the bar counts seconds, not steps
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[0]["max_time"] == 10.0 and events[-1]["event"] == "done"
+    assert events[-1]["step"] > 5 and events[-1]["elapsed"] < 11.0  # the clock ended it, on time
+    assert [e["step"] for e in evals(out)] == [0, events[-1]["step"]]  # evaluated at the start and the deadline
+    GPT.from_pretrained(out)
 
 
 def test_ctrl_c_stops_cleanly_keeps_the_best_weights_and_resume_goes_on(tmp_path, small_text):

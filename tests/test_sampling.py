@@ -128,7 +128,7 @@ def test_inference_model_in_float32_is_the_model_itself(model, monkeypatch):
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: False)
     assert inference_model(model, "auto") is model  # no native bf16 here: nothing changes
     monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)
-    assert precision(inference_model(model, "auto")) == "int8"  # on a CPU with native bf16
+    assert precision(inference_model(model, "auto")) == sampling.fastest_precision(model)  # measured, see below
     assert precision(model) == "float32"  # the original is untouched
     with pytest.raises(SamplingError, match="dtype"):
         inference_model(model, "float16")
@@ -151,3 +151,22 @@ def test_a_faster_copy_predicts_like_float32_and_writes_valid_text(dtype):
     assert len(text) == 300 and set(text) <= set(model.vocab)
     assert generate_text(fast, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1)[0] == text
     assert len(set(text.split())) > 30  # words, not one character over and over
+
+
+def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32():
+    from gpt.device import fast_bf16
+    from gpt.sampling import fastest_precision, measured_precisions
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64)).eval()
+    choice = fastest_precision(model)
+    assert precision(inference_model(model)) == choice  # "auto" is that choice
+    if not fast_bf16(torch.device("cpu")):
+        assert choice == "float32"  # emulated bf16 is never tried
+        return
+    (picked, seconds), = [v for k, v in measured_precisions().items() if ("n_embd", 64) in k[1]]
+    assert picked == choice and set(seconds) == {"float32", "bfloat16", "int8"}
+    assert seconds[choice] <= seconds["float32"]
+    twin = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64)).eval()
+    before = dict(measured_precisions())
+    assert fastest_precision(twin) == choice and measured_precisions() == before  # remembered, not re-measured

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpt import ConfigError, GPT
-from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr
+from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
 
 
 def tiny(small_text, **overrides) -> TrainConfig:
@@ -176,3 +176,62 @@ def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evalua
     wider = estimate_time(TrainConfig.from_preset("tiny", n_embd=256, n_head=4, max_iters=100, eval_interval=50,
                                                   eval_iters=10))
     assert wider.step_seconds > guess.step_seconds  # a bigger model takes longer per step, measured
+
+
+def test_durations_read_as_seconds_and_nonsense_is_explained():
+    assert [parse_duration(t) for t in ("120", "90s", "2m", "1h", "1m30s", " 1.5m ", 45)] == \
+        [120, 90, 120, 3600, 90, 90, 45]
+    for text in ("soon", "2 minutes", "-5", "m"):
+        with pytest.raises(ConfigError, match="max_time"):
+            parse_duration(text)
+    assert TrainConfig.from_preset("tiny", max_time="2m").max_time == 120
+
+
+def test_timed_learning_rate_follows_the_clock_to_min_lr_at_the_deadline():
+    c = TrainConfig.from_preset("cpu", max_time=60)
+    assert get_lr(0, c, progress=0.0) < c.learning_rate / 10  # warmup still counts steps
+    assert get_lr(c.warmup_iters, c, progress=0.0) == pytest.approx(c.learning_rate)
+    assert get_lr(c.warmup_iters, c, progress=0.5) == pytest.approx((c.learning_rate + c.min_lr) / 2)
+    assert get_lr(10 * c.max_iters, c, progress=0.5) > c.min_lr  # past max_iters: only the clock counts
+    assert get_lr(c.warmup_iters, c, progress=1.0) == pytest.approx(c.min_lr)
+
+
+@pytest.fixture
+def one_thread():
+    """Timed runs measure the clock: one thread keeps them steady on a machine shared with other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_timed_run_stops_on_time_annealed_with_its_best_weights_and_card(small_text, tmp_path, one_thread):
+    config = tiny(small_text, max_time=4.0, max_iters=10, eval_interval=50, eval_iters=4)
+    result = Trainer(config, tmp_path).run()
+    events = read_metrics(tmp_path)
+    steps = [e for e in events if e["event"] == "step"]
+    assert events[0]["max_time"] == 4.0
+    assert result["event"] == "done" and result["step"] > config.max_iters  # the clock, not max_iters, ended it
+    assert steps[-1]["elapsed"] < 4.0 and result["elapsed"] < 4.0 + 1.0  # the final evaluation fits (nearly)
+    assert steps[-1]["lr"] < config.min_lr + 0.15 * (config.learning_rate - config.min_lr)  # annealed
+    assert events[-2]["event"] == "eval" and events[-2]["step"] == result["step"]  # evaluated at the end
+    vals = [e["val_loss"] for e in events if e["event"] == "eval"]
+    assert result["best_val"] == min(vals) < vals[0]
+    assert "val" in (tmp_path / "README.md").read_text()
+    GPT.from_pretrained(tmp_path)
+
+
+def test_a_stopped_timed_run_resumes_with_the_time_it_has_left(small_text, tmp_path, one_thread):
+    config = tiny(small_text, max_time=4.0, eval_interval=50, eval_iters=4)
+    stop = threading.Event()
+    halfway = lambda e: e["event"] == "step" and e["elapsed"] > 1.5 and stop.set()
+    first = Trainer(config, tmp_path, stop=stop, callbacks=[halfway]).run()
+    assert first["event"] == "stopped" and 1.5 < first["elapsed"] < 3.5
+    result = Trainer(config, tmp_path, resume=True).run()
+    events = read_metrics(tmp_path)
+    assert result["event"] == "done" and result["step"] > first["step"]
+    resumed_at = [e for e in events if e["event"] == "start"][-1]
+    assert resumed_at["elapsed"] == pytest.approx(first["elapsed"], abs=0.5)  # the clock carries on from there
+    assert first["elapsed"] < result["elapsed"] < 4.0 + 1.0
+    lrs = [e["lr"] for e in events if e["event"] == "step"]
+    assert lrs[-1] < config.min_lr + 0.15 * (config.learning_rate - config.min_lr)

@@ -21,10 +21,10 @@ from tqdm import tqdm
 from gpt import ladder, weights
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
-from gpt.trainer import Trainer, TrainConfig
+from gpt.trainer import Trainer, TrainConfig, parse_duration
 
 # what may change when resuming: anything else would no longer be the same run
-RESUMABLE = {"max_iters", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}
+RESUMABLE = {"max_iters", "max_time", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,10 +45,20 @@ def parse_args(argv=None) -> argparse.Namespace:
             overrides.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         else:
             kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            kind = duration if f.name == "max_time" else kind
             helps = {"data": "'shakespeare' (default) or the path of any UTF-8 text file",
-                     "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"}
+                     "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+                     "max_time": "train for this long instead of --max-iters: seconds, or 90s, 2m, 1h; the learning "
+                                 "rate decays over the time so the run ends annealed, evaluations included"}
             overrides.add_argument(flag, dest=f.name, type=kind, default=None, help=helps.get(f.name))
     return parser.parse_args(argv)
+
+
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build(args) -> tuple[TrainConfig, Path]:
@@ -77,6 +87,7 @@ class ProgressBar:
     def __init__(self):
         self.bar = None
         self.val = None
+        self.timed = False  # a --max-time run counts down seconds, not steps
 
     def __call__(self, e: dict) -> None:
         if e["event"] == "start":
@@ -85,10 +96,19 @@ class ProgressBar:
                        f"{c['n_embd']} wide, block {c['block_size']}, batch {c['batch_size']} · {e['device']}"
                        + (f" × {e['world_size']} processes" if e["world_size"] > 1 else "")
                        + (f" · resuming at step {e['step']}" if e["resumed"] else ""))
-            self.bar = tqdm(total=e["max_iters"], initial=e["step"], unit="step", dynamic_ncols=True)
+            self.timed = bool(e.get("max_time"))
+            if self.timed:
+                self.bar = tqdm(total=round(e["max_time"]), initial=round(e["elapsed"]), unit="s", dynamic_ncols=True,
+                                bar_format="{l_bar}{bar}| {n:.0f}/{total} s [{remaining} left{postfix}]")
+            else:
+                self.bar = tqdm(total=e["max_iters"], initial=e["step"], unit="step", dynamic_ncols=True)
         elif e["event"] == "step":
-            self.bar.update(e["step"] - self.bar.n)
-            postfix = {"loss": f"{e['loss']:.3f}"}
+            if self.timed:
+                self.bar.update(min(e["elapsed"], self.bar.total) - self.bar.n)
+            else:
+                self.bar.update(e["step"] - self.bar.n)
+            postfix = {"step": e["step"]} if self.timed else {}
+            postfix["loss"] = f"{e['loss']:.3f}"
             if self.val is not None:
                 postfix["val"] = f"{self.val:.3f}"
             postfix["tok/s"] = f"{e['tokens_per_sec']:,.0f}"

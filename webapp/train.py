@@ -25,6 +25,7 @@ FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_r
 LECTURE_LINE = f"lecture: {LECTURE_VAL}"
 SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
           LECTURE_LINE: COLORS["lecture"]}
+MAX_MINUTES = 24 * 60
 
 
 def preset_values(preset: str) -> list:
@@ -33,9 +34,11 @@ def preset_values(preset: str) -> list:
 
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                   eval_interval, seed, text_source, text_file, run_name, profile: gr.OAuthProfile | None,
-                   request: gr.Request, *, demo: gr.Blocks):
-    """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
+                   eval_interval, seed, text_source, text_file, run_name, minutes=0,
+                   profile: gr.OAuthProfile | None = None, request: gr.Request = None, *, demo: gr.Blocks):
+    """Start a training run in the server's background thread; every viewer sees it. Returns a message.
+
+    minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline."""
     access.require_training(profile)
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
@@ -43,6 +46,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
     try:
         if caps and isinstance(max_iters, (int, float)) and max_iters > caps.max_steps:
             raise GPTError(f"at most {caps.max_steps:,} iterations here (you asked for {max_iters:,.0f})")
+        values["max_time"] = time_limit(minutes)
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
@@ -74,6 +78,15 @@ def estimate(preset, *settings) -> str:
         return f"*No estimate: these settings do not fit on {DEVICE} ({str(e).splitlines()[0]})*"
     return (f"Estimated time on {DEVICE}: **about {_duration(guess.seconds)}** "
             f"({guess.step_seconds * 1000:,.0f} ms a step, measured; {_duration(guess.eval_seconds)} an evaluation)")
+
+
+def time_limit(minutes) -> float:
+    """Seconds from the "Train for" minutes (0 or empty: run the iterations), or a GPTError a person can act on."""
+    if minutes in (None, ""):
+        return 0.0
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes <= MAX_MINUTES:
+        raise GPTError(f"Train for: give 0 (run the iterations) up to {MAX_MINUTES} minutes, not {minutes!r}")
+    return 60.0 * minutes
 
 
 def stop_training(profile: gr.OAuthProfile | None, request: gr.Request):
@@ -116,8 +129,12 @@ def progress_html(s: dict) -> str:
         return interrupted_html(s["interrupted"])
     if s["state"] == "idle":
         return "<div class='status'>No run yet. Pick a preset, adjust it if you like, and press <b>Start</b>.</div>"
-    done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
-    figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
+    if s.get("max_time"):  # a timed run: the bar is the clock
+        done = 1.0 if s["state"] == "finished" else min(1.0, s["elapsed"] / s["max_time"])
+        figures = [f"step <b>{s['step']:,}</b> · training for {_duration(s['max_time'])}"]
+    else:
+        done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
+        figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
     if s["loss"] is not None:
         figures.append(f"loss {s['loss']:.3f}")
     if s["best_val"] is not None:
@@ -198,6 +215,10 @@ def build(demo: gr.Blocks) -> None:
                 max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
                                       maximum=1_000_000)
                 eval_interval = gr.Number(defaults.eval_interval, label="Eval every", precision=0, minimum=1)
+            minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
+                                elem_id="train-minutes",
+                                info="0: run the iterations. Otherwise stop at this time instead, with the learning "
+                                     "rate decayed over the time, so the model is at its best when time is up")
             seed = gr.Number(defaults.seed, label="Seed", precision=0)
             text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
                                    label="Training text")
@@ -226,7 +247,7 @@ def build(demo: gr.Blocks) -> None:
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
                        api_visibility="private")
     start_btn.click(functools.partial(start_training, demo=demo),  # demo: to tell uploads from server files
-                    [preset, *settings, text_source, text_file, run_name], message,
+                    [preset, *settings, text_source, text_file, run_name, minutes], message,
                     api_name="start_training", concurrency_limit=None)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
