@@ -12,7 +12,7 @@ from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
-from webapp.state import DEVICE, MAX_UPLOAD_MB, chart_frame, runner
+from webapp.state import DEVICE, MAX_UPLOAD_MB, chart_frame, runner, weights_choices, weights_folder
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
@@ -27,8 +27,10 @@ def preset_values(preset: str) -> list:
 
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                   eval_interval, seed, text_source, text_file, run_name):
-    """Start a training run in the server's background thread; every viewer sees it. Returns a message."""
+                   eval_interval, seed, text_source, text_file, run_name, init_from=""):
+    """Start a training run in the server's background thread; every viewer sees it. Returns a message.
+
+    init_from: saved weights to start from (fine-tune; their model shape is used), or empty for from scratch."""
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
     try:
@@ -38,13 +40,17 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
             values["data"] = str(text_file)
         else:
             values["data"] = SHAKESPEARE
+        if init_from:
+            values["init_from"] = str(weights_folder(init_from))
         config = TrainConfig.from_preset(preset, **values)
         name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = runner.start(config, name)
     except GPTError as e:
         gr.Warning(str(e))
         return f"⚠️ {e}"
-    return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
+    started = f" from the weights of **{init_from}** (their shape: the layers, heads, width and block)" \
+        if init_from else ""
+    return f"Started **{out.name}**{started} on {DEVICE}. Every open tab shows this run."
 
 
 def stop_training():
@@ -151,6 +157,9 @@ def build(demo: gr.Blocks) -> None:
                                    label="Training text")
             text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
                                 file_types=[".txt"], type="filepath", visible=False)
+            init_from = gr.Dropdown([("from scratch", "")] + weights_choices(live=False), value="",
+                                    label="Start from weights", allow_custom_value=True,  # start_training checks
+                                    info="fine-tune saved or pulled weights: their model shape and characters")
             run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
                                   info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**")
@@ -169,7 +178,9 @@ def build(demo: gr.Blocks) -> None:
     preset.change(preset_values, preset, settings, api_visibility="private")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
                        api_visibility="private")
-    start_btn.click(start_training, [preset, *settings, text_source, text_file, run_name], message,
+    init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
+                    init_from, api_visibility="private", show_progress="hidden")
+    start_btn.click(start_training, [preset, *settings, text_source, text_file, run_name, init_from], message,
                     api_name="start_training", concurrency_limit=None)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
