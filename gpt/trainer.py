@@ -240,7 +240,7 @@ class Trainer:
         if unknown:
             shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-            raise ConfigError(f"the text has {len(unknown)} character(s) that the weights {self.config.init_from} "
+            raise ConfigError(f"the text has {len(unknown)} character(s) that {weights.describe_source(source)} "
                               f"cannot represent: {shown}{more}. They know {len(vocab)} characters: remove or "
                               f"replace the others, or train from scratch")
         return source, vocab
