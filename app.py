@@ -15,13 +15,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from webapp import access, generate, ladder, share, train  # noqa: E402
+from webapp import access, generate, ladder, runs, share, train  # noqa: E402
 from webapp.state import MAX_UPLOAD_MB  # noqa: E402
 
 CSS = """
 .status progress { width: 80%; height: 14px; vertical-align: middle; }
 .status div { margin: 4px 0; }
 .status .settings { color: #6b7280; font-size: 0.9em; }
+.run-samples { display: flex; gap: 12px; overflow-x: auto; }
+.run-sample { flex: 1 1 0; min-width: 220px; }
+.run-sample pre { white-space: pre-wrap; font-size: 0.85em; }
 """
 
 with gr.Blocks(title="GPT from scratch") as demo:
@@ -40,6 +43,8 @@ with gr.Blocks(title="GPT from scratch") as demo:
         train.build(demo)
     with gr.Tab("Generate") as generate_tab:
         generate_weights = generate.build(demo, generate_tab)
+    with gr.Tab("Runs") as runs_tab:
+        runs.build(demo, runs_tab)
     with gr.Tab("Ladder") as ladder_tab:
         ladder.build(demo, ladder_tab)
     with gr.Tab("Share") as share_tab:

@@ -28,7 +28,7 @@ COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316",
 
 
 def empty_log() -> dict:
-    return {"config": {}, "device": "", "params": None, "command": None, "evals": [], "steps": []}
+    return {"config": {}, "device": "", "params": None, "command": None, "init_from": None, "evals": [], "steps": []}
 
 
 def read_log(folder: str | Path) -> dict | None:
@@ -45,6 +45,7 @@ def read_log(folder: str | Path) -> dict | None:
         if event.get("event") == "start":
             log["config"], log["device"] = event.get("config", {}), event.get("device", "")
             log["params"], log["command"] = event.get("params"), event.get("command")
+            log["init_from"] = event.get("init_from") or log["init_from"]  # a resumed run keeps its origin
         elif event.get("event") == "eval":
             log["evals"].append(event)
         elif event.get("event") == "step":
@@ -79,6 +80,7 @@ def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str)
     shakespeare = settings.get("data", "shakespeare") == "shakespeare"
     meta = card_metadata(best["val_loss"] if best else None, shakespeare, name)
     text = "Tiny Shakespeare (1.1M characters; 90% train, 10% validation)" if shakespeare else "the user's own text"
+    started = f"Started from the weights of {log['init_from']} (fine-tuned). " if log.get("init_from") else ""
     headline = (f"**Validation loss {best['val_loss']:.4f}** (train {best['train_loss']:.4f}), cross-entropy per "
                 f"character; the lecture's model reaches {LECTURE_VAL}." if best else "")
     sections = [f"""---
@@ -89,7 +91,7 @@ def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str)
 
 The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled out",
 reading and writing one character at a time: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels,
-a context of {config.block_size} characters, {params / 1e6:.2f}M parameters. Trained on {text}.
+a context of {config.block_size} characters, {params / 1e6:.2f}M parameters. {started}Trained on {text}.
 
 {headline}
 

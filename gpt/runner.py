@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -113,12 +113,33 @@ class TrainingRunner:
                 text = load_text(config.data, self.max_text_bytes, text_name)  # explained before anything starts
                 if max_params is not None:
                     check_params(config, len(set(text)), max_params)
-            trainer = Trainer(config, out, callbacks=[self._on_event], stop=self._stop)
-            self._begin(config, out, trainer)
-            self._record(started_by, max_seconds)
-            self.ladder = []
-            threading.Thread(target=self._run, args=([lambda: trainer],), name="training", daemon=True).start()
+            self._launch(Trainer(config, out, callbacks=[self._on_event], stop=self._stop), started_by, max_seconds)
         return out
+
+    def resume(self, name: str, max_iters: int, *, started_by: str | None = None,
+               max_seconds: float | None = None) -> Path:
+        """Carry the saved run weights/<name> on up to max_iters steps, exactly as `python -m train --resume`."""
+        with self._lock:
+            self._check_idle()
+            out = self.root / weights.check_name(name)
+            if not (out / weights.STATE_FILE).is_file():
+                raise ConfigError(f"weights/{out.name} holds no training state, so it cannot be carried on: only runs "
+                                  f"trained here can (start a new run from its weights instead)")
+            step = weights.read_training_meta(out)["step"]
+            max_iters = whole_number("steps", max_iters)
+            if max_iters <= step:
+                raise ConfigError(f"{out.name} is already at step {step:,}: give a total of more steps than that")
+            config = replace(Trainer.saved_config(out), max_iters=max_iters)
+            self._launch(Trainer(config, out, resume=True, callbacks=[self._on_event], stop=self._stop), started_by,
+                         max_seconds)
+        return out
+
+    def _launch(self, trainer: Trainer, started_by: str | None = None, max_seconds: float | None = None) -> None:
+        """Train one built run in the background (called with the lock held)."""
+        self._begin(trainer.config, trainer.out_dir, trainer)
+        self._record(started_by, max_seconds)
+        self.ladder = []
+        threading.Thread(target=self._run, args=([lambda: trainer],), name="training", daemon=True).start()
 
     def start_ladder(self, rungs: list[int], max_iters: int | None = None, *, started_by: str | None = None,
                      max_seconds: float | None = None) -> None:

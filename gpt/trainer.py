@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +64,7 @@ class TrainConfig:
     sample_length: int = 200
     # where and how
     data: str = SHAKESPEARE  # "shakespeare" or the path of a UTF-8 text file
+    init_from: str = ""  # fine-tune: a weights folder or Hub repo id to start from ("" = from scratch)
     seed: int = 1337
     device: str = "auto"  # auto = cuda > mps > cpu
     dtype: str = "auto"  # auto = bfloat16 autocast where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs)
@@ -217,11 +218,14 @@ class Trainer:
             torch.set_float32_matmul_precision("high")  # TF32 matmuls: much faster, precise enough here
 
         text = load_text(config.data)
-        saved = None
+        saved, source = None, None
         if resume:
             _, vocab = weights.read_config(self.out_dir)
             self.tokenizer = CharTokenizer(vocab)
             saved = weights.load_training_state(self.out_dir)
+        elif config.init_from:
+            source, vocab = self._fine_tune_source(text)
+            config = self.config
         else:
             self.tokenizer = CharTokenizer.from_text(text)
         self.data = TextData(text, self.tokenizer, config.block_size, self.device)
@@ -230,6 +234,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = model_factory(config.model_config(self.tokenizer.vocab_size), self.tokenizer.chars)
+        if source is not None:
+            self.model.load_state_dict(weights.read_state_dict(source, self.model))
         self.model.to(self.device)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]  # matmul weights and embeddings
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
@@ -250,6 +256,21 @@ class Trainer:
 
             self.train_model = DistributedDataParallel(
                 self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _fine_tune_source(self, text: str) -> tuple[Path, list[str]]:
+        """The weights folder to start from; the model's shape and vocabulary become theirs (dropout stays ours)."""
+        source = weights.locate(self.config.init_from)
+        model_config, vocab = weights.read_config(source)
+        self.config = replace(self.config, **{k: getattr(model_config, k) for k in MODEL_FIELDS if k != "dropout"})
+        self.tokenizer = CharTokenizer(vocab)
+        unknown = self.tokenizer.unknown(text)
+        if unknown:
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            raise ConfigError(f"the text has {len(unknown)} character(s) that {weights.describe_source(source)} "
+                              f"cannot represent: {shown}{more}. They know {len(vocab)} characters: remove or "
+                              f"replace the others, or train from scratch")
+        return source, vocab
 
     @staticmethod
     def saved_config(out_dir: str | Path) -> TrainConfig:
@@ -316,7 +337,9 @@ class Trainer:
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
                    "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command,
-                   "max_time": config.max_time, "elapsed": self.elapsed_before})
+                   "max_time": config.max_time, "elapsed": self.elapsed_before,
+                   "init_from": weights.describe_source(config.init_from) if config.init_from else None})
+
         started = time.perf_counter()
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it

@@ -22,7 +22,8 @@ from gpt.errors import ConfigError, WeightsError
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
            "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
-           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights"]
+           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights",
+           "describe_source"]
 
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -263,3 +264,23 @@ def list_weights(root: str | Path = "weights") -> list[str]:
         if root.is_dir() else []
     folders.sort(key=lambda p: (p.name != "default", -(p / MODEL_FILE).stat().st_mtime))
     return [p.name for p in folders]
+
+
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def describe_source(name_or_path: str | Path) -> str:
+    """Where weights came from, for a card: 'weights/NAME', 'user/repo on the Hub', or both for a pulled repo."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir() and REPO_ID.fullmatch(str(name_or_path)):
+        return f"{name_or_path} on the Hub"
+    local = f"weights/{path.name}"
+    if (path / STATE_FILE).exists() or not (path / CARD_FILE).is_file():
+        return local  # trained here: pulled folders never hold a training state
+    from huggingface_hub.repocard import metadata_load
+
+    try:  # the card of a pushed repo names the repo (gpt.card.card_metadata)
+        repo = str(((metadata_load(path / CARD_FILE) or {}).get("model-index") or [{}])[0].get("name", ""))
+    except Exception:  # a card we cannot read only costs the mention
+        repo = ""
+    return f"{local}, pulled from {repo} on the Hub" if REPO_ID.fullmatch(repo) and repo != local else local

@@ -48,7 +48,8 @@ def generate(client, weights, prompt="ROMEO:", n=60, temperature=0.8, top_k=40, 
 def test_only_the_named_endpoints_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate", "/start_ladder",
-                              "/attention", "/push_to_hub", "/pull_from_hub", "/publish_space"}
+                              "/attention", "/push_to_hub", "/pull_from_hub", "/publish_space",
+                              "/list_runs", "/resume_training"}
 
 
 def test_train_watch_stop_then_generate(client, app_server):

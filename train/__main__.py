@@ -2,6 +2,8 @@
 
 Every TrainConfig field is a flag (--n-layer, --learning-rate, ...) that overrides the preset.
 Ctrl-C stops after the current step and keeps the best weights; --resume carries on from there.
+Fine-tune: `--init-from weights/NAME` or `--init-from user/repo` starts from those weights (their model shape).
+List the runs in weights/ with their state and best val: `python -m train --list [--sort "best val"]`.
 Several processes: `torchrun --nproc_per_node=2 -m train --preset cpu ...` (DDP; gloo on CPU, nccl on CUDA).
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import ladder, weights
+from gpt import ladder, runs, weights
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
 from gpt.trainer import Trainer, TrainConfig, parse_duration
@@ -37,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ladder", action="store_true",
                         help="retrace the lecture rung by rung and print the table (weights in --out, default "
                              "weights/ladder)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the runs in --out (default weights/): state, steps, best val, time, settings")
+    parser.add_argument("--sort", default="newest", choices=["newest", "best val"], help="with --list: the order")
     parser.add_argument("--rungs", default="1-6", help="with --ladder: which rungs, e.g. 1-6, 3,5 or 7 (default 1-6)")
     overrides = parser.add_argument_group("settings (override the preset)")
     for f in fields(TrainConfig):
@@ -47,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
             kind = duration if f.name == "max_time" else kind
             helps = {"data": "'shakespeare' (default) or the path of any UTF-8 text file",
+                     "init_from": "fine-tune: start from a weights folder or Hub repo id (user/repo); the model's "
+                                  "shape and vocabulary are theirs",
                      "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
                      "max_time": "train for this long instead of --max-iters: seconds, or 90s, 2m, 1h; the learning "
                                  "rate decays over the time so the run ends annealed, evaluations included"}
@@ -74,6 +81,10 @@ def build(args) -> tuple[TrainConfig, Path]:
                               f"only {', '.join(sorted('--' + k.replace('_', '-') for k in RESUMABLE))}")
         saved = Trainer.saved_config(args.out)
         return TrainConfig(**{**{f.name: getattr(saved, f.name) for f in fields(TrainConfig)}, **given}), args.out
+    shape = sorted(set(given) & {"n_layer", "n_head", "n_embd", "block_size", "bias"})
+    if args.init_from and shape:
+        raise GPTError(f"cannot set {', '.join('--' + k.replace('_', '-') for k in shape)} with --init-from: the "
+                       f"model's shape comes from the weights it starts from")
     out = args.out or Path("weights") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.overwrite and ((out / weights.STATE_FILE).exists() or (out / weights.MODEL_FILE).exists()):
         raise ConfigError(f"{out} already holds a run: add --resume to continue it, --overwrite to replace it, "
@@ -161,6 +172,9 @@ def run_ladder(args) -> int:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.list:
+        print(runs.runs_table(runs.list_runs(args.out or Path("weights"), sort=args.sort)))
+        return 0
     if args.ladder:
         return run_ladder(args)
     config, out = build(args)

@@ -17,7 +17,7 @@ from gpt.estimate import estimate_time
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
 from webapp import access
-from webapp.state import DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, runner
+from webapp.state import DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, runner, weights_choices, weights_folder
 from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
@@ -34,11 +34,12 @@ def preset_values(preset: str) -> list:
 
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                   eval_interval, seed, text_source, text_file, run_name, minutes=0,
+                   eval_interval, seed, text_source, text_file, run_name, minutes=0, init_from="",
                    profile: gr.OAuthProfile | None = None, request: gr.Request = None, *, demo: gr.Blocks):
     """Start a training run in the server's background thread; every viewer sees it. Returns a message.
 
-    minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline."""
+    minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline.
+    init_from: saved weights to start from (fine-tune; their model shape is used), or empty for from scratch."""
     access.require_training(profile)
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
@@ -53,6 +54,8 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
             values["data"] = str(uploaded_file(text_file, demo))  # never a file the server merely has
         else:
             values["data"] = SHAKESPEARE
+        if init_from:
+            values["init_from"] = str(weights_folder(init_from))
         config = TrainConfig.from_preset(preset, **values)
         name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not runner.running:  # a busy runner refuses below, before anything is removed
@@ -62,7 +65,9 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
                            max_seconds=caps.max_minutes * 60 if caps else None)
     except GPTError as e:
         raise gr.Error(str(e), print_exception=False)
-    return f"Started **{out.name}** on {DEVICE}. Every open tab shows this run."
+    started = f" from the weights of **{init_from}** (their shape: the layers, heads, width and block)" \
+        if init_from else ""
+    return f"Started **{out.name}**{started} on {DEVICE}. Every open tab shows this run."
 
 
 def estimate(preset, *settings) -> str:
@@ -224,6 +229,9 @@ def build(demo: gr.Blocks) -> None:
                                    label="Training text")
             text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
                                 file_types=[".txt"], type="filepath", visible=False)
+            init_from = gr.Dropdown([("from scratch", "")] + weights_choices(live=False), value="",
+                                    label="Start from weights", allow_custom_value=True,  # start_training checks
+                                    info="fine-tune saved or pulled weights: their model shape and characters")
             run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
                                   info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**")
@@ -246,8 +254,10 @@ def build(demo: gr.Blocks) -> None:
           show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
                        api_visibility="private")
+    init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
+                    init_from, api_visibility="private", show_progress="hidden")
     start_btn.click(functools.partial(start_training, demo=demo),  # demo: to tell uploads from server files
-                    [preset, *settings, text_source, text_file, run_name, minutes], message,
+                    [preset, *settings, text_source, text_file, run_name, minutes, init_from], message,
                     api_name="start_training", concurrency_limit=None)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)

@@ -1,0 +1,36 @@
+"""The Runs tab in a real browser (Debian's chromium, driven by Playwright): two runs compared on one chart."""
+
+from playwright.sync_api import expect
+
+from test_app import TINY, wait_for
+from test_browser import ARTIFACTS, browser, open_app  # noqa: F401  (browser is a fixture)
+
+
+def test_runs_tab_overlays_two_curves_and_shows_two_samples(browser, app_server):  # noqa: F811
+    from gradio_client import Client
+
+    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    for name, layers in [("compare-1", 1), ("compare-2", 2)]:  # two quick runs, trained through the API
+        client.predict(*{**TINY, "run_name": name, "n_layer": layers, "max_iters": 20, "eval_interval": 10}.values(),
+                       api_name="/start_training")
+        wait_for(client, lambda s: s["state"] not in ("running", "stopping"), timeout=300)
+
+    page = open_app(browser, app_server["url"])
+    page.get_by_role("tab", name="Runs").click()
+    table = page.locator("#runs-table")
+    expect(table).to_contain_text("compare-1", timeout=30_000)
+    expect(table).to_contain_text("compare-2")
+    page.get_by_label("best val").check()  # sort by best val: one click
+    picked = page.locator("#runs-picked")
+    picked.get_by_label("compare-1", exact=True).check()
+    picked.get_by_label("compare-2", exact=True).check()
+    expect(page.locator("#runs-chart img")).to_be_visible(timeout=30_000)
+    samples = page.locator(".run-sample")
+    expect(samples).to_have_count(2, timeout=30_000)
+    expect(samples.nth(0)).to_contain_text("compare-1")
+    expect(samples.nth(1)).to_contain_text("compare-2")
+    expect(page.locator("#runs-settings")).to_contain_text("n_layer")  # what differs between them
+    page.screenshot(path=ARTIFACTS / "8-runs.png", full_page=True)
+    first = page.locator("#runs-chart img").get_attribute("src")
+    page.get_by_label("wall-clock seconds").check()
+    expect(page.locator("#runs-chart img")).not_to_have_attribute("src", first, timeout=30_000)  # redrawn

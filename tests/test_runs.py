@@ -1,0 +1,161 @@
+"""Runs: listing what was trained (gpt.runs), starting from someone's weights (--init-from), the terminal list."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gpt import runs, weights
+from gpt.card import model_card, read_log
+from gpt.errors import ConfigError
+from gpt.trainer import TrainConfig, Trainer
+from conftest import ROOT
+
+
+def tiny(text, **overrides) -> TrainConfig:
+    return TrainConfig.from_preset("tiny", **{"data": str(text), "max_iters": 30, "eval_interval": 10,
+                                              "sample_length": 20, **overrides})
+
+
+def stop_at(step, stop):
+    return lambda e: stop.set() if e["event"] == "step" and e["step"] == step else None
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory, shakespeare):
+    path = tmp_path_factory.mktemp("text") / "small.txt"
+    path.write_text(shakespeare[:60_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory, text):
+    """weights/ with a finished run, a stopped one and one cut off mid-run by a crash (its log has no end)."""
+    root = tmp_path_factory.mktemp("runs") / "weights"
+    Trainer(tiny(text), root / "finished").run()
+    stop = threading.Event()
+    Trainer(tiny(text, n_layer=3, dropout=0.1), root / "stopped", stop=stop, callbacks=[stop_at(14, stop)]).run()
+
+    def crash(event):
+        if event["event"] == "step" and event["step"] == 13:
+            raise RuntimeError("the server went down")
+
+    with pytest.raises(RuntimeError):
+        Trainer(tiny(text), root / "cut", callbacks=[crash]).run()
+    old = os.path.getmtime(root / "cut" / "metrics.jsonl") - 3600  # long ago: not a run still going
+    for f in (root / "cut").iterdir():
+        os.utime(f, (old, old))
+    return root
+
+
+def test_runs_are_listed_with_their_state_progress_best_val_and_what_differs(three_runs):
+    listed = {r["name"]: r for r in runs.list_runs(three_runs)}
+    assert {n: r["state"] for n, r in listed.items()} == {"finished": "finished", "stopped": "stopped",
+                                                          "cut": "interrupted"}
+    assert listed["finished"]["steps"] == 30 and listed["stopped"]["steps"] == 14 and listed["cut"]["steps"] == 10
+    for name, run in listed.items():
+        evals = [e for e in map(json.loads, (three_runs / name / "metrics.jsonl").read_text().splitlines())
+                 if e["event"] == "eval"]
+        assert run["best_val"] == min(e["val_loss"] for e in evals)
+        assert run["curve"][-1][0] == evals[-1]["step"] and run["sample"] == evals[-1]["sample"]
+        assert run["resumable"] and run["time"] > 0 and run["params"] > 0 and run["device"]
+    assert listed["stopped"]["preset"] == "tiny"
+    assert listed["stopped"]["differs"] == {"n_layer": 3, "dropout": 0.1, "max_iters": 30, "eval_interval": 10,
+                                            "sample_length": 20, "data": "small.txt"}
+    by_val = runs.list_runs(three_runs, sort="best val")
+    assert [r["best_val"] for r in by_val] == sorted(r["best_val"] for r in by_val)
+    assert runs.differing_settings([listed["finished"], listed["stopped"]]) == {"n_layer": [2, 3],
+                                                                               "dropout": [0.0, 0.1]}
+
+
+def test_ladder_rungs_are_grouped_after_the_runs(three_runs, text):
+    from gpt import ladder
+
+    rung = ladder.RUNGS[0]
+    Trainer(ladder.train_config(rung, max_iters=10, eval_interval=5, data=str(text)),
+            three_runs / "ladder" / "rung-1", model_factory=lambda c, v: ladder.build(1, c, v)).run()
+    listed = runs.list_runs(three_runs, sort="best val")
+    assert listed[-1]["name"] == "ladder/rung-1" and listed[-1]["group"] == "ladder"
+    assert listed[-1]["state"] == "finished" and listed[-1]["best_val"] is not None
+
+
+def test_a_run_is_deleted_but_never_the_default(three_runs, tmp_path):
+    root = tmp_path / "weights"
+    shutil.copytree(three_runs / "finished", root / "mine")
+    shutil.copytree(three_runs / "finished", root / "default")
+    runs.delete_run(root, "mine")
+    assert not (root / "mine").exists() and [r["name"] for r in runs.list_runs(root)] == ["default"]
+    for name, message in [("default", "cannot be deleted"), ("nothing", "no run named"), ("../x", "run name")]:
+        with pytest.raises(ConfigError, match=message):
+            runs.delete_run(root, name)
+    assert (root / "default" / "model.safetensors").exists()
+
+
+def test_fine_tuning_starts_from_the_weights_and_its_card_says_so(three_runs, text, tmp_path):
+    source = three_runs / "finished"
+    # the shape asked for is ignored: the model is the weights' (2 layers), the dropout is ours
+    config = tiny(text, max_iters=0, n_layer=4, dropout=0.1, init_from=str(source))
+    trainer = Trainer(config, tmp_path / "tuned")
+    assert trainer.config.n_layer == 2 and trainer.config.dropout == 0.1
+    trainer.run()
+    start = load_file(str(tmp_path / "tuned" / "model.safetensors"))  # saved at the step-0 evaluation
+    for name, tensor in load_file(str(source / "model.safetensors")).items():
+        assert torch.equal(start[name], tensor), name
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert "Started from the weights of weights/finished (fine-tuned)" in card
+
+    Trainer(tiny(text, max_iters=20, init_from=str(source)), tmp_path / "tuned2").run()
+    assert runs.list_runs(tmp_path)[0]["init_from"] == "weights/finished"
+
+
+def test_fine_tuning_names_the_characters_the_weights_cannot_represent(three_runs, tmp_path, text):
+    accents = tmp_path / "accents.txt"
+    accents.write_text(text.read_text() + "Café, señor — naïve?\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        Trainer(tiny(accents, init_from=str(three_runs / "finished")), tmp_path / "x")
+    for c in "éñ—ï":
+        assert f"'{c}' (U+{ord(c):04X})" in str(e.value)
+    assert "cannot represent" in str(e.value)
+
+
+def test_a_pulled_repo_is_named_by_its_hub_id(three_runs):
+    pulled = three_runs / "theirs"
+    pulled.mkdir()
+    folder = three_runs / "finished"
+    for f in ("model.safetensors", "config.json"):
+        (pulled / f).write_bytes((folder / f).read_bytes())
+    config, vocab = weights.read_config(folder)
+    (pulled / "README.md").write_text(model_card(config, vocab, read_log(folder), "alice/shakespeare"))  # as pushed
+    assert weights.describe_source(pulled) == "weights/theirs, pulled from alice/shakespeare on the Hub"
+    assert weights.describe_source(folder) == "weights/finished"
+    assert weights.describe_source("alice/shakespeare") == "alice/shakespeare on the Hub"
+
+
+def test_the_command_line_lists_runs_and_fine_tunes(three_runs, tmp_path, text):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cli = lambda *args: subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=240)
+    listed = cli("--list", "--out", str(three_runs), "--sort", "best val")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert "best val" in lines[0] and {"finished", "stopped", "cut"} <= set(rows)
+    assert rows["stopped"][1] == "stopped" and rows["cut"][1] == "interrupted" and rows["cut"][2] == "10"
+    vals = [line[50:60].strip() for line in lines[1:] if not line.startswith("ladder/")]  # the best val column
+    vals = [float(v) for v in vals if v != "-"]
+    assert len(vals) >= 3 and vals == sorted(vals)  # lowest best val first
+
+    out = three_runs / "tuned"
+    tuned = cli("--preset", "tiny", "--init-from", str(three_runs / "finished"), "--data", str(text),
+                "--max-iters", "10", "--eval-interval", "5", "--out", str(out))
+    assert tuned.returncode == 0, tuned.stderr
+    assert "Started from the weights of weights/finished" in (out / "README.md").read_text()
+    refused = cli("--preset", "tiny", "--init-from", str(three_runs / "finished"), "--n-embd", "64",
+                  "--out", str(tmp_path / "no"))
+    assert refused.returncode == 2 and "shape comes from the weights" in refused.stderr
