@@ -100,6 +100,7 @@ def test_a_signed_in_visitor_pushes_to_their_own_namespace_with_their_own_token(
                                                      api_name="/push_to_hub")
     assert ("model", "alice/by-bob") not in hub_server.state.repos
     assert "Only whoever started this run (alice)" in refusal(bob.predict, api_name="/stop_training")
+    assert bob.predict(api_name="/training_status")["started_by"] == "alice"
     assert "Duplicate this Space" in refusal(bob.predict, *TINY, "bobs", api_name="/start_training")
     assert "Only the owner may pull" in refusal(bob.predict, "bob/from-the-space", "", "", False, "",
                                                 api_name="/pull_from_hub")

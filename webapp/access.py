@@ -143,9 +143,9 @@ def hub_token(profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None
         return typed or None
     user = visitor(profile)
     if user is None or oauth_token is None or not oauth_token.token:
-        hint = "Sign in with Hugging Face first" if a.sign_in else how_to_get_it(a, False)
-        raise gr.Error(f"To {action} from this public app you need your own Hub account: {hint}. "
-                       "The server's own token is never used for visitors.", print_exception=False)
+        why = (f"Sign in with Hugging Face first: you {action} with your own account." if a.sign_in else
+               f"Visitors cannot {action} from this public server. {how_to_get_it(a, False)}")
+        raise gr.Error(f"{why} The server's own token is never used for visitors.", print_exception=False)
     if into is not None and (into or "").strip().split("/")[0] != user:
         raise gr.Error(f"Signed in as {user}, you may {action} only into your own namespace: "
                        f"write the repo as {user}/<name>.", print_exception=False)

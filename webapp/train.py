@@ -109,6 +109,7 @@ def training_status() -> dict:
     """The run's state, step, losses, tokens/s, ETA and samples, as JSON."""
     status = runner.status()
     status["steps"] = [list(s) for s in status["steps"]]
+    status["started_by"] = access.shown_name(status["started_by"]) or None  # never an anonymous starter's session
     return status
 
 
