@@ -57,7 +57,7 @@ class Engine:
     def stream_tokens(self, ids: list[int], max_new_tokens: int, *, temperature: float = 1.0,
                       top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                       rebuild: int | None = None) -> Iterator[int]:
-        check_settings(max_new_tokens, temperature, top_k, top_p)
+        check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
         stream = Stream(ids, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
         stream.out = queue.SimpleQueue()  # chunks of tokens, then _DONE
         stream.chunk, stream.sent = [], 0.0

@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(session, config, items):
     """Browser tests selected: find or install Chromium now, or stop at once saying what to install."""
     from browser_setup import BrowserMissing, ensure_chromium
 
-    if any(item.path.name == "test_browser.py" for item in items):
+    if any(item.path.name.startswith("test_browser") for item in items):
         try:
             os.environ["CHROMIUM"] = ensure_chromium()
         except BrowserMissing as e:

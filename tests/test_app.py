@@ -9,7 +9,7 @@ from gradio_client.exceptions import AppError
 LIVE = "the model training now"
 TINY = dict(preset="tiny", n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=16, learning_rate=3e-3,
             max_iters=100_000, dropout=0.0, eval_interval=20, seed=1337, text_source="Tiny Shakespeare",
-            text_file=None, run_name="")
+            text_file=None, run_name="", minutes=0)  # then, optional: init_from
 
 
 @pytest.fixture

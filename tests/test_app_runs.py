@@ -76,10 +76,12 @@ def test_fine_tune_the_default_weights_on_an_uploaded_text(client, app_server, t
 
     foreign = tmp_path / "foreign.txt"
     foreign.write_text(shakespeare[:20_000] + "Ça va? Größe ☕\n", encoding="utf-8")
-    refused = start(client, run_name="refused", text_source="My own text", text_file=handle_file(foreign),
-                    init_from="default")
+    with pytest.raises(Exception) as raised:  # a refused call raises (gr.Error), with the message
+        start(client, run_name="refused", text_source="My own text", text_file=handle_file(foreign), init_from="default")
+    refused = str(raised.value)
     for c in "Çöß☕":
         assert f"'{c}' (U+{ord(c):04X})" in refused
     assert "weights/default cannot represent" in refused
-    assert "no weights named" in start(client, run_name="nowhere", init_from="../../etc")
+    with pytest.raises(Exception, match="no weights named"):
+        start(client, run_name="nowhere", init_from="../../etc")
     assert client.predict(api_name="/training_status")["run"] != "refused"

@@ -68,7 +68,7 @@ def test_an_anonymous_visitor_watches_and_generates_and_can_do_nothing_else(spac
     assert "Only the owner may train" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
     assert "Sign in with Hugging Face" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
     assert "Only whoever started this run (alice)" in refusal(anon.predict, api_name="/stop_training")
-    assert "Only the owner" in refusal(anon.predict, [1, 2], 10, api_name="/start_ladder")
+    assert "Only the owner" in refusal(anon.predict, ["1", "2"], 10, api_name="/start_ladder")
     for typed in ("", VISITOR):  # an empty field must not fall back to HF_TOKEN; a typed token is not used either
         message = refusal(anon.predict, "default", "alice/vandalised", typed, False, "", api_name="/push_to_hub")
         assert "Sign in with Hugging Face" in message and "never used" in message

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import GPT, CharTokenizer, SamplingError, UnknownCharactersError
+from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
 from gpt.sampling import KVCache
 from gpt import sampling
 from gpt.sampling import (Int8Linear, generate_text, generate_tokens, inference_model, precision, sample_next,

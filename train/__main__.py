@@ -83,7 +83,7 @@ def build(args) -> tuple[TrainConfig, Path]:
         return TrainConfig(**{**{f.name: getattr(saved, f.name) for f in fields(TrainConfig)}, **given}), args.out
     shape = sorted(set(given) & {"n_layer", "n_head", "n_embd", "block_size", "bias"})
     if args.init_from and shape:
-        raise GPTError(f"cannot set {', '.join('--' + k.replace('_', '-') for k in shape)} with --init-from: the "
+        raise ConfigError(f"cannot set {', '.join('--' + k.replace('_', '-') for k in shape)} with --init-from: the "
                        f"model's shape comes from the weights it starts from")
     out = args.out or Path("weights") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.overwrite and ((out / weights.STATE_FILE).exists() or (out / weights.MODEL_FILE).exists()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import html
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ def preset_values(preset: str) -> list:
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                    eval_interval, seed, text_source, text_file, run_name, minutes=0, init_from="",
-                   profile: gr.OAuthProfile | None = None, request: gr.Request = None, *, demo: gr.Blocks):
+                   profile: gr.OAuthProfile | None = None, request: gr.Request = None):
     """Start a training run in the server's background thread; every viewer sees it. Returns a message.
 
     minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline.
@@ -51,7 +50,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
-            values["data"] = str(uploaded_file(text_file, demo))  # never a file the server merely has
+            values["data"] = str(uploaded_file(text_file, _app["demo"]))  # never a file the server merely has
         else:
             values["data"] = SHAKESPEARE
         if init_from:
@@ -198,6 +197,9 @@ def poll(profile: gr.OAuthProfile | None, request: gr.Request):
             gr.Button(interactive=not running and access.may_train(profile) is None), gr.Button(interactive=may_stop))
 
 
+_app: dict = {}  # the Blocks this tab is built into: its record of uploads tells them from the server's own files
+
+
 def build(demo: gr.Blocks) -> None:
     """The Train tab's components and events (call inside `with gr.Tab(...)`)."""
     with gr.Row():
@@ -257,7 +259,8 @@ def build(demo: gr.Blocks) -> None:
                        api_visibility="private")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
-    start_btn.click(functools.partial(start_training, demo=demo),  # demo: to tell uploads from server files
+    _app["demo"] = demo  # (not a functools.partial: Gradio reads the handler's type hints to pass the visitor)
+    start_btn.click(start_training,
                     [preset, *settings, text_source, text_file, run_name, minutes, init_from], message,
                     api_name="start_training", concurrency_limit=None)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
