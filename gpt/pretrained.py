@@ -22,7 +22,7 @@ from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
 from gpt.memory import check_loadable
 from gpt.model import GPTLanguageModel
-from gpt.sampling import inference_model
+from gpt.sampling import inference_model, serving_dtype
 
 
 class GPT(
@@ -97,5 +97,5 @@ def load_cached(folder: str | Path, *, inference: bool = False) -> GPTLanguageMo
             model = GPT.from_pretrained(folder)
             for old in [k for k in _loaded if k[0] == key[0] and k[1] != key[1]] + list(_loaded)[:-5]:
                 _loaded.pop(old, None)  # keep a handful of models, the latest version of each
-            _loaded[key] = inference_model(model) if inference else model
+            _loaded[key] = inference_model(model, serving_dtype(model)) if inference else model
         return _loaded[key]

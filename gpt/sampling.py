@@ -259,6 +259,17 @@ def _precision_copy(model: nn.Module, dtype: str) -> nn.Module:
     return fast
 
 
+def serving_dtype(model: nn.Module) -> str:
+    """The precision a server generates with: int8 weights (CPU) or bf16 (CUDA) where bf16 is native, else float32.
+
+    Not measured like "auto": a seeded text must not depend on a timing, and in these precisions the rows of a
+    crowd's batch share their matmuls exactly (gpt.engine)."""
+    device = next(model.parameters()).device
+    if not fast_bf16(device):
+        return "float32"
+    return "int8" if device.type == "cpu" else "bfloat16"
+
+
 def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                 generator: torch.Generator | None = None):
     """(B, vocab_size) logits -> (B,) next token ids."""

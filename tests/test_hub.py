@@ -19,8 +19,14 @@ from gpt import GPT, HubError
 from gpt.card import best_eval, read_log
 from gpt.hub import pull, push
 from webapp.space import publish_space
-from gpt.sampling import generate_text, inference_model
+from gpt.sampling import generate_text, inference_model, serving_dtype
 from gpt.trainer import TrainConfig, Trainer
+
+
+def served(model):
+    """The copy the app generates with."""
+    return inference_model(model, serving_dtype(model))
+
 
 WRITE, READ, BOB = list(TOKENS)
 DEFAULT = ROOT / "weights" / "default"
@@ -289,7 +295,7 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     try:
         client = _wait_for_client(f"http://127.0.0.1:{port}/", app)
         text, _ = client.predict("default", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
-        assert text == "ROMEO:" + sample(inference_model(GPT.from_pretrained(run)))  # as the app generates
+        assert text == "ROMEO:" + sample(served(GPT.from_pretrained(run)))  # as the app generates
     finally:
         app.terminate()
         app.wait(timeout=30)
@@ -341,7 +347,7 @@ def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_
     assert message.startswith("✅") and selected["value"] == "pulled"  # and the Generate tab picks it
     assert (app_server["weights"] / "pulled" / "model.safetensors").read_bytes() == files["model.safetensors"]
     text, _ = client.predict("pulled", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
-    assert text == "ROMEO:" + sample(inference_model(GPT.from_pretrained(DEFAULT)))
+    assert text == "ROMEO:" + sample(served(GPT.from_pretrained(DEFAULT)))
 
     with pytest.raises(AppError, match=r"\(401\)") as refused:  # a script sees an exception, not a success
         client.predict("default", "alice/from-app", "hf_wrong_token_123", False, "", api_name="/push_to_hub")
