@@ -20,18 +20,10 @@ import pytest
 from gradio_client import Client, handle_file
 
 from conftest import ROOT
-from test_app import TINY, generate, start, wait_for
+from test_app import TINY, client, generate, start, wait_for  # noqa: F401,F811 (client: the fixture)
 from test_cli import run
 
 DEFAULT = ROOT / "weights" / "default"
-
-
-@pytest.fixture
-def client(app_server):
-    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
-    yield client
-    client.predict(api_name="/stop_training")
-    wait_for(client, lambda s: s["state"] not in ("running", "stopping"))
 
 
 def answer(call) -> str:

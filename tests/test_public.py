@@ -11,6 +11,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from conftest import OWNER, VISITOR, signed_in_cookie
+from test_app import wait_for
 
 TINY = ["tiny", 2, 2, 32, 32, 16, 3e-3, 100_000, 0.0, 20, 1337, "Tiny Shakespeare", None]
 
@@ -24,16 +25,6 @@ def refusal(call, *args, **kwargs) -> str:
     with pytest.raises(AppError) as e:
         call(*args, **kwargs)
     return str(e.value)
-
-
-def wait_for(c, condition, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = c.predict(api_name="/training_status")
-        if condition(status):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last status: {status}")
 
 
 @pytest.fixture
