@@ -25,6 +25,7 @@ from gpt.model import GPTLanguageModel
 from gpt.sampling import Batch, Stream, check_settings, encode_prompt
 
 MAX_STREAMS = 64  # rows of the batch; later requests wait for a row to free up
+CACHE_BYTES = 512 * 2**20  # fewer rows for a big model: its keys and values stay within this
 THREADS = 1  # torch threads of the engine's thread: on 2 cores the web server and a training run need the other
 CHUNK_S = 0.05  # a reader gets its new tokens at most this often: one wake-up per chunk, not per token, so twenty
 # readers do not take the engine's turns on the interpreter
@@ -36,7 +37,9 @@ class Engine:
 
     def __init__(self, model: GPTLanguageModel, max_streams: int = MAX_STREAMS, threads: int = THREADS):
         self.model = model
-        self.batch = Batch(model, max_streams)
+        c = model.config
+        row_bytes = 2 * 4 * c.n_layer * c.block_size * c.n_embd  # float32 keys and values of one stream
+        self.batch = Batch(model, max(1, min(max_streams, CACHE_BYTES // row_bytes)))
         self.threads = threads
         self.waiting: list[Stream] = []  # joined since the last step
         self.leaving: set[Stream] = set()  # stopped by their reader

@@ -64,6 +64,8 @@ def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
         # under CPU bf16 autocast, flash attention's backward is 4x slower in bf16 than in fp32: attend in fp32
         with torch.autocast("cpu", enabled=False):
             return attention(q.float(), k.float(), v.float(), mask, causal, dropout_p)
+    if q.dtype != k.dtype:  # a float32 cache under bf16 weights (a crowd's decoding step): attend in float32
+        return attention(q.to(k.dtype), k, v, mask, causal, dropout_p).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                           dropout_p=dropout_p)
 

@@ -288,6 +288,31 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # (B,)
 
 
+def sample_rows(logits, streams: list["Stream"]) -> list[int]:
+    """(n, vocab_size) logits -> n token ids, row i with streams[i]'s settings and random generator.
+
+    sample_next's temperature, top-k and top-p, done for every row at once (one step of a crowd costs a few small
+    ops, not a few per visitor); each row draws one uniform number from its own generator and picks its token by
+    the inverse of its distribution. Every op works row by row, so a row's token never depends on the others.
+    """
+    n, V = logits.shape
+    device = logits.device
+    settings = torch.tensor([[s.temperature or 1.0, min(s.top_k or V, V), 1.0 if s.top_p is None else s.top_p]
+                             for s in streams], device=device)  # (n, 3)
+    temperature, top_k, top_p = settings[:, :1], settings[:, 1:2], settings[:, 2:]
+    u = torch.cat([torch.rand(1, generator=s.generator, device=s.generator.device) for s in streams]).to(device)
+    sorted_logits, order = torch.sort(logits.float() / temperature, dim=-1, descending=True, stable=True)  # (n, V)
+    sorted_logits = sorted_logits.masked_fill(torch.arange(V, device=device) >= top_k, float("-inf"))  # top-k
+    probs = F.softmax(sorted_logits, dim=-1)
+    # nucleus: keep the smallest set of most likely tokens whose probabilities add up to top_p (the first is kept)
+    probs = probs.masked_fill((probs.cumsum(dim=-1) - probs >= top_p) & (top_p < 1), 0.0)
+    cdf = probs.cumsum(dim=-1)  # (n, V)
+    pick = torch.searchsorted(cdf, (u[:, None] * cdf[:, -1:]).contiguous(), right=True).clamp(max=V - 1)  # (n, 1)
+    tokens = order.gather(1, pick).squeeze(1)  # (n,)
+    greedy = torch.tensor([s.temperature == 0 for s in streams], device=device)
+    return torch.where(greedy, logits.argmax(dim=-1), tokens).tolist()
+
+
 class Stream:
     """One request: its context, its settings and its own random generator (the seed's)."""
 
@@ -311,8 +336,9 @@ class Batch:
 
     Exact by construction: a stream's prefill (and its rebuild past block_size) is always a one-row forward,
     its sampling uses its own settings and generator, and its decoding step has the same shapes alone as in a
-    crowd (RowCache). The batched forward is used where the matmuls give every row the same bits whatever the
-    batch size (int8 and bfloat16 weights on the CPU: tested); elsewhere (float32, whose CPU matmul takes
+    crowd (RowCache; its keys and values are float32, where CPU attention is fastest). The batched forward is
+    used where the matmuls give every row the same bits whatever the batch size (int8 and bfloat16 weights on the
+    CPU: tested); elsewhere (float32, whose CPU matmul takes
     another path for one row than for many) each row gets its own forward, still in the same code.
     """
 
@@ -321,7 +347,8 @@ class Batch:
         self.block_size = model.config.block_size
         param = next(model.parameters())
         self.device = param.device
-        self.cache = RowCache(model.config, rows, self.device, param.dtype)
+        # float32 keys and values whatever the weights: CPU attention over a padded cache is several times faster
+        self.cache = RowCache(model.config, rows, self.device, torch.float32)
         self.together = self.device.type == "cpu" and precision(model) in ("int8", "bfloat16")
         self.streams: list[Stream] = []  # stream i lives in cache row i
 
@@ -347,9 +374,10 @@ class Batch:
     @torch.inference_mode()
     def step(self) -> list[tuple[Stream, int]]:
         """One token for every stream; streams that are done leave. Returns (stream, token) pairs."""
+        if not self.streams:
+            return []
         made = []
-        for s in self.streams:
-            token = int(sample_next(s.logits, s.temperature, s.top_k, s.top_p, s.generator)[0])
+        for s, token in zip(self.streams, sample_rows(torch.cat([s.logits for s in self.streams]), self.streams)):
             s.made += 1
             s.context = (s.context + [token])[-self.block_size:]
             made.append((s, token))

@@ -18,9 +18,10 @@ SETTINGS = [dict(temperature=0.0), dict(temperature=1.0), dict(temperature=0.8, 
             dict(temperature=1.2, top_p=0.9), dict(temperature=0.7, top_k=20, top_p=0.95)]
 
 
-@pytest.fixture(scope="module", params=["float32", "int8"])
+@pytest.fixture(scope="module", params=["float32", "int8", "bfloat16"])
 def model(request):
-    """The shipped weights as the app generates with them (int8 on CPUs with native bf16) and in float32."""
+    """The shipped weights as the app generates with them (int8 on CPUs with native bf16, bf16 on CUDA) and in
+    float32."""
     return inference_model(GPT.from_pretrained(ROOT / "weights" / "default"), request.param)
 
 
@@ -140,3 +141,14 @@ def test_a_training_run_can_sample_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         text = generate_text(model, "A", max_new_tokens=40, seed=1)[0]  # past block_size: the rebuild too
     assert len(text) == 40 and set(text) <= set(VOCAB)
+
+
+def test_a_big_model_gets_fewer_rows_so_its_cache_stays_bounded():
+    """Keys and values for 64 streams of a long-context model would take gigabytes: rows are cut to a budget."""
+    from conftest import small_gpt
+    from gpt import engine
+
+    big = small_gpt(block_size=8192, n_layer=4, n_embd=64)  # 16 MiB of float32 keys and values per stream
+    rows = Engine(big).batch.cache.k.size(1)
+    assert rows == engine.CACHE_BYTES // (2 * 4 * 4 * 8192 * 64) < engine.MAX_STREAMS
+    assert Engine(small_gpt()).batch.cache.k.size(1) == engine.MAX_STREAMS

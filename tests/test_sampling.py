@@ -7,8 +7,8 @@ import torch
 from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
 from gpt.sampling import KVCache
 from gpt import sampling
-from gpt.sampling import (Int8Linear, generate_text, generate_tokens, inference_model, precision, sample_next,
-                          stream_text)
+from gpt.sampling import (Int8Linear, Stream, generate_text, generate_tokens, inference_model, precision, sample_next,
+                          sample_rows, stream_text)
 
 
 from conftest import VOCAB, small_gpt
@@ -108,6 +108,23 @@ def test_top_k_and_top_p_only_sample_from_the_allowed_tokens():
     # softmax: 0.636, 0.234, 0.086, ... -> top_p 0.8 keeps the first two, top_p 0.9 the first three
     assert set(sample_next(logits, 1.0, top_p=0.8, generator=g).tolist()) == {0, 1}
     assert set(sample_next(logits, 1.0, top_p=0.9, generator=g).tolist()) == {0, 1, 2}
+
+
+def test_a_crowd_samples_each_row_from_its_own_settings_and_distribution():
+    """sample_rows, the crowd's sampler: each row its own temperature, top-k, top-p and generator."""
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
+    kinds = [dict(top_k=2), dict(top_p=0.8), dict(top_p=0.9), dict(temperature=0.0), dict()]
+    streams = [Stream([0], 1, seed=i, **{"temperature": 1.0, **kind}) for i, kind in enumerate(kinds * 800)]
+    tokens = torch.tensor(sample_rows(logits.repeat(len(streams), 1), streams)).view(800, len(kinds))
+    assert set(tokens[:, 0].tolist()) == {0, 1}
+    assert set(tokens[:, 1].tolist()) == {0, 1}  # softmax 0.636, 0.234, 0.086, ...: top_p 0.8 keeps two
+    assert set(tokens[:, 2].tolist()) == {0, 1, 2}
+    assert set(tokens[:, 3].tolist()) == {0}  # greedy
+    frequencies = torch.bincount(tokens[:, 4], minlength=5) / 800  # plain sampling follows the softmax
+    assert torch.allclose(frequencies, logits.softmax(-1)[0], atol=0.05), frequencies
+    # a row's token depends on its own generator only, not on the rows around it
+    assert sample_rows(logits, [Stream([0], 1, seed=3)]) == sample_rows(logits.repeat(3, 1), [
+        Stream([0], 1, seed=9), Stream([0], 1, seed=3), Stream([0], 1, seed=1)])[1:2]
 
 
 def test_unknown_characters_in_the_prompt_are_reported(model):
