@@ -75,6 +75,8 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
     config = starts[-1].get("config", {}) if starts else meta.get("config", {})
     ends = [e for e in events if e.get("event") in ("done", "stopped")]
     changed = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
+    # when it started (the log says; a copy or a fresh clone would give its files new dates), else its files' date
+    started = next((e["time"] for e in starts if isinstance(e.get("time"), (int, float))), None) or changed
     times = [e["elapsed"] for e in events if "elapsed" in e]
     steps = meta.get("step", max((e["step"] for e in events if "step" in e), default=0))
     if not events:
@@ -97,7 +99,8 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
     return {
         "name": name,
         "group": group,
-        "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(changed)) if changed else "",
+        "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)) if started else "",
+        "started": started,
         "device": starts[-1].get("device", "") if starts else "",
         "params": params,
         "preset": preset,
@@ -121,7 +124,7 @@ def list_runs(root: str | Path = "weights", sort: str = "newest") -> list[dict]:
     if sort == "best val":
         runs.sort(key=lambda r: r["best_val"] if r["best_val"] is not None else float("inf"))
     elif sort == "newest":
-        runs.sort(key=lambda r: r["when"], reverse=True)
+        runs.sort(key=lambda r: r["started"], reverse=True)
     else:
         raise ConfigError(f"sort by 'newest' or 'best val', not {sort!r}")
     runs.sort(key=lambda r: r["group"] != "runs")  # stable: the order within each group stays

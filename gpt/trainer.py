@@ -337,7 +337,7 @@ class Trainer:
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
                    "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command,
-                   "max_time": config.max_time, "elapsed": self.elapsed_before,
+                   "max_time": config.max_time, "elapsed": self.elapsed_before, "time": time.time(),
                    "init_from": weights.describe_source(config.init_from) if config.init_from else None})
 
         started = time.perf_counter()

@@ -355,3 +355,18 @@ def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_
     with pytest.raises(AppError, match=r"\(404\)"):
         client.predict("alice/not-there", "", "", False, READ, api_name="/pull_from_hub")
     assert WRITE not in app_server["log"].read_text() and READ not in app_server["log"].read_text()
+
+
+def test_a_run_can_start_from_a_hub_repo_and_its_card_names_the_repo(hub_server, run, tmp_path):
+    """`python -m train --init-from user/repo`: the weights come from the Hub (the stand-in), training goes on."""
+    push(run, "alice/base", token=WRITE)
+    out = tmp_path / "tuned"
+    config = TrainConfig.from_preset("tiny", max_iters=10, eval_interval=5, eval_iters=2, n_layer=6,
+                                     init_from="alice/base")
+    Trainer(config, out).run()
+    base, tuned = GPT.from_pretrained(run), GPT.from_pretrained(out)
+    assert tuned.config == base.config  # the shape came from the repo, not from the preset (6 layers asked)
+    first = next(e for e in read_log(out)["evals"] if e["step"] == 0)
+    assert first["val_loss"] < best_eval(read_log(run))["val_loss"] + 0.2  # it starts where the repo's model ended
+    assert read_log(out)["init_from"] == "alice/base on the Hub"
+    assert "Started from the weights of alice/base on the Hub" in (out / "README.md").read_text()

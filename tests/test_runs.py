@@ -74,6 +74,18 @@ def test_runs_are_listed_with_their_state_progress_best_val_and_what_differs(thr
                                                                                "dropout": [0.0, 0.1]}
 
 
+def test_a_copied_run_keeps_its_date_and_the_shipped_weights_are_finished(three_runs, tmp_path):
+    """A copy (or a fresh clone) gives files new dates: when a run started comes from its log, and a log that
+    ended is never taken for a run still training."""
+    root = tmp_path / "weights"
+    for folder in (three_runs / "finished", ROOT / "weights" / "default"):  # files dated now, as on a fresh clone
+        shutil.copytree(folder, root / folder.name, copy_function=shutil.copy)
+    listed = {r["name"]: r for r in runs.list_runs(root)}
+    original = next(r for r in runs.list_runs(three_runs) if r["name"] == "finished")
+    assert listed["finished"]["started"] == original["started"] < (root / "finished" / "config.json").stat().st_mtime
+    assert listed["default"]["state"] == "finished" and listed["default"]["best_val"] == 1.4761
+
+
 def test_ladder_rungs_are_grouped_after_the_runs(three_runs, text):
     from gpt import ladder
 
