@@ -13,12 +13,14 @@ picture) are fetched from a repo: nothing pulled can run code.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -26,6 +28,7 @@ from typing import Callable
 import httpx2  # the HTTP client huggingface_hub 2.x uses
 from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import tqdm as hf_tqdm
 
 from gpt.card import CURVE_FILE, METRICS_FILE, card_files, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
@@ -92,6 +95,74 @@ def _scrub(text: str, token: str | None) -> str:
     return text
 
 
+class ByteCount:
+    """Bytes a huggingface_hub download has written so far, counted by the progress bars it draws anyway.
+
+    `bar` is the tqdm class to pass as `tqdm_class`: huggingface_hub's own bar (shown in a terminal, quiet in a
+    server), which also adds every update of its file bytes here, from whichever thread downloads.
+    """
+
+    def __init__(self):
+        self.done, self.lock = 0, threading.Lock()
+        count = self
+
+        class Bar(hf_tqdm):
+            def __init__(self, *args, **kwargs):
+                # the bar of bytes written (not the file count, nor the network bytes, which compression changes)
+                self.counts = kwargs.get("unit") == "B" and str(kwargs.get("desc", "")).startswith("Reconstruct")
+                super().__init__(*args, **kwargs)
+
+            def update(self, n=1):
+                if self.counts and n:
+                    with count.lock:
+                        count.done += n
+                return super().update(n)
+
+        self.bar = Bar
+
+
+class CountingReader(io.BufferedReader):
+    """A file opened for reading that adds the bytes read to a ByteCount."""
+
+    def __init__(self, path: Path, count: ByteCount):
+        super().__init__(io.FileIO(path, "rb"))
+        self.count, self.size = count, path.stat().st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        with self.count.lock:
+            self.count.done += len(data)
+        return data
+
+
+POLL_S = 0.25  # how often a transfer's progress is reported
+
+
+def watched(work: Callable, report: Callable[[], None]):
+    """work() in a thread while this one calls report() every POLL_S seconds and once at the end; work's result
+    (or its error).
+
+    The progress callback runs in the caller's thread: gr.Progress only reaches the page from the handler's own.
+    """
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = work()
+        except BaseException as e:  # handed to the caller below
+            result["error"] = e
+
+    thread = threading.Thread(target=run, name="hub-transfer", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        report()
+        thread.join(POLL_S)
+    if "error" in result:
+        raise result["error"]
+    report()
+    return result["value"]
+
+
 def check_weights(folder: str | Path) -> tuple[Path, GPT]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -119,9 +190,20 @@ def upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, toke
                               space_sdk="gradio" if repo_type == "space" else None)
         size = sum(len(v) if isinstance(v, bytes) else v.stat().st_size for v in files.values())
         progress(0.3, f"uploading {len(files)} files ({size / 1e6:.1f} MB)")
-        operations = [CommitOperationAdd(path, str(src) if isinstance(src, Path) else src)
-                      for path, src in files.items()]
-        api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
+        count = ByteCount()
+        # files as readers that count what is read: the upload reads them in chunks as it sends them, so the bytes
+        # read are the bytes sent (huggingface_hub sends file objects over HTTP (LFS), not Xet: a warning says so)
+        readers = {path: CountingReader(src, count) for path, src in files.items() if isinstance(src, Path)}
+        try:
+            operations = [CommitOperationAdd(path, readers.get(path, src)) for path, src in files.items()]
+            count.done = 0  # making the operations read every file once, to hash it
+            sent = sum(r.size for r in readers.values())
+            watched(lambda: api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type),
+                    lambda: progress(0.3 + 0.65 * min(1.0, count.done / max(sent, 1)),
+                                     f"uploading to {repo_id}: {count.done / 1e6:.1f} of {sent / 1e6:.1f} MB"))
+        finally:
+            for reader in readers.values():
+                reader.close()
     progress(1.0, "done")
     return str(url)
 
@@ -156,14 +238,18 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
     dest = root / name
     if dest.exists() and not overwrite:
         raise HubError(f"weights/{name} already exists: choose another name, or allow replacing it")
-    progress(0.1, f"downloading {repo_id}")
+    progress(0.05, f"looking up {repo_id}")
     with hub_errors("pull", repo_id, token, revision):
-        if max_bytes is not None:
-            size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
-                       if f.path in SHARED_FILES)
-            if size > max_bytes:
-                raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
-        snapshot = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES))
+        size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
+                   if f.path in SHARED_FILES)
+        if max_bytes is not None and size > max_bytes:
+            raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
+        count = ByteCount()
+        snapshot = Path(watched(
+            lambda: snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES,
+                                      tqdm_class=count.bar),
+            lambda: progress(0.1 + 0.7 * min(1.0, count.done / max(size, 1)),
+                             f"downloading {repo_id}: {count.done / 1e6:.1f} of {size / 1e6:.1f} MB")))
     progress(0.8, "checking the weights")
     try:
         check_weights(snapshot)
@@ -197,6 +283,18 @@ def origin(folder: str | Path) -> str | None:
         return None
 
 
+def terminal_progress() -> Progress:
+    """Progress as lines on stderr: a new line for each phase and every 10% of a transfer, not four a second."""
+    last = {"phase": None, "fraction": -1.0}
+
+    def say(fraction: float, message: str) -> None:
+        phase = message.split(":")[0]
+        if phase != last["phase"] or fraction - last["fraction"] >= 0.1 or fraction >= 1.0:
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+            last.update(phase=phase, fraction=fraction)
+    return say
+
+
 @command
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt.hub", description=__doc__,
@@ -214,7 +312,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="weights", help="where weights folders live (default: weights)")
     p.add_argument("--overwrite", action="store_true", help="replace weights/<name> if it exists")
     args = parser.parse_args(argv)
-    say = lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+    say = terminal_progress()
     if args.command == "push":
         print(push(args.folder, args.repo_id, private=args.private, message=args.message, progress=say))
     else:

@@ -370,3 +370,20 @@ def test_a_run_can_start_from_a_hub_repo_and_its_card_names_the_repo(hub_server,
     assert first["val_loss"] < best_eval(read_log(run))["val_loss"] + 0.2  # it starts where the repo's model ended
     assert read_log(out)["init_from"] == "alice/base on the Hub"
     assert "Started from the weights of alice/base on the Hub" in (out / "README.md").read_text()
+
+
+def test_push_and_pull_report_the_bytes_they_transfer(hub_server, tmp_path, monkeypatch):
+    """Byte-level progress: the bytes counted as they are sent or written, up to the weights' size."""
+    from gpt import hub
+
+    monkeypatch.setattr(hub, "POLL_S", 0.001)  # look often: a local transfer of 11 MB takes a fraction of a second
+    for action, transfer in [("uploading", lambda say: push(DEFAULT, "alice/bytes", token=WRITE, progress=say)),
+                             ("downloading", lambda say: pull("alice/bytes", root=tmp_path, token=READ, progress=say))]:
+        said = []
+        transfer(lambda fraction, message: said.append((fraction, message)))
+        counts = [(f, float(m.split(": ")[1].split(" of ")[0])) for f, m in said if m.startswith(action) and " of " in m]
+        size = (DEFAULT / "model.safetensors").stat().st_size / 1e6
+        assert len({mb for _, mb in counts}) >= 3, said  # seen part-way, not only before and after
+        assert [mb for _, mb in counts] == sorted(mb for _, mb in counts)  # never backwards
+        assert [f for f, _ in counts] == sorted(f for f, _ in counts)
+        assert counts[-1][1] >= round(size, 1), said  # the weights at least (the card, curve and log are small)

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--message", help="commit message")
     args = parser.parse_args(argv)
-    say = lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)  # noqa: E731
+    say = hub.terminal_progress()
     print(publish_space(args.space_id, args.weights, private=args.private, message=args.message, progress=say))
     return 0
 
