@@ -14,7 +14,11 @@ inference_model() gives the copy to generate with: int8 or bfloat16 weights wher
 from __future__ import annotations
 
 import copy
+import json
+import os
+import platform
 import time
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -205,12 +209,34 @@ def inference_model(model: nn.Module, dtype: str = "auto") -> nn.Module:
 _FASTEST: dict[tuple, str] = {}  # (device, model shape) -> precision: measured once per process
 
 
+def precisions_file() -> Path:
+    """Where fastest_precision() remembers its choices: $GPT_CACHE_DIR, else $XDG_CACHE_HOME/gpt-from-scratch."""
+    root = os.environ.get("GPT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+        / "gpt-from-scratch"
+    return Path(root) / "precisions.json"
+
+
+def _machine(device: torch.device) -> str:
+    """What the choice depends on besides the model: the processor, its threads, torch."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+        name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                    platform.processor() or platform.machine())
+        name += f", {torch.get_num_threads()} threads"
+    return f"{device.type}: {name}, torch {torch.__version__}"
+
+
 def fastest_precision(model: nn.Module) -> str:
-    """The precision that generates fastest here: measured once per device and model shape, then remembered.
+    """The precision that generates fastest here: measured once per machine and model shape, then remembered
+    (in this process, and in precisions_file() for the next ones: a seed then gives the same text every time).
 
     Which one wins depends on the machine and the model (int8 weights beat float32 at the lecture's size on a
     CPU with AMX, and lose at a small one), so it is timed, not guessed: 16 tokens with the KV cache for each
-    candidate, best of two after a warm-up, well under a second on an idle machine. float32 wins unless another is 10% faster.
+    candidate, best of two after a warm-up, well under a second on an idle machine. float32 wins unless another is
+    10% faster.
     """
     if precision(model) != "float32" or not isinstance(model, GPTLanguageModel):
         return "float32"
@@ -219,11 +245,38 @@ def fastest_precision(model: nn.Module) -> str:
         return "float32"
     key = (str(device), tuple(sorted(vars(model.config).items())))
     if key not in _FASTEST:
-        candidates = ["float32", "bfloat16"] + (["int8"] if device.type == "cpu" else [])
-        seconds = {name: _time_generation(_precision_copy(model, name)) for name in candidates}
-        best = min(seconds, key=seconds.get)
-        _FASTEST[key] = (best if seconds[best] < 0.9 * seconds["float32"] else "float32", seconds)
+        stored = f"{_machine(device)}; {dict(key[1])}"
+        remembered = _read_precisions().get(stored)
+        if remembered:
+            _FASTEST[key] = (remembered["choice"], remembered["seconds"])
+        else:
+            candidates = ["float32", "bfloat16"] + (["int8"] if device.type == "cpu" else [])
+            seconds = {name: _time_generation(_precision_copy(model, name)) for name in candidates}
+            best = min(seconds, key=seconds.get)
+            _FASTEST[key] = (best if seconds[best] < 0.9 * seconds["float32"] else "float32", seconds)
+            _write_precision(stored, *_FASTEST[key])
     return _FASTEST[key][0]
+
+
+def _read_precisions() -> dict:
+    try:
+        stored = json.loads(precisions_file().read_text())
+        return {k: v for k, v in stored.items() if isinstance(v, dict) and v.get("choice") in DTYPES[1:]}
+    except (OSError, ValueError, AttributeError):
+        return {}  # none yet, unreadable or torn: measure again
+
+
+def _write_precision(key: str, choice: str, seconds: dict) -> None:
+    """Add a choice to the file (written whole, then renamed: a reader never sees half of it); best effort."""
+    path = precisions_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored = {**_read_precisions(), key: {"choice": choice, "seconds": seconds}}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stored, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: the choice is remembered in this process only
 
 
 def measured_precisions() -> dict[tuple, tuple[str, dict[str, float]]]:

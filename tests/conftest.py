@@ -20,6 +20,7 @@ SHARED_COPY = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HUB_DISABLE_XET"] = "1"  # the stand-in speaks classic LFS, not Xet
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
+os.environ["GPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpt-cache-")  # precision choices: shared by this run only
 os.environ.pop("HF_TOKEN", None)  # a real token never reaches the stand-in
 with socket.socket() as _s:
     _s.bind(("127.0.0.1", 0))

@@ -187,3 +187,27 @@ def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32
     twin = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64)).eval()
     before = dict(measured_precisions())
     assert fastest_precision(twin) == choice and measured_precisions() == before  # remembered, not re-measured
+
+
+def test_the_precision_choice_is_remembered_across_processes(monkeypatch, tmp_path):
+    """A seed gives the same text every time on this machine: the next process reads the choice, not a timing."""
+    from gpt import sampling
+
+    monkeypatch.setenv("GPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)  # measure even where bf16 is emulated
+    monkeypatch.setattr(sampling, "_FASTEST", {})
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=48)).eval()
+    choice = sampling.fastest_precision(model)
+    assert sampling.precisions_file().is_file()
+
+    def no_timing(model, tokens=16):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(sampling, "_FASTEST", {})  # a new process
+    monkeypatch.setattr(sampling, "_time_generation", no_timing)
+    assert sampling.fastest_precision(model) == choice
+    sampling.precisions_file().write_text("{torn")  # unreadable: measured again, never an error
+    with pytest.raises(AssertionError, match="measured again"):
+        monkeypatch.setattr(sampling, "_FASTEST", {})
+        sampling.fastest_precision(model)
