@@ -75,7 +75,8 @@ def referee_val(model, val: torch.Tensor, block_size: int, batches: int = 100, b
     for _ in range(batches):
         ix = torch.randint(len(val) - 256, (batch_size,), generator=generator)
         windows = torch.stack([val[i:i + block_size + 1] for i in ix])
-        losses.append(model(windows[:, :-1], windows[:, 1:])[1].item())
+        x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # the models' losses view the targets flat
+        losses.append(model(x, y)[1].item())
     return sum(losses) / len(losses)
 
 

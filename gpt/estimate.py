@@ -17,6 +17,7 @@ import torch
 from gpt.config import GPTConfig
 from gpt.device import fast_bf16, pick_device
 from gpt.model import GPTLanguageModel
+from gpt.optim import build_optimizer
 from gpt.trainer import FIRST_EVAL_ITERS, TrainConfig
 
 TIMED_STEPS = 1  # after the warm-up: the lecture's size takes seconds a step on a CPU
@@ -32,12 +33,12 @@ class Estimate:
 
 @functools.lru_cache(maxsize=64)
 def _timings(n_layer: int, n_head: int, n_embd: int, block_size: int, batch_size: int, bias: bool, device: str,
-             bf16: bool) -> tuple[float, float]:
+             bf16: bool, optimizer: str = "adamw") -> tuple[float, float]:
     """(seconds per training step, seconds per evaluation forward pass) of this size, measured here."""
     config = GPTConfig(vocab_size=VOCAB_SIZE, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                        dropout=0.0, bias=bias)
     model = GPTLanguageModel(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer(model, optimizer, lr=1e-4, muon_lr=1e-4, weight_decay=0.0, betas=(0.9, 0.99))
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if bf16 else nullcontext
     x = torch.randint(VOCAB_SIZE, (batch_size, block_size), generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -67,7 +68,7 @@ def estimate_time(config: TrainConfig) -> Estimate:
     device = pick_device(config.device)
     bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(device))
     train, forward = _timings(config.n_layer, config.n_head, config.n_embd, config.block_size, config.batch_size,
-                              config.bias, str(device), bf16)
+                              config.bias, str(device), bf16, config.optimizer)
     evals = config.max_iters // config.eval_interval + (config.max_iters % config.eval_interval > 0)  # and the last
     batches = 2 * (min(config.eval_iters, FIRST_EVAL_ITERS) + evals * config.eval_iters)  # train and val splits
     return Estimate(config.max_iters * train + batches * forward, train, 2 * config.eval_iters * forward)

@@ -30,6 +30,7 @@ from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
 from gpt.memory import check_fits
+from gpt.optim import OPTIMIZERS, build_optimizer
 from gpt.presets import PRESETS
 from gpt.pretrained import GPT
 from gpt.sampling import generate_text
@@ -47,7 +48,10 @@ class TrainConfig:
     block_size: int = 256
     dropout: float = 0.2
     bias: bool = True
-    # optimisation: AdamW, linear warmup then cosine decay from learning_rate to min_lr at max_iters
+    # optimisation: AdamW (or Muon for the Blocks' matrices), linear warmup then cosine decay from learning_rate
+    # to min_lr at max_iters; Muon's rate follows the same schedule, scaled by muon_lr / learning_rate
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the 2-D weights inside the Blocks, AdamW for the rest
+    muon_lr: float = 0.02  # Muon's peak learning rate (only with optimizer="muon")
     batch_size: int = 64
     max_iters: int = 5000
     max_time: float = 0.0  # seconds; above 0 the run ends at this wall-clock time instead of at max_iters
@@ -88,7 +92,7 @@ class TrainConfig:
         for name in positive + non_negative:
             whole_number(name, getattr(self, name), 1 if name in positive else 0)
         check_seed(self.seed)
-        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
+        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip", "muon_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ConfigError(f"{name} must be a number of 0 or more, not {value!r}")
@@ -99,6 +103,10 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be from 0 up to (not including) 1, not {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be {' or '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.optimizer == "muon" and self.muon_lr <= 0:
+            raise ConfigError(f"muon_lr must be above 0 with optimizer muon, not {self.muon_lr}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16, not {self.dtype!r}")
 
@@ -237,12 +245,9 @@ class Trainer:
         if source is not None:
             self.model.load_state_dict(weights.read_state_dict(source, self.model))
         self.model.to(self.device)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]  # matmul weights and embeddings
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=self.device.type == "cuda",
-        )
+        self.optimizer = build_optimizer(self.model, config.optimizer, config.learning_rate, config.muon_lr,
+                                         config.weight_decay, (config.beta1, config.beta2),
+                                         fused=self.device.type == "cuda")
         self.step, self.best_val, self.elapsed_before = 0, math.inf, 0.0
         self.eval_seconds = 0.0  # what the last evaluation (with its saves) took: a timed run keeps room for one
         if saved is not None:
@@ -282,6 +287,8 @@ class Trainer:
         changed = [k for k in MODEL_FIELDS if getattr(saved, k) != getattr(self.config, k)]
         if changed:
             raise ConfigError(f"cannot resume with a different model: {', '.join(changed)} changed")
+        if saved.optimizer != self.config.optimizer:  # the saved state holds the other optimizer's moments
+            raise ConfigError(f"cannot resume a {saved.optimizer} run with optimizer {self.config.optimizer}")
         weights.check_state_dict(model_state, self.model, self.out_dir / weights.STATE_FILE)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optimizer_state)
@@ -366,7 +373,7 @@ class Trainer:
             lr = get_lr(self.step, config, self._time_progress(elapsed()) if config.max_time else None)
             with self.lock:
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's group: muon_lr / learning_rate
                 generator = torch.Generator().manual_seed(_seed(config.seed, self.rank, self.step))
                 X, Y = self.data.get_batch("train", self.rank_batch, generator)
                 with self.autocast():

@@ -35,6 +35,8 @@ def test_presets_hold_the_lecture_and_nanogpt_recipes():
     (dict(batch_size=0), "batch_size"),
     (dict(learning_rate=0), "learning_rate must be above 0"),
     (dict(dtype="float16"), "dtype"),
+    (dict(optimizer="sgd"), "optimizer must be adamw or muon, not 'sgd'"),
+    (dict(optimizer="muon", muon_lr=0), "muon_lr must be above 0"),
 ])
 def test_impossible_training_settings_are_explained(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -60,6 +62,31 @@ def test_weight_decay_spares_biases_and_layernorms(small_text, tmp_path):
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(trainer.model.parameters()))
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_everything_else(small_text, tmp_path):
+    trainer = Trainer(tiny(small_text, optimizer="muon", muon_lr=0.02), tmp_path)
+    muon = trainer.optimizer.muon.param_groups[0]["params"]
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    assert sorted(names[id(p)] for p in muon) == sorted(
+        name for name, p in trainer.model.named_parameters() if name.startswith("blocks.") and p.dim() == 2)
+    assert {"token_embedding_table.weight", "position_embedding_table.weight", "lm_head.weight"} <= \
+        {names[id(p)] for g in trainer.optimizer.adamw.param_groups for p in g["params"]}
+    assert len(muon) + sum(len(g["params"]) for g in trainer.optimizer.adamw.param_groups) == \
+        len(list(trainer.model.parameters()))
+
+
+def test_a_muon_run_lowers_the_loss_with_both_rates_on_one_schedule(small_text, tmp_path):
+    config = tiny(small_text, optimizer="muon", muon_lr=0.02, max_iters=60)
+    trainer = Trainer(config, tmp_path)
+    events = []
+    trainer.callbacks.append(events.append)
+    trainer.run()
+    vals = [e["val_loss"] for e in events if e["event"] == "eval"]
+    assert vals[-1] < vals[0] - 0.8
+    adamw_group, muon_group = trainer.optimizer.adamw.param_groups[0], trainer.optimizer.muon.param_groups[0]
+    assert muon_group["lr"] / adamw_group["lr"] == pytest.approx(config.muon_lr / config.learning_rate)
+    assert adamw_group["lr"] == pytest.approx(get_lr(59, config))  # the rate of the last step
 
 
 def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(small_text, tmp_path):
@@ -120,6 +147,25 @@ def test_resume_continues_the_same_run_and_the_same_loss_curve(small_text, tmp_p
     curve = lambda folder: [(e["step"], e["loss"]) for e in read_metrics(folder) if e["event"] == "step"]
     assert curve(tmp_path / "resumed") == curve(tmp_path / "straight")
     assert [e["step"] for e in read_metrics(tmp_path / "resumed") if e["event"] == "eval"] == [0, 10, 17, 20, 30]
+
+
+def test_resume_with_muon_gives_the_weights_of_an_uninterrupted_run(small_text, tmp_path):
+    config = tiny(small_text, max_iters=30, dropout=0.1, optimizer="muon", muon_lr=0.02)
+    Trainer(config, tmp_path / "straight").run()
+
+    stop = threading.Event()
+    Trainer(config, tmp_path / "resumed", stop=stop, callbacks=[stop_at(17, stop)]).run()
+    Trainer(config, tmp_path / "resumed", resume=True).run()  # both optimizers' moments come back from the file
+
+    straight, resumed = GPT.from_pretrained(tmp_path / "straight"), GPT.from_pretrained(tmp_path / "resumed")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+
+
+def test_resume_refuses_another_optimizer(small_text, tmp_path):
+    Trainer(tiny(small_text, max_iters=5), tmp_path).run()
+    with pytest.raises(ConfigError, match="cannot resume a adamw run with optimizer muon"):
+        Trainer(tiny(small_text, max_iters=10, optimizer="muon"), tmp_path, resume=True)
 
 
 def test_resume_refuses_a_different_model(small_text, tmp_path):

@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "init_from": "fine-tune: start from a weights folder or Hub repo id (user/repo); the model's "
                                   "shape and vocabulary are theirs",
                      "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
+                     "optimizer": "adamw, or muon: Muon for the matrices inside the Blocks, AdamW for the rest",
+                     "muon_lr": "with --optimizer muon: Muon's peak learning rate (same warmup and decay)",
                      "max_time": "train for this long instead of --max-iters: seconds, or 90s, 2m, 1h; the learning "
                                  "rate decays over the time so the run ends annealed, evaluations included"}
             overrides.add_argument(flag, dest=f.name, type=kind, default=None, help=helps.get(f.name))
