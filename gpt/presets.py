@@ -3,9 +3,9 @@
 LECTURE_VAL = 1.48  # the validation loss of the lecture's final model (the `lecture` preset): our reference line
 
 PRESETS: dict[str, dict] = {
-    # The lowest val in 1, 2 and 5 minutes on 2 CPU cores (bf16 autocast where the CPU has it), with `--max-time`
-    # or its 4000 steps (about 2.5 minutes). Chosen by measurement (issue 13): Muon for the Blocks' matrices is the
-    # big win, val 1.585 against AdamW's 1.680 at 2e-3 (1.683 at 4e-3) after 1200 steps; at the same time budget
+    # A low val in a few minutes on 2 CPU cores (bf16 autocast where the CPU has it), with `--max-time` or its 4000
+    # steps. Chosen by measurement at about a minute's budget (1200 steps of this shape): Muon for the Blocks'
+    # matrices is the big win, val 1.585 against AdamW's 1.680 at 2e-3 (1.683 at 4e-3) after 1200 steps; at the same time budget
     # 6 layers (1.615), 192 wide (1.619) and batch 16 (1.590) did no better; a 30-step warmup helps early on.
     "cpu": dict(
         n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False,
