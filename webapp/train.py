@@ -205,8 +205,8 @@ def build(demo: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset",
-                                 info="cpu: about 2.5 min on 2 cores · lecture: the lecture's final model (GPU) · "
-                                      "tiny: seconds")
+                                 info="cpu: a few minutes on 2 cores (the estimate below is timed here) · "
+                                      "lecture: the lecture's final model (GPU) · tiny: seconds")
             defaults = TrainConfig.from_preset("cpu")
             with gr.Row():
                 n_layer = gr.Number(defaults.n_layer, label="Layers", precision=0, minimum=1, maximum=48)
