@@ -201,6 +201,8 @@ def upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, toke
             watched(lambda: api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type),
                     lambda: progress(0.3 + 0.65 * min(1.0, count.done / max(sent, 1)),
                                      f"uploading to {repo_id}: {count.done / 1e6:.1f} of {sent / 1e6:.1f} MB"))
+            if count.done < sent:  # the Hub already held a file with the same bytes: it was not sent again
+                progress(0.95, f"uploaded to {repo_id}: {(sent - count.done) / 1e6:.1f} MB were already there")
         finally:
             for reader in readers.values():
                 reader.close()

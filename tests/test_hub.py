@@ -392,3 +392,6 @@ def test_push_and_pull_report_the_bytes_they_transfer(hub_server, tmp_path, monk
         assert [mb for _, mb in counts] == sorted(mb for _, mb in counts)  # never backwards
         assert [f for f, _ in counts] == sorted(f for f, _ in counts)
         assert counts[-1][1] >= round(size, 1), said  # the weights at least (the card, curve and log are small)
+    said = []  # the same bytes again: the Hub holds them, nothing is sent, and the message says why
+    push(tmp_path / "new", "alice/bytes-again", token=WRITE, progress=lambda f, m: said.append(m))
+    assert any(m.endswith("MB were already there") for m in said), said
