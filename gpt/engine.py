@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
 from gpt.sampling import Batch, Stream, check_settings, encode_prompt
 
@@ -37,9 +38,7 @@ class Engine:
 
     def __init__(self, model: GPTLanguageModel, max_streams: int = MAX_STREAMS, threads: int = THREADS):
         self.model = model
-        c = model.config
-        row_bytes = 2 * 4 * c.n_layer * c.block_size * c.n_embd  # float32 keys and values of one stream
-        self.batch = Batch(model, max(1, min(max_streams, CACHE_BYTES // row_bytes)))
+        self.batch = Batch(model, max(1, min(max_streams, CACHE_BYTES // cache_bytes(model.config))))
         self.threads = threads
         self.waiting: list[Stream] = []  # joined since the last step
         self.leaving: set[Stream] = set()  # stopped by their reader

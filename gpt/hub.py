@@ -114,11 +114,14 @@ class ByteCount:
 
             def update(self, n=1):
                 if self.counts and n:
-                    with count.lock:
-                        count.done += n
+                    count.add(n)
                 return super().update(n)
 
         self.bar = Bar
+
+    def add(self, n: int) -> None:
+        with self.lock:  # downloads and uploads update from several threads
+            self.done += n
 
 
 class CountingReader(io.BufferedReader):
@@ -130,8 +133,7 @@ class CountingReader(io.BufferedReader):
 
     def read(self, size: int | None = -1) -> bytes:
         data = super().read(size)
-        with self.count.lock:
-            self.count.done += len(data)
+        self.count.add(len(data))
         return data
 
 

@@ -45,10 +45,15 @@ def check_fits(need: int, device: torch.device | str, what: str, purpose: str, a
                     f"{have / 2**30:.1f} GB free: {advice}")
 
 
+def cache_bytes(config: GPTConfig) -> int:
+    """The KV cache of one text in float32: keys and values for every layer and position."""
+    return 2 * 4 * config.n_layer * config.block_size * config.n_embd
+
+
 def loading_bytes(config: GPTConfig) -> int:
     """Float32 weights three times over (the model, the tensors read from the file, a copy to generate with) and
-    the KV cache of one text: keys and values for every layer and position."""
-    return 3 * 4 * param_count(config) + 2 * 4 * config.n_layer * config.block_size * config.n_embd
+    the KV cache of one text."""
+    return 3 * 4 * param_count(config) + cache_bytes(config)
 
 
 def check_loadable(config: GPTConfig, device: torch.device | str, where, error: type[GPTError]) -> None:

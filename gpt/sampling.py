@@ -206,7 +206,7 @@ def inference_model(model: nn.Module, dtype: str = "auto") -> nn.Module:
     return _precision_copy(model, dtype)
 
 
-_FASTEST: dict[tuple, str] = {}  # (device, model shape) -> precision: measured once per process
+_FASTEST: dict[tuple, tuple[str, dict]] = {}  # (device, model shape) -> (choice, seconds): this process's
 
 
 def precisions_file() -> Path:
@@ -280,7 +280,7 @@ def _write_precision(key: str, choice: str, seconds: dict) -> None:
 
 
 def measured_precisions() -> dict[tuple, tuple[str, dict[str, float]]]:
-    """What fastest_precision() measured in this process: (device, shape) -> (choice, seconds per candidate)."""
+    """What fastest_precision() measured or read in this process: (device, shape) -> (choice, seconds each)."""
     return dict(_FASTEST)
 
 
@@ -391,8 +391,8 @@ class Batch:
     its sampling uses its own settings and generator, and its decoding step has the same shapes alone as in a
     crowd (RowCache; its keys and values are float32, where CPU attention is fastest). The batched forward is
     used where the matmuls give every row the same bits whatever the batch size (int8 and bfloat16 weights on the
-    CPU: tested); elsewhere (float32, whose CPU matmul takes
-    another path for one row than for many) each row gets its own forward, still in the same code.
+    CPU: tested); elsewhere (float32, whose CPU matmul takes another path for one row than for many) each row gets
+    its own forward, still in the same code.
     """
 
     def __init__(self, model: GPTLanguageModel, rows: int):
