@@ -165,6 +165,9 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
         expect(page.get_by_role("button", name=button)).to_be_disabled()
     expect(page.get_by_label("Hugging Face token")).to_have_count(0)  # no token field: the server's is never used
     page.screenshot(path=ARTIFACTS / "public-2-anonymous-share.png", full_page=True)
+    page.get_by_role("tab", name="Runs").click()  # looking is open to everyone, changing runs is not
+    for button in ("Carry on", "Delete…"):
+        expect(page.get_by_role("button", name=button)).to_be_disabled()
     page.get_by_role("tab", name="Generate").click()
     page.get_by_role("button", name="Generate").click()  # what a stranger may do, they can do
     expect(page.get_by_label("Generated text")).to_have_value(re.compile(r"^ROMEO:.{20,}", re.S), timeout=60_000)

@@ -161,7 +161,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     note = gr.Markdown()
     chart = gr.Image(label="Validation loss", elem_id="runs-chart", interactive=False, show_label=False)
     samples = gr.HTML(elem_id="runs-samples")
-    settings = gr.Dataframe(interactive=False, label="Settings that differ", elem_id="runs-settings")
+    settings = gr.Dataframe(settings_frame([]), interactive=False, label="Settings that differ",
+                            elem_id="runs-settings")  # an empty table with its header, not Gradio's "1 2 3"
 
     gr.Markdown("### Carry a run on\nA stopped, interrupted or finished run goes on from its last saved step with "
                 "the same settings, exactly as `python -m train --resume`; watch it in the Train tab.")
@@ -181,6 +182,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         cancel_btn = gr.Button("Cancel")
     delete_message = gr.Markdown()
 
+    def controls(profile: gr.OAuthProfile | None):
+        """What this visitor may do here, shown before a click (as in the Share tab); the handlers check again."""
+        return gr.Button(interactive=access.may_train(profile) is None), gr.Button(interactive=access.is_owner(profile))
+
+    demo.load(controls, None, [resume_btn, delete_btn], api_visibility="private", concurrency_limit=None,
+              show_progress="hidden")
     gr.api(list_runs, api_name="list_runs", concurrency_limit=None)
     lists = [table, picked, resume_name, delete_name]
     gr.on([demo.load, tab.select, refresh_btn.click, sort.change], refresh, [sort, picked, resume_name, delete_name],
