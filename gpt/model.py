@@ -66,6 +66,14 @@ def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
             return attention(q.float(), k.float(), v.float(), mask, causal, dropout_p)
     if q.dtype != k.dtype:  # a float32 cache under bf16 weights (a crowd's decoding step): attend in float32
         return attention(q.to(k.dtype), k, v, mask, causal, dropout_p).to(q.dtype)
+    if mask is not None and q.size(2) == 1 and q.device.type == "cpu":
+        # decoding: one new position per row over a padded cache. Written out as in Head, in two batched matmuls:
+        # CPU flash attention took 2-3x longer over 20 rows' caches (python bench/crowd.py --engine)
+        B, nh, T, hs = k.shape
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+        wei = torch.baddbmm(bias.expand(B, nh, 1, T).reshape(B * nh, 1, T), q.reshape(B * nh, 1, hs),
+                            k.reshape(B * nh, T, hs).transpose(1, 2), alpha=hs ** -0.5)  # (B*nh, 1, T)
+        return torch.bmm(wei.softmax(dim=-1), v.reshape(B * nh, T, hs)).view(B, nh, 1, hs)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                           dropout_p=dropout_p)
 

@@ -7,7 +7,7 @@ import torch
 
 from gpt import GPT, UnknownCharactersError
 from gpt.engine import Engine, engine_for, use_threads
-from gpt.sampling import Batch, Stream, encode_prompt, inference_model, precision, stream_text
+from gpt.sampling import Batch, RowCache, Stream, encode_prompt, inference_model, precision, stream_text
 
 from conftest import ROOT
 
@@ -69,6 +69,24 @@ def test_a_stream_in_a_crowd_gives_exactly_its_tokens_alone(model):
         expected = alone(model, spec)
         assert got[i] == expected[:spec.get("leaves", len(expected))], f"stream {i}: {spec}"
     assert batch.together == (precision(model) != "float32")  # int8 rows really did share each forward
+
+
+def test_a_crowd_step_gives_each_row_the_logits_of_its_own_full_forward():
+    """Rows at different positions of a padded cache, one new token each: every row's logits are those of the
+    model run over that row's whole context alone (float64, so only the masking could make them differ)."""
+    model = GPT.from_pretrained(ROOT / "weights" / "default").double().eval()
+    contexts = [torch.randint(len(model.vocab), (n,)).tolist() for n in (1, 7, 60, 127)]
+    batch = Batch(model, rows=len(contexts))
+    batch.cache = RowCache(model.config, len(contexts), dtype=torch.float64)  # float32 on the CPU otherwise
+    for ids in contexts:
+        batch.add(Stream(ids[:-1] or ids, 10, 1.0, None, None, 0))
+    batch.cache.pos[0] = 0  # the one-token context: its token is the new one
+    idx = torch.tensor([[ids[-1]] for ids in contexts])
+    with torch.inference_mode():
+        logits, _ = model(idx, cache=batch.cache.rows(0, len(contexts)))
+        for i, ids in enumerate(contexts):
+            full, _ = model(torch.tensor([ids]))
+            torch.testing.assert_close(logits[i, -1], full[0, -1], rtol=1e-9, atol=1e-9)
 
 
 def test_the_engine_serves_many_readers_at_once_each_its_own_text(model):
