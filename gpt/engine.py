@@ -38,7 +38,9 @@ class Engine:
 
     def __init__(self, model: GPTLanguageModel, max_streams: int = MAX_STREAMS, threads: int = THREADS):
         self.model = model
-        self.batch = Batch(model, max(1, min(max_streams, CACHE_BYTES // cache_bytes(model.config))))
+        rows = max(1, min(max_streams, CACHE_BYTES // cache_bytes(model.config)))
+        # built under the engine's thread count: whether rows can share a forward depends on it (Batch)
+        self.batch = with_threads(threads, lambda: Batch(model, rows))
         self.threads = threads
         self.waiting: list[Stream] = []  # joined since the last step
         self.leaving: set[Stream] = set()  # stopped by their reader
@@ -93,7 +95,7 @@ class Engine:
                 self.waiting = [s for s in self.waiting if s not in self.leaving]
                 self.leaving.clear()
                 joining = []
-                while self.waiting and len(batch.streams) + len(joining) < batch.cache.k.size(1):
+                while self.waiting and len(batch.streams) + len(joining) < batch.rows:
                     joining.append(self.waiting.pop(0))
                 if not batch.streams and not joining:
                     self.thread = None
@@ -128,6 +130,26 @@ def use_threads(n: int) -> None:
     helper = threading.Thread(target=torch.set_num_threads, args=(before,))
     helper.start()
     helper.join()
+
+
+def with_threads(n: int, fn):
+    """fn() called in a thread of its own that has n torch threads, as the engine's thread will."""
+    out = []
+
+    def run():
+        use_threads(n)
+        try:
+            out.append((True, fn()))
+        except BaseException as e:
+            out.append((False, e))
+
+    helper = threading.Thread(target=run)
+    helper.start()
+    helper.join()
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
 
 
 _engines: dict[int, Engine] = {}

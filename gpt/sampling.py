@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.device import fast_bf16
 from gpt.errors import SamplingError
+from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
 from gpt.tokenizer import CharTokenizer
 
@@ -384,15 +385,51 @@ class Stream:
         self.logits = None  # (1, vocab_size): what the next token is sampled from
 
 
+_SHARED_ROWS: dict[tuple, int | None] = {}
+PROBE_ROWS = 64  # min_shared_rows looks up to here (the engine's rows): alone and in a crowd pad alike
+MAX_PAD = 8  # a lone stream computes at most this many rows
+PAD_BYTES = 64 * 2**20  # and their keys and values stay within this
+
+
+def min_shared_rows(model: nn.Module, rows: int = PROBE_ROWS) -> int | None:
+    """The fewest rows (at most MAX_PAD) from which every matmul of the model gives each row the same bits whatever
+    the number of rows, up to `rows`; None if there is none.
+
+    A CPU matmul may take another path for a few rows than for many (float32 here: 1 to 3 rows differ from 4 and
+    more; with 2 threads, 1 to 11), so it is measured on the model's own Linear layers, in a decoding step's shape,
+    once per process, shape and thread count: tens of milliseconds.
+    """
+    layers = {}
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, Int8Linear)):
+            w = m.weight
+            layers.setdefault((type(m).__name__, tuple(w.shape), w.dtype, str(w.device)), m)
+    key = (tuple(layers), rows, torch.get_num_threads())  # threads split a matmul by rows, differently per count
+    if key not in _SHARED_ROWS:
+        dtype = model.token_embedding_table.weight.dtype  # what the layers are fed
+        g = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+        first = 1
+        with torch.inference_mode():
+            for (_, shape, _, device), layer in layers.items():
+                x = torch.randn(rows, 1, shape[1], generator=g, device=device).to(dtype)  # (B, 1, C)
+                full = layer(x)
+                for n in range(rows - 1, 0, -1):  # down from many: the first size whose rows differ sets the floor
+                    if not torch.equal(layer(x[:n]), full[:n]):
+                        first = max(first, n + 1)
+                        break
+        _SHARED_ROWS[key] = first if first <= MAX_PAD else None
+    return _SHARED_ROWS[key]
+
+
 class Batch:
     """Streams decoded together: each step samples one token per stream and feeds them all in one forward.
 
     Exact by construction: a stream's prefill (and its rebuild past block_size) is always a one-row forward,
     its sampling uses its own settings and generator, and its decoding step has the same shapes alone as in a
-    crowd (RowCache; its keys and values are float32, where CPU attention is fastest). The batched forward is
-    used where the matmuls give every row the same bits whatever the batch size (int8 and bfloat16 weights on the
-    CPU: tested); elsewhere (float32, whose CPU matmul takes another path for one row than for many) each row gets
-    its own forward, still in the same code.
+    crowd (RowCache; its keys and values are float32, where CPU attention is fastest). All rows share one forward
+    where the matmuls give every row the same bits whatever the batch size: measured (min_shared_rows), and a
+    batch smaller than that is padded with idle rows (float32 on the CPU here: 1 to 3 rows take another path
+    than 4 or more). Where no size does (and on a GPU, not yet measured there) each row gets its own forward.
     """
 
     def __init__(self, model: GPTLanguageModel, rows: int):
@@ -400,16 +437,20 @@ class Batch:
         self.block_size = model.config.block_size
         param = next(model.parameters())
         self.device = param.device
+        self.rows = rows  # streams at most
+        self.pad_to = min_shared_rows(model, max(rows, PROBE_ROWS)) if self.device.type == "cpu" else None
+        if self.pad_to and self.pad_to > 1 and self.pad_to * cache_bytes(model.config) > PAD_BYTES:
+            self.pad_to = None  # a long-context model's idle rows would hold too much memory: a forward per row
+        self.together = self.pad_to is not None
         # on the CPU, float32 keys and values whatever the weights: attention over a padded cache is several times
         # faster than in bf16 there (a GPU attends fastest in the weights' own precision)
         cache_dtype = torch.float32 if self.device.type == "cpu" else param.dtype
-        self.cache = RowCache(model.config, rows, self.device, cache_dtype)
-        self.together = self.device.type == "cpu" and precision(model) in ("int8", "bfloat16")
+        self.cache = RowCache(model.config, max(rows, self.pad_to or 1), self.device, cache_dtype)
         self.streams: list[Stream] = []  # stream i lives in cache row i
 
     @property
     def full(self) -> bool:
-        return len(self.streams) == self.cache.k.size(1)
+        return len(self.streams) == self.rows
 
     def add(self, stream: Stream) -> None:
         """Join: encode the stream's context in one pass; its first token is sampled at the next step."""
@@ -446,8 +487,12 @@ class Batch:
                 # joining the step below like every other row's
                 self._prefill(i, s.context[-s.rebuild:-1])
         n = len(self.streams)
-        idx = torch.tensor([[s.context[-1]] for s in self.streams], dtype=torch.long, device=self.device)  # (n, 1)
-        spans = [(0, n)] if self.together else [(i, i + 1) for i in range(n)]
+        idx = [[s.context[-1]] for s in self.streams]
+        if self.together and n < self.pad_to:  # idle rows (their outputs are dropped) keep the matmuls' path
+            self.cache.pos[n:self.pad_to] = 0
+            idx += [[0]] * (self.pad_to - n)
+        idx = torch.tensor(idx, dtype=torch.long, device=self.device)  # (rows in the forward, 1)
+        spans = [(0, len(idx))] if self.together else [(i, i + 1) for i in range(n)]
         logits = torch.cat([self.model(idx[lo:hi], cache=self.cache.rows(lo, hi))[0][:, -1, :] for lo, hi in spans])
         self.cache.pos[:n] += 1
         for i, s in enumerate(self.streams):
