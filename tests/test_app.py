@@ -1,6 +1,9 @@
 """The app through its public API, with gradio_client, as our users' scripts drive it."""
 
+import shutil
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -65,6 +68,18 @@ def test_train_watch_stop_then_generate(client, app_server):
 
     text, stats = generate(client, LIVE)  # generation while training goes on
     assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 60 and "tokens/s" in stats
+    # a classroom asking the training model at about the same time (within state.SHARED_SNAPSHOT_S, 2 s) shares one
+    # copy of it and one batch: one seed gives one text, though training moved on between the requests
+    first = generate(client, LIVE, n=20, seed=5)[0]
+    assert generate(client, LIVE, n=20, seed=5)[0] == first
+    texts = [None] * 4
+    visitors = [threading.Thread(target=lambda i=i: texts.__setitem__(i, generate(Client(
+        app_server["url"], analytics_enabled=False, verbose=False), LIVE, n=100, seed=5)[0])) for i in range(4)]
+    for v in visitors:
+        v.start()
+    for v in visitors:
+        v.join()
+    assert texts[0] is not None and len(texts[0]) == len("ROMEO:") + 100 and texts.count(texts[0]) == 4
 
     assert "Stopping" in client.predict(api_name="/stop_training")
     status = wait_for(client, lambda s: s["state"] == "stopped")
@@ -117,6 +132,18 @@ def test_odd_input_gets_a_message(client, tmp_path):
             generate(client, **{"weights": "default", **args})
     text, _ = generate(client, "default", prompt="")  # an empty prompt works: it starts from a newline
     assert len(text) == 60
+
+
+def test_a_broken_weights_folder_is_explained_without_the_servers_paths(client, app_server):
+    broken = app_server["weights"] / "broken"
+    shutil.copytree(app_server["weights"] / "default", broken)
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    try:
+        message = refusal(generate, client, "broken")
+    finally:
+        shutil.rmtree(broken)
+    assert "weights/broken/config.json is not valid JSON" in message
+    assert str(app_server["weights"].parent) not in message and str(Path.home()) not in message
 
 
 def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):

@@ -8,7 +8,7 @@ import gradio as gr
 
 from gpt.engine import MAX_STREAMS
 from gpt.errors import GPTError
-from webapp.state import optional_number, refresh_weights, text_stream, weights_choices
+from webapp.state import optional_number, refresh_weights, refused, text_stream, weights_choices
 
 MAX_NEW_TOKENS = 5000
 
@@ -21,7 +21,7 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
                              seed=optional_number("seed", seed))  # empty: a different text every time
     except (GPTError, ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
     try:
         for n, ch in enumerate(stream, start=1):

@@ -9,7 +9,8 @@ from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
 from webapp import access
-from webapp.state import DEVICE, chart_frame, load_weights, optional_number, refresh_weights, runner, weights_choices
+from webapp.state import (DEVICE, chart_frame, load_weights, optional_number, refresh_weights, refused, runner,
+                          weights_choices)
 from webapp.train import stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
@@ -33,7 +34,7 @@ def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request
                             started_by=access.starter(profile, request),
                             max_seconds=caps.max_minutes * 60 if caps else None)
     except (GPTError, ValueError, TypeError) as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return f"Climbing rungs {', '.join(str(int(r)) for r in rungs)} on {DEVICE}. Every open tab shows the ladder."
 
 
@@ -71,7 +72,7 @@ def show_attention(weights_name, prompt):
         model = load_weights(weights_name)
         maps, text = prompt_maps(model, prompt)
     except (GPTError, ValueError) as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return attention_image(maps, text)
 
 

@@ -15,7 +15,7 @@ from gpt.card import line_chart_png
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from webapp import access
-from webapp.state import WEIGHTS, runner
+from webapp.state import WEIGHTS, refused, runner
 
 MAX_COMPARED = 6  # the chart's legend holds six names
 RUN_COLORS = ["#4f46e5", "#f97316", "#16a34a", "#dc2626", "#0ea5e9", "#a855f7"]
@@ -41,7 +41,7 @@ def list_runs(sort: str = "newest") -> list:
     try:
         return all_runs(sort)
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
 
 
 def resume_training(run_name: str, max_iters: float, profile: gr.OAuthProfile | None = None,
@@ -55,7 +55,7 @@ def resume_training(run_name: str, max_iters: float, profile: gr.OAuthProfile | 
         out = runner.resume(run_name, max_iters, started_by=access.starter(profile, request),
                             max_seconds=caps.max_minutes * 60 if caps else None)
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return f"Carrying **{out.name}** on to step {max_iters:,}: watch it in the Train tab."
 
 
@@ -68,7 +68,7 @@ def delete_run(run_name: str, profile: gr.OAuthProfile | None = None) -> str:
             raise GPTError(f"{run_name} is training right now: stop it first")
         runs.delete_run(WEIGHTS, run_name)
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return f"Deleted weights/{run_name}."
 
 

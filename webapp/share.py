@@ -7,7 +7,7 @@ import gradio as gr
 from gpt import hub, weights
 from gpt.errors import GPTError
 from webapp import access, space
-from webapp.state import WEIGHTS, refresh_weights, weights_choices, weights_folder
+from webapp.state import WEIGHTS, refresh_weights, refused, weights_choices, weights_folder
 
 
 def _reporter(progress: gr.Progress):
@@ -22,7 +22,7 @@ def push_to_hub(weights_name, repo_id, token, private, message, profile: gr.OAut
         url = hub.push(weights_folder(weights_name), repo_id, token=token, private=bool(private),
                        message=message or None, progress=_reporter(progress))
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return f"✅ Pushed **{weights_name}** to [{repo_id}]({url}). Anyone can load it with " \
            f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
 
@@ -37,7 +37,7 @@ def pull_from_hub(repo_id, revision, name, overwrite, token, profile: gr.OAuthPr
         dest = hub.pull(repo_id, revision=revision, name=name, root=WEIGHTS, token=token, overwrite=bool(overwrite),
                         progress=_reporter(progress), max_bytes=access.max_pull_bytes())
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return (f"✅ Pulled **{repo_id}** into weights/{dest.name}: it is selected in the Generate tab.",
             gr.Dropdown(choices=weights_choices(), value=dest.name))
 
@@ -51,7 +51,7 @@ def publish_space(space_id, weights_name, token, private, profile: gr.OAuthProfi
         url = space.publish_space(space_id, weights_folder(weights_name), token=token, private=bool(private),
                                   progress=_reporter(progress))
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     return f"✅ Published: [{url}]({url}) builds and starts in a few minutes, with **{weights_name}** as its weights."
 
 

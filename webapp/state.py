@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +19,7 @@ from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
-from gpt.sampling import inference_model, stream_text
+from gpt.sampling import inference_model
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
 # a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
@@ -45,6 +48,16 @@ def refresh_weights(current, choices=None):
     return gr.Dropdown(choices=choices, value=value)
 
 
+def refused(e: Exception) -> gr.Error:
+    """The gr.Error a visitor sees for a library error: its message, with the server's own folders written as the
+    app names them (a stranger learns nothing of the server's paths)."""
+    text = str(e)
+    for path, shown in ((WEIGHTS.resolve(), "weights"), (WEIGHTS.absolute(), "weights"), (ROOT, "."),
+                        (Path.home(), "~")):
+        text = text.replace(str(path), shown)
+    return gr.Error(text, print_exception=False)
+
+
 def weights_folder(name: str) -> Path:
     """The folder of saved weights `name`, or a GPTError for a name that is not in the list."""
     if name in weights.list_weights(WEIGHTS):
@@ -55,9 +68,25 @@ def weights_folder(name: str) -> Path:
 def load_weights(name: str, inference: bool = False):
     """The model behind a choice of the weights dropdowns (inference: the faster copy to generate with)."""
     if name == LIVE:
-        model = runner.snapshot()
-        return inference_model(model) if inference else model
+        return live_model() if inference else runner.snapshot()
     return load_cached(weights_folder(name), inference=inference)
+
+
+SHARED_SNAPSHOT_S = 2.0  # visitors asking for the training model within this long share one copy of it
+_live: dict = {}
+_live_lock = threading.Lock()
+
+
+def live_model():
+    """A copy of the model training now, to generate with. Taken again once it is SHARED_SNAPSHOT_S old, so a
+    classroom asking at once shares one copy, and with it one engine's batch (gpt.engine)."""
+    with _live_lock:
+        trainer = runner.trainer
+        same_run = trainer is not None and _live.get("trainer", lambda: None)() is trainer
+        if not same_run or time.monotonic() - _live["taken"] > SHARED_SNAPSHOT_S:
+            model = inference_model(runner.snapshot())  # a BusyError when no run goes
+            _live.update(trainer=weakref.ref(trainer), taken=time.monotonic(), model=model)
+        return _live["model"]
 
 
 def optional_number(name: str, value, low: int = 0) -> int | None:
@@ -77,12 +106,9 @@ def optional_number(name: str, value, low: int = 0) -> int | None:
 
 
 def text_stream(name: str, prompt: str, **sampling):
-    """The characters of a generation from weights `name`. Saved weights are served by their model's engine,
-    shared with everyone generating from them (gpt.engine); the model training now changes with every step,
-    so each request takes a snapshot and decodes it alone, with the same code."""
+    """The characters of a generation from weights `name`, served by their model's engine, shared with everyone
+    generating from the same model at the same time (gpt.engine)."""
     model = load_weights(name, inference=True)  # int8 weights where that is faster (see README, Speed)
-    if name == LIVE:
-        return stream_text(model, prompt, **sampling)
     return engine_for(model).stream_text(prompt, **sampling)
 
 

@@ -16,7 +16,8 @@ from gpt.estimate import estimate_time
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
 from webapp import access
-from webapp.state import DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, runner, weights_choices, weights_folder
+from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, refused, runner, weights_choices,
+                          weights_folder)
 from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
@@ -63,7 +64,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
                            max_params=caps.max_params if caps else None,
                            max_seconds=caps.max_minutes * 60 if caps else None)
     except GPTError as e:
-        raise gr.Error(str(e), print_exception=False)
+        raise refused(e)
     started = f" from the weights of **{init_from}** (their shape: the layers, heads, width and block)" \
         if init_from else ""
     return f"Started **{out.name}**{started} on {DEVICE}. Every open tab shows this run."
