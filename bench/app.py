@@ -125,7 +125,7 @@ def main():
         generation_rate(client, 50)  # load the weights once
         figures["generate_tokens_per_s_idle"] = statistics.median(generation_rate(client) for _ in range(3))
         defaults = json.loads((ROOT / "weights" / "default" / "config.json").read_text())
-        message = client.predict("cpu", 4, 4, 128, 64, 32, 2e-3, 100_000, 0.0, 500, 1337, "Tiny Shakespeare", None,
+        message = client.predict("cpu", 4, 4, 128, 64, 32, 3.5e-3, 100_000, 0.0, 500, 1337, "Tiny Shakespeare", None,
                                  "bench", api_name="/start_training")
         assert message.startswith("Started"), message
         time.sleep(5)

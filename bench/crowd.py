@@ -183,7 +183,7 @@ def main():
         # a seeded text does not depend on who else is generating: visitor 0 alone and in the crowd
         figures["seeded_text_same_alone_and_in_crowd"] = all(r["text"] == many[0][0]["text"] for r in alone)
 
-        message = clients[0].predict("cpu", 4, 4, 128, 64, 32, 2e-3, 100_000, 0.0, 500, 1337, "Tiny Shakespeare",
+        message = clients[0].predict("cpu", 4, 4, 128, 64, 32, 3.5e-3, 100_000, 0.0, 500, 1337, "Tiny Shakespeare",
                                      None, "bench-crowd", api_name="/start_training")
         assert message.startswith("Started"), message
         deadline = time.perf_counter() + 600  # a loaded machine takes minutes over the first evaluation

@@ -5,7 +5,8 @@
 
 --vs-nanogpt races nanoGPT's CPU recipe (bench/nanogpt_cpu.py) and ours in one process, alternating, on the same
 split: each round trains nanoGPT's 2,000 steps, then ours with `max_time` set to the wall time nanoGPT just took,
-and scores both final models on the same 100 validation batches (writes time_to_quality_vs_nanogpt.json/png).
+then ours again with a quarter of that time, and scores the final models on the same 100 validation batches
+(writes time_to_quality_vs_nanogpt.json/png).
 
 The clock is the trainer's own `elapsed`: wall-clock seconds since the run started, evaluations, samples and
 saves included (the data loading and model building before it take about a second more, reported apart). Each
@@ -106,26 +107,35 @@ def vs_nanogpt(args) -> None:
                                                           "learning_rate", "min_lr", "warmup_iters", "max_time",
                                                           "eval_interval", "eval_iters", "dtype")}
         hit = next((e for e in ours["evals"] if e["val_loss"] <= nano["final_val"]), None)
+        # the same preset given a quarter of that time: what a user who wants nanoGPT's quality sooner would run
+        quarter_config = TrainConfig.from_preset(args.preset, dtype=args.dtype, device="cpu",
+                                                 max_time=nano["elapsed_s"] / 4)
+        quarter = train(quarter_config, None, keep_model=True)
+        quarter["final_val"] = referee_val(quarter.pop("model"), splits["val"], config.block_size)
         rounds.append({"nanogpt": nano, "ours": ours, "gap": nano["final_val"] - ours["final_val"],
                        "reach_nanogpt_final_s": hit and hit["elapsed"],
-                       "reach_ratio": hit and hit["elapsed"] / nano["elapsed_s"]})
+                       "reach_ratio": hit and hit["elapsed"] / nano["elapsed_s"], "ours_quarter_time": quarter})
         print(f"round {i + 1}: ours ({args.preset}) {ours['steps']} steps in {ours['elapsed_s']:.1f} s, final val "
               f"{ours['final_val']:.4f}; {rounds[-1]['gap']:.3f} below nanoGPT; nanoGPT's final val reached at "
-              + (f"{hit['elapsed']:.1f} s = {rounds[-1]['reach_ratio']:.2f} of its time" if hit else "never"),
-              flush=True)
+              + (f"{hit['elapsed']:.1f} s = {rounds[-1]['reach_ratio']:.2f} of its time" if hit else "never")
+              + f" inside it; given a quarter of the time ({quarter['elapsed_s']:.1f} s) ours ends at "
+              f"{quarter['final_val']:.4f}", flush=True)
     print(f"\nval against wall-clock seconds (loop only; setup apart), {ours['device']}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for i, r in enumerate(rounds):
-        for name in ("nanogpt", "ours"):
-            points = "  ".join(f"{e['elapsed']:.0f}s:{e['val_loss']:.3f}" for e in r[name]["evals"])
+        for name, run in (("nanogpt", r["nanogpt"]), ("ours", r["ours"]), ("ours 1/4", r["ours_quarter_time"])):
+            points = "  ".join(f"{e['elapsed']:.0f}s:{e['val_loss']:.3f}" for e in run["evals"])
             print(f"round {i + 1} {name:<8} {points}")
     worst_gap = min(r["gap"] for r in rounds)
     ratios = [r["reach_ratio"] for r in rounds]
     worst_ratio = None if None in ratios else max(ratios)
+    worst_quarter = max(r["ours_quarter_time"]["final_val"] - r["nanogpt"]["final_val"] for r in rounds)
     targets = [{"target": "ours ends >= 0.30 below nanoGPT's final val, given nanoGPT's wall time",
                 "worst": worst_gap, "met": worst_gap >= 0.30},
-               {"target": "ours reaches nanoGPT's final val in <= 1/4 of nanoGPT's time",
-                "worst": worst_ratio, "met": worst_ratio is not None and worst_ratio <= 0.25}]
+               {"target": "ours reaches nanoGPT's final val in <= 1/4 of nanoGPT's time, inside the full-time run",
+                "worst": worst_ratio, "met": worst_ratio is not None and worst_ratio <= 0.25},
+               {"target": "ours, given 1/4 of nanoGPT's time, ends at or below nanoGPT's final val (val above it)",
+                "worst": worst_quarter, "met": worst_quarter <= 0}]
     for t in targets:
         print(f"{t['target']}: {'met' if t['met'] else 'NOT met'} (worst round {t['worst']})")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -397,7 +397,7 @@ def min_shared_rows(model: nn.Module, rows: int = PROBE_ROWS) -> int | None:
 
     A CPU matmul may take another path for a few rows than for many (float32 here: 1 to 3 rows differ from 4 and
     more; with 2 threads, 1 to 11), so it is measured on the model's own Linear layers, in a decoding step's shape,
-    once per process, shape and thread count: tens of milliseconds.
+    once per process, shape and thread count: well under a second.
     """
     layers = {}
     for m in model.modules():
