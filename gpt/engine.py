@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import torch
@@ -133,23 +134,14 @@ def use_threads(n: int) -> None:
 
 
 def with_threads(n: int, fn):
-    """fn() called in a thread of its own that has n torch threads, as the engine's thread will."""
-    out = []
-
+    """fn() called in a thread of its own that has n torch threads, as the engine's thread will; its result (or
+    its error, raised here)."""
     def run():
         use_threads(n)
-        try:
-            out.append((True, fn()))
-        except BaseException as e:
-            out.append((False, e))
+        return fn()
 
-    helper = threading.Thread(target=run)
-    helper.start()
-    helper.join()
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 _engines: dict[int, Engine] = {}

@@ -190,9 +190,8 @@ def test_a_training_run_can_sample_under_bf16_autocast():
 def test_a_big_model_gets_fewer_rows_so_its_cache_stays_bounded():
     """Keys and values for 64 streams of a long-context model would take gigabytes: rows are cut to a budget."""
     from conftest import small_gpt
-    from gpt import engine
 
     big = small_gpt(block_size=8192, n_layer=4, n_embd=64)  # 16 MiB of float32 keys and values per stream
     rows = Engine(big).batch.cache.k.size(1)
-    assert rows == engine.CACHE_BYTES // (2 * 4 * 4 * 8192 * 64) < engine.MAX_STREAMS
-    assert Engine(small_gpt()).batch.cache.k.size(1) == engine.MAX_STREAMS
+    assert rows == engine_module.CACHE_BYTES // (2 * 4 * 4 * 8192 * 64) < engine_module.MAX_STREAMS
+    assert Engine(small_gpt()).batch.cache.k.size(1) == engine_module.MAX_STREAMS
