@@ -54,6 +54,16 @@ class Head(nn.Module):
         return wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 
+def written_out(q, k, v, mask=None, dropout_p: float = 0.0):
+    """Head's attention for all heads at once, returning `wei` (B, nh, T, T') too; mask as in attention()."""
+    T, T_all = q.size(2), k.size(2)
+    if mask is None:
+        mask = torch.ones(T, T_all, dtype=torch.bool, device=q.device).tril(diagonal=T_all - T)
+    wei = (q @ k.transpose(-2, -1)) * k.size(-1) ** -0.5  # (B, nh, T, T')
+    wei = wei.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    return F.dropout(wei, dropout_p, training=dropout_p > 0) @ v, wei  # (B, nh, T, hs)
+
+
 def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
     """Head's softmax(q·kᵀ / √hs)·v for all heads at once: (B, nh, T, hs) queries over (B, nh, T', hs) keys.
 
@@ -61,8 +71,12 @@ def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
     KV cache. Flash attention where the backend has it: the same result as Head's, with less memory.
     """
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        # under CPU bf16 autocast, flash attention's backward is 4x slower in bf16 than in fp32: attend in fp32
-        with torch.autocast("cpu", enabled=False):
+        if mask is None and causal:
+            # training: Head's formula in bf16 (its softmax computes in float32 and rounds once) beats CPU flash
+            # attention in both precisions: bf16's backward is 4x slower, and float32 makes the cpu preset's whole
+            # step 7-11% longer (python bench/cpu_attention.py)
+            return written_out(q, k, v, None, dropout_p)[0]
+        with torch.autocast("cpu", enabled=False):  # a KV cache under autocast: attend in float32
             return attention(q.float(), k.float(), v.float(), mask, causal, dropout_p)
     if q.dtype != k.dtype:  # a float32 cache under bf16 weights (a crowd's decoding step): attend in float32
         return attention(q.to(k.dtype), k, v, mask, causal, dropout_p).to(q.dtype)
@@ -101,22 +115,13 @@ class MultiHeadAttention(nn.Module):
         mask = None
         if cache is not None:  # generating: the keys and values of earlier positions come from the cache
             k, v, mask = cache.update(k, v)  # (B, nh, T', hs) and what each new position may see
-        if self.keep_wei:
-            y = self._attention_kept(q, k, v, mask)
+        if self.keep_wei:  # the same attention written out as in Head, keeping `wei` for the heatmaps
+            y, self.wei = written_out(q, k, v, mask)
         else:
             y = attention(q, k, v, mask, causal=cache is None,
                           dropout_p=self.attn_dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # merge: the heads side by side again, (B, T, C)
         return self.dropout(self.proj(y))
-
-    def _attention_kept(self, q, k, v, mask):
-        """The same attention written out as in Head, keeping `wei` (B, nh, T, T') for the heatmaps."""
-        T, T_all = q.size(2), k.size(2)
-        if mask is None:
-            mask = torch.ones(T, T_all, dtype=torch.bool, device=q.device).tril(diagonal=T_all - T)
-        wei = (q @ k.transpose(-2, -1)) * k.size(-1) ** -0.5  # (B, nh, T, T')
-        self.wei = wei.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        return self.wei @ v  # (B, nh, T, hs)
 
 
 class FeedForward(nn.Module):

@@ -443,7 +443,8 @@ class Trainer:
         """A short sample from the model as it is now: the learner watches noise turn into Shakespeare."""
         was_training = self.model.training
         self.model.eval()
-        with self.autocast():
+        # on the CPU, float32 decodes one row twice as fast as bf16 autocast, which casts every weight at each step
+        with self.autocast() if self.device.type != "cpu" else nullcontext():
             text = generate_text(self.model, prompt, max_new_tokens=length, seed=self.config.seed)[0]
         self.model.train(was_training)
         return text
