@@ -20,15 +20,18 @@ from gpt.model import GPTLanguageModel
 from gpt.optim import build_optimizer
 from gpt.trainer import FIRST_EVAL_ITERS, TrainConfig
 
-TIMED_STEPS = 1  # after the warm-up: the lecture's size takes seconds a step on a CPU
+# after the warm-up, steps are timed for this long (one at least: the lecture's size takes seconds a step on a
+# CPU), so that a small model's few milliseconds are not one noisy sample
+TIMED_SECONDS, MAX_TIMED_STEPS = 0.2, 50
 VOCAB_SIZE = 65  # Tiny Shakespeare's; the vocabulary barely changes the time of a step
 
 
 @dataclass
 class Estimate:
-    seconds: float  # the whole run: max_iters steps and every evaluation
+    seconds: float  # the whole run: max_iters steps and every evaluation (a timed run: max_time)
     step_seconds: float  # one training step, measured
     eval_seconds: float  # one evaluation (eval_iters batches of each split)
+    steps: int  # max_iters, or about how many steps a timed run makes before its deadline
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,10 +54,11 @@ def _timings(n_layer: int, n_head: int, n_embd: int, block_size: int, batch_size
         loss.item()  # waits for the device
 
     step()  # warm-up: the first step allocates
-    start = time.perf_counter()
-    for _ in range(TIMED_STEPS):
+    start, steps = time.perf_counter(), 0
+    while steps < MAX_TIMED_STEPS and (steps == 0 or time.perf_counter() - start < TIMED_SECONDS):
         step()
-    train = (time.perf_counter() - start) / TIMED_STEPS
+        steps += 1
+    train = (time.perf_counter() - start) / steps
     model.eval()
     with torch.no_grad(), autocast():
         start = time.perf_counter()
@@ -69,6 +73,10 @@ def estimate_time(config: TrainConfig) -> Estimate:
     bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(device))
     train, forward = _timings(config.n_layer, config.n_head, config.n_embd, config.block_size, config.batch_size,
                               config.bias, str(device), bf16, config.optimizer)
+    evaluation = 2 * config.eval_iters * forward  # train and val splits
+    first = 2 * min(config.eval_iters, FIRST_EVAL_ITERS) * forward
+    if config.max_time:  # the steps that fit before the final evaluation, with one every eval_interval steps
+        steps = (config.max_time - first - evaluation) / (train + evaluation / config.eval_interval)
+        return Estimate(config.max_time, train, evaluation, max(0, int(steps)))
     evals = config.max_iters // config.eval_interval + (config.max_iters % config.eval_interval > 0)  # and the last
-    batches = 2 * (min(config.eval_iters, FIRST_EVAL_ITERS) + evals * config.eval_iters)  # train and val splits
-    return Estimate(config.max_iters * train + batches * forward, train, 2 * config.eval_iters * forward)
+    return Estimate(config.max_iters * train + first + evals * evaluation, train, evaluation, config.max_iters)

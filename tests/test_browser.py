@@ -98,6 +98,10 @@ def test_train_for_minutes_in_the_browser(browser, app_server):
     page.get_by_role("option", name="tiny").click()
     expect(page.get_by_label("Layers")).to_have_value("2")
     page.get_by_label("Train for (minutes)").fill("0.25")
+    page.get_by_label("Train for (minutes)").press("Tab")
+    # the estimate follows: about how many steps fit in the time, not how long the iterations take
+    expect(page.locator("#time-estimate")).to_contain_text(re.compile(r"Trains for 15 s on .*: about [\d,]+ steps"),
+                                                           timeout=60_000)
     page.get_by_label("Run name").fill("timed-browser-run")
     page.get_by_role("button", name="Start").click()
     status = page.locator(".status")

@@ -222,6 +222,12 @@ def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evalua
     wider = estimate_time(TrainConfig.from_preset("tiny", n_embd=256, n_head=4, max_iters=100, eval_interval=50,
                                                   eval_iters=10))
     assert wider.step_seconds > guess.step_seconds  # a bigger model takes longer per step, measured
+    # a timed run: about as many steps as fit before the deadline, with their evaluations
+    timed = estimate_time(TrainConfig.from_preset("tiny", max_time=10, eval_interval=50, eval_iters=10))
+    assert timed.seconds == 10 and timed.step_seconds == guess.step_seconds and timed.steps > 0
+    run = lambda steps: estimate_time(TrainConfig.from_preset("tiny", max_iters=steps, eval_interval=50,
+                                                              eval_iters=10)).seconds
+    assert run(timed.steps) <= 10 + guess.eval_seconds and run(timed.steps + 50) > 10
 
 
 def test_durations_read_as_seconds_and_nonsense_is_explained():

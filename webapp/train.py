@@ -70,19 +70,23 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
     return f"Started **{out.name}**{started} on {DEVICE}. Every open tab shows this run."
 
 
-def estimate(preset, *settings) -> str:
-    """The chosen settings' training time on this device, from a timed step of their size (remembered per size)."""
+def estimate(preset, *settings_and_minutes) -> str:
+    """The chosen settings' training time on this device (or, training for some minutes, about how many steps),
+    from a timed step of their size (remembered per size)."""
     if runner.running:
         return "*The time estimate waits for the current run to end: measuring now would slow it down.*"
+    *settings, minutes = settings_and_minutes
     try:
-        config = TrainConfig.from_preset(preset, **dict(zip(FIELDS, settings)))
+        config = TrainConfig.from_preset(preset, **dict(zip(FIELDS, settings)), max_time=time_limit(minutes))
         guess = estimate_time(config)
     except (GPTError, ValueError, TypeError) as e:
         return f"*No estimate: {e}*"
     except RuntimeError as e:  # e.g. out of memory on the device: the run itself would fail the same way
         return f"*No estimate: these settings do not fit on {DEVICE} ({str(e).splitlines()[0]})*"
-    return (f"Estimated time on {DEVICE}: **about {_duration(guess.seconds)}** "
-            f"({guess.step_seconds * 1000:,.0f} ms a step, measured; {_duration(guess.eval_seconds)} an evaluation)")
+    measured = f"{guess.step_seconds * 1000:,.0f} ms a step, measured; {_duration(guess.eval_seconds)} an evaluation"
+    if config.max_time:
+        return f"Trains for {_duration(config.max_time)} on {DEVICE}: **about {guess.steps:,} steps** ({measured})"
+    return f"Estimated time on {DEVICE}: **about {_duration(guess.seconds)}** ({measured})"
 
 
 def time_limit(minutes) -> float:
@@ -253,7 +257,7 @@ def build(demo: gr.Blocks) -> None:
     settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
                 seed]
     preset.change(preset_values, preset, settings, api_visibility="private")
-    gr.on([demo.load, *(s.change for s in settings)], estimate, [preset, *settings], time_estimate,
+    gr.on([demo.load, *(s.change for s in [*settings, minutes])], estimate, [preset, *settings, minutes], time_estimate,
           trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
           show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
