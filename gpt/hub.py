@@ -242,26 +242,31 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
     dest = root / name
     if dest.exists() and not overwrite:
         raise HubError(f"weights/{name} already exists: choose another name, or allow replacing it")
-    progress(0.05, f"looking up {repo_id}")
-    with hub_errors("pull", repo_id, token, revision):
-        size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
-                   if f.path in SHARED_FILES)
-        if max_bytes is not None and size > max_bytes:
-            raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
-        count = ByteCount()
-        snapshot = Path(watched(
-            lambda: snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES,
-                                      tqdm_class=count.bar),
-            lambda: progress(0.1 + 0.7 * min(1.0, count.done / max(size, 1)),
-                             f"downloading {repo_id}: {count.done / 1e6:.1f} of {size / 1e6:.1f} MB")))
-    progress(0.8, "checking the weights")
-    try:
-        check_weights(snapshot)
-    except WeightsError as e:
-        raise HubError(f"{repo_id} is not a GPT of this project: {str(e).replace(str(snapshot), repo_id)}") from None
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))  # same disk: the final rename is atomic
-    try:
+    # a scratch Hugging Face cache beside the weights (the same disk: the final rename is atomic), removed when done:
+    # a server pulling for its visitors keeps one copy of each pull, under its weights folder whose space it
+    # bounds, not a second one in a cache that would grow with every pull
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root, ignore_cleanup_errors=True) as scratch:
+        progress(0.05, f"looking up {repo_id}")
+        with hub_errors("pull", repo_id, token, revision):
+            size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
+                       if f.path in SHARED_FILES)
+            if max_bytes is not None and size > max_bytes:
+                raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
+            count = ByteCount()
+            snapshot = Path(watched(
+                lambda: snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES,
+                                          cache_dir=Path(scratch) / "cache", tqdm_class=count.bar),
+                lambda: progress(0.1 + 0.7 * min(1.0, count.done / max(size, 1)),
+                                 f"downloading {repo_id}: {count.done / 1e6:.1f} of {size / 1e6:.1f} MB")))
+        progress(0.8, "checking the weights")
+        try:
+            check_weights(snapshot)
+        except WeightsError as e:
+            raise HubError(f"{repo_id} is not a GPT of this project: {str(e).replace(str(snapshot), repo_id)}") \
+                from None
+        staging = Path(scratch) / name
+        staging.mkdir()
         for file in SHARED_FILES:
             if (snapshot / file).is_file():
                 shutil.copyfile(snapshot / file, staging / file)  # copies the bytes, not the cache's symlinks
@@ -272,8 +277,6 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
             dest.rename(old)
         staging.rename(dest)
         shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(1.0, "done")
     return dest
 

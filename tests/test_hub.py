@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import HfApi, metadata_load, snapshot_download
+from huggingface_hub import HfApi, constants, metadata_load, snapshot_download
 from PIL import Image
 
 from conftest import ROOT, TOKENS
@@ -152,6 +152,15 @@ def test_pull_refuses_to_replace_a_folder_unless_asked(hub_server, run, tmp_path
         pull("alice/again", root=tmp_path, token=READ)
     assert pull("alice/again", root=tmp_path, token=READ, overwrite=True) == tmp_path / "again"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no staging folders left behind
+
+
+def test_a_pull_leaves_one_copy_under_weights_and_none_in_the_hugging_face_cache(hub_server, run, tmp_path):
+    # a public server pulls for visitors: what it keeps must all be where its space for weights is bounded
+    push(run, "alice/once", token=WRITE)
+    pull("alice/once", root=tmp_path / "weights", token=READ)
+    pull("alice/once", root=tmp_path / "weights", token=READ, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["once"]
+    assert not list(Path(constants.HF_HUB_CACHE).rglob("models--alice--once"))  # where the cache would keep it
 
 
 def test_a_pull_above_its_size_limit_is_refused_before_downloading(hub_server, run, tmp_path):
