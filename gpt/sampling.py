@@ -125,6 +125,10 @@ class CacheRows:
         self.pos = pos
         # (B, 1, 1, block_size): each row sees its filled positions and the new one
         self.mask = (torch.arange(cache.block_size, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
+        # where each row's and head's new key goes in a layer's (rows * nh * block_size, hs) view: one index_copy_
+        nh = cache.k.size(2)
+        slots = (torch.arange(lo, hi, device=pos.device)[:, None] * nh + torch.arange(nh, device=pos.device))
+        self.slots = (slots * cache.block_size + pos[:, None]).flatten()  # (B * nh,)
 
     def positions(self, T: int) -> torch.Tensor:  # (B, 1)
         if T != 1:
@@ -137,10 +141,10 @@ class CacheRows:
 
     def update(self, k, v):
         """Write each row's new key and value (B, nh, 1, hs) at its own position; return the padded rows."""
-        rows = torch.arange(self.lo, self.hi, device=k.device)
         dtype = self.cache.k.dtype  # under autocast (a training run's samples) k and v come in bf16
-        self.cache.k[self.i, rows, :, self.pos] = k[:, :, 0].to(dtype)  # (B, nh, hs)
-        self.cache.v[self.i, rows, :, self.pos] = v[:, :, 0].to(dtype)
+        hs = k.size(-1)
+        self.cache.k[self.i].view(-1, hs).index_copy_(0, self.slots, k.reshape(-1, hs).to(dtype))  # (B * nh, hs)
+        self.cache.v[self.i].view(-1, hs).index_copy_(0, self.slots, v.reshape(-1, hs).to(dtype))
         return self.cache.k[self.i, self.lo:self.hi], self.cache.v[self.i, self.lo:self.hi], self.mask
 
 
@@ -481,8 +485,8 @@ class Batch:
             self.remove(s)
         if not self.streams:
             return made
-        for i, s in enumerate(self.streams):
-            if int(self.cache.pos[i]) == self.block_size:
+        for i, (s, pos) in enumerate(zip(self.streams, self.cache.pos.tolist())):
+            if pos == self.block_size:
                 # window full: no position block_size exists; re-encode the recent context, the newest token
                 # joining the step below like every other row's
                 self._prefill(i, s.context[-s.rebuild:-1])
