@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from gpt import ConfigError, GPT, GPTConfig
-from gpt.model import Head, MultiHeadAttention
+from gpt.model import Head, MultiHeadAttention, attention
 
 
 def small_config(**overrides) -> GPTConfig:
@@ -81,6 +81,17 @@ def test_fused_attention_equals_the_lectures_per_head_attention(T):
         lecture.proj.load_state_dict(fused.proj.state_dict())
     x = torch.randn(4, T, C)
     torch.testing.assert_close(fused(x), lecture(x), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_under_cpu_autocast_is_the_lectures_and_drops_out_only_when_asked():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))  # (B, nh, T, hs)
+    wei = (q @ k.transpose(-2, -1) * 8 ** -0.5).masked_fill(torch.ones(16, 16).tril() == 0, float("-inf"))
+    expected = wei.softmax(dim=-1) @ v  # Head's formula, float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain, dropped = attention(q, k, v), attention(q, k, v, dropout_p=0.5)
+    torch.testing.assert_close(plain.float(), expected, rtol=0.02, atol=0.02)  # bf16: 2-3 significant digits
+    assert not torch.allclose(dropped.float(), plain.float(), atol=0.05)
 
 
 def test_changing_a_later_token_never_changes_earlier_logits():
