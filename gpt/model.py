@@ -74,7 +74,7 @@ def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
         if mask is None and causal:
             # training: Head's formula in bf16 (its softmax computes in float32 and rounds once) beats CPU flash
             # attention in both precisions: bf16's backward is 4x slower, and float32 makes the cpu preset's whole
-            # step 7-11% longer (python bench/cpu_attention.py)
+            # step 6-11% longer (python bench/cpu_autocast.py)
             return written_out(q, k, v, None, dropout_p)[0]
         with torch.autocast("cpu", enabled=False):  # a KV cache under autocast: attend in float32
             return attention(q.float(), k.float(), v.float(), mask, causal, dropout_p)

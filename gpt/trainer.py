@@ -443,7 +443,8 @@ class Trainer:
         """A short sample from the model as it is now: the learner watches noise turn into Shakespeare."""
         was_training = self.model.training
         self.model.eval()
-        # on the CPU, float32 decodes one row twice as fast as bf16 autocast, which casts every weight at each step
+        # on the CPU, float32 decodes one row faster than bf16 autocast, which casts every weight at each step
+        # (0.31 against 0.48 s for 200 characters of the cpu preset: python bench/cpu_autocast.py)
         with self.autocast() if self.device.type != "cpu" else nullcontext():
             text = generate_text(self.model, prompt, max_new_tokens=length, seed=self.config.seed)[0]
         self.model.train(was_training)

@@ -1,11 +1,13 @@
-"""Why training under CPU bf16 autocast attends with Head's written-out formula, not flash attention.
+"""Two choices a CPU training run makes under bf16 autocast, measured: how it attends, and how it samples.
 
-    python bench/cpu_attention.py [--preset cpu] [--steps 100]
+    python bench/cpu_autocast.py [--preset cpu] [--steps 100]
 
-Times the `cpu` preset's whole training step (batch, forward, backward, clipping, optimizer) with each attention,
-alternated step by step in one process, and prints the median step of each:
-"flash" is CPU flash attention in float32 (bf16's backward is 4x slower), as gpt.model did before; "written out"
-is gpt.model.attention now.
+1. The `cpu` preset's whole training step (batch, forward, backward, clipping, optimizer) with each attention,
+   alternated step by step in one process; the median step of each. "flash" is CPU flash attention in float32
+   (bf16's backward is 4x slower), as gpt.model did before; "written out" is gpt.model.attention now (Head's
+   formula in bf16).
+2. The 200-character sample each evaluation shows, decoded in float32 (what Trainer.sample does on a CPU) and
+   under bf16 autocast, alternated; the median of each.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt.model  # noqa: E402
 from gpt.device import describe_device  # noqa: E402
+from gpt.sampling import generate_text  # noqa: E402
 from gpt.trainer import Trainer, TrainConfig  # noqa: E402
 
 written_out = gpt.model.attention
@@ -71,6 +74,18 @@ def main():
     print(f"{args.preset} preset, {describe_device(trainer.device)}, {autocast}, torch {torch.__version__}")
     for name, t in times.items():
         print(f"{name:<20} median {statistics.median(t) * 1000:6.1f} ms a step, mean {statistics.mean(t) * 1000:6.1f}")
+
+    samples = {"float32": nullcontext, "bf16 autocast": trainer.autocast}
+    times = {name: [] for name in samples}
+    model.eval()
+    for _ in range(5):
+        for name, context in samples.items():
+            started = time.perf_counter()
+            with context():
+                generate_text(model, "", max_new_tokens=config.sample_length, seed=config.seed)
+            times[name].append(time.perf_counter() - started)
+    for name, t in times.items():
+        print(f"sample of {config.sample_length} characters, {name:<14} median {statistics.median(t):5.2f} s")
 
 if __name__ == "__main__":
     main()
