@@ -51,7 +51,7 @@ def train(config: TrainConfig, budget: float | None, keep_model: bool = False) -
     rates = sorted(e["tokens_per_sec"] for e in events if e["event"] == "step")
     return {"setup_s": setup, "end": end["event"], "steps": end["step"], "elapsed_s": end["elapsed"],
             "median_tokens_per_s": rates[len(rates) // 2] if rates else None,
-            "device": events[0]["device"], "evals": evals, **({"model": trainer.model} if keep_model else {})}
+            "device": events[0]["device"], "evals": evals, **({"model": trainer.eval_model} if keep_model else {})}
 
 
 def first_reached(evals: list[dict], level: float) -> dict | None:

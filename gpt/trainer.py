@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gpt import weights
 from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
@@ -62,6 +63,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 0.0  # 0 = off
+    # 0 = off; else evaluations, samples and saved weights use an exponential moving average of the weights, this
+    # much of the average kept at each step: a model as good as a decayed learning rate gives, long before the end
+    ema: float = 0.0
     # evaluation: loss on eval_iters batches of each split every eval_interval steps, and a short sample
     eval_interval: int = 500
     eval_iters: int = 200
@@ -92,6 +96,8 @@ class TrainConfig:
         for name in positive + non_negative:
             whole_number(name, getattr(self, name), 1 if name in positive else 0)
         check_seed(self.seed)
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be 0 (off) or a fraction below 1, like 0.95, not {self.ema!r}")
         for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip", "muon_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -159,7 +165,8 @@ def training_bytes(config: TrainConfig, vocab_size: int) -> int:
     L, C, T, B, V = config.n_layer, config.n_embd, config.block_size, config.batch_size, vocab_size
     params = 12 * L * C * C + (2 * V + T) * C
     kept_for_backward = B * T * C * L * 20 + B * config.n_head * T * T * L * 2 + B * T * V * 3  # float32 values
-    return 16 * params + 4 * kept_for_backward  # weights, gradients and AdamW's two moments: 16 bytes a parameter
+    # weights, gradients and AdamW's two moments: 16 bytes a parameter; 4 more for the weights' average (ema)
+    return (20 if config.ema else 16) * params + 4 * kept_for_backward
 
 
 def _seed(*parts: int) -> int:
@@ -250,6 +257,9 @@ class Trainer:
                                          fused=self.device.type == "cuda")
         self.step, self.best_val, self.elapsed_before = 0, math.inf, 0.0
         self.eval_seconds = 0.0  # what the last evaluation (with its saves) took: a timed run keeps room for one
+        self.average = None
+        if config.ema:
+            self.average = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
         if saved is not None:
             self._restore(*saved)
 
@@ -282,7 +292,12 @@ class Trainer:
         """The TrainConfig a run folder was trained with, for --resume."""
         return TrainConfig(**weights.read_training_meta(out_dir)["config"])
 
-    def _restore(self, model_state, optimizer_state, rng, meta):
+    @property
+    def eval_model(self) -> GPT:
+        """The weights evaluations score, samples show and saves keep: the moving average (ema), or the model."""
+        return self.average.module if self.average is not None else self.model
+
+    def _restore(self, model_state, optimizer_state, rng, meta, average_state):
         saved = TrainConfig(**meta["config"])
         changed = [k for k in MODEL_FIELDS if getattr(saved, k) != getattr(self.config, k)]
         if changed:
@@ -292,6 +307,9 @@ class Trainer:
         weights.check_state_dict(model_state, self.model, self.out_dir / weights.STATE_FILE)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optimizer_state)
+        if self.average is not None:  # a run saved without an average starts one from its weights
+            self.average.module.load_state_dict(average_state or model_state)
+            self.average.n_averaged.fill_(1)  # averaging goes on from there (0 would copy the model over it)
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -383,6 +401,8 @@ class Trainer:
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 self.optimizer.step()
+                if self.average is not None:
+                    self.average.update_parameters(self.model)
                 self.step += 1
             loss = loss.item()  # waits for the step to finish, so dt below is honest
             dt = time.perf_counter() - t0
@@ -428,7 +448,7 @@ class Trainer:
             return
         config = self.config
         iters = min(config.eval_iters, FIRST_EVAL_ITERS) if self.step == 0 else config.eval_iters
-        losses = estimate_loss(self.model, self.data, iters, config.batch_size, _seed(config.seed, -1, self.step),
+        losses = estimate_loss(self.eval_model, self.data, iters, config.batch_size, _seed(config.seed, -1, self.step),
                                self.autocast)
         sample = self.sample(config.sample_length) if config.sample_length else ""
         improved = losses["val"] < self.best_val
@@ -441,13 +461,14 @@ class Trainer:
 
     def sample(self, length: int, prompt: str = "") -> str:
         """A short sample from the model as it is now: the learner watches noise turn into Shakespeare."""
-        was_training = self.model.training
-        self.model.eval()
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
         # on the CPU, float32 decodes one row faster than bf16 autocast, which casts every weight at each step
         # (0.31 against 0.48 s for 200 characters of the cpu preset: python bench/cpu_autocast.py)
         with self.autocast() if self.device.type != "cpu" else nullcontext():
-            text = generate_text(self.model, prompt, max_new_tokens=length, seed=self.config.seed)[0]
-        self.model.train(was_training)
+            text = generate_text(model, prompt, max_new_tokens=length, seed=self.config.seed)[0]
+        model.train(was_training)
         return text
 
     def _save_state(self, elapsed: float) -> None:
@@ -456,21 +477,23 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {"step": self.step, "best_val": self.best_val, "elapsed": elapsed, "config": asdict(self.config),
                 "eval_seconds": self.eval_seconds}
-        weights.save_training_state(self.out_dir, self.model, self.optimizer, rng, meta)
+        weights.save_training_state(self.out_dir, self.model, self.optimizer, rng, meta,
+                                    self.average.module if self.average is not None else None)
 
     def _save_weights(self, losses: dict[str, float], sample: str, elapsed: float) -> None:
         """The weights, with a model card and loss curve built from the run's log and this evaluation."""
         log = read_log(self.out_dir)  # the events so far; this evaluation is logged after the save
         log["evals"].append({"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
                              "sample": sample, "elapsed": elapsed, "saved": True})
-        model = self.model
+        model = self.eval_model
         name = os.path.relpath(self.out_dir)  # what GPT.from_pretrained is given from here
         card = model_card(model.config, model.vocab, log, str(self.out_dir) if name.startswith("..") else name)
         weights.save_weights(model, self.out_dir, card=card)
         weights.atomic_write(self.out_dir / CURVE_FILE, lambda tmp: tmp.write_bytes(loss_curve_png(log)))
 
     def snapshot(self) -> GPT:
-        """A copy of the model as it is right now (between two steps), in eval mode, on the CPU."""
+        """A copy of the model as it is right now (between two steps; its average, with ema), in eval mode, on the
+        CPU."""
         with self.lock:
-            model = copy.deepcopy(self.model)
+            model = copy.deepcopy(self.eval_model)
         return model.cpu().eval()

@@ -200,8 +200,11 @@ def check_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, whe
 
 
 def save_training_state(folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        rng: dict[str, torch.Tensor], meta: dict) -> None:
+                        rng: dict[str, torch.Tensor], meta: dict, average: torch.nn.Module | None = None) -> None:
+    """Everything --resume needs: weights, optimizer moments, random states, meta, and the weights' average."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update({f"average.{k}": v.detach().cpu().contiguous() for k, v in average.state_dict().items()})
     opt = optimizer.state_dict()
     for i, state in opt["state"].items():
         for name, value in state.items():
@@ -228,23 +231,26 @@ def read_training_meta(folder: str | Path) -> dict:
     return _state_metadata(Path(folder) / STATE_FILE)["meta"]
 
 
-def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict]:
-    """(model state_dict, optimizer state_dict, rng tensors, meta) from training_state.safetensors."""
+def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict, dict | None]:
+    """(model state_dict, optimizer state_dict, rng tensors, meta, the average's state_dict or None) from
+    training_state.safetensors."""
     path = Path(folder) / STATE_FILE
     tensors = _load_safetensors(path)
     metadata = _state_metadata(path)
     meta, param_groups = metadata["meta"], metadata["param_groups"]
-    model_state, opt_state, rng = {}, {}, {}
+    model_state, opt_state, rng, average = {}, {}, {}, {}
     for key, value in tensors.items():
         kind, _, rest = key.partition(".")
         if kind == "model":
             model_state[rest] = value
+        elif kind == "average":
+            average[rest] = value
         elif kind == "optimizer":
             i, _, name = rest.partition(".")
             opt_state.setdefault(int(i), {})[name] = value
         elif kind == "rng":
             rng[rest] = value
-    return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta
+    return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta, average or None
 
 
 # --- weights folders: what is there ---

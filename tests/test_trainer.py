@@ -162,6 +162,23 @@ def test_resume_with_muon_gives_the_weights_of_an_uninterrupted_run(small_text, 
         assert torch.equal(resumed.state_dict()[name], tensor), name
 
 
+def test_with_ema_the_average_is_scored_shown_and_saved_and_resume_carries_it_on(small_text, tmp_path):
+    config = tiny(small_text, max_iters=30, ema=0.9)
+    straight = Trainer(config, tmp_path / "straight")
+    straight.run()
+    average, model = straight.average.module.state_dict(), straight.model.state_dict()
+    assert any(not torch.equal(average[k], model[k]) for k in model)  # an average, not the weights themselves
+    saved = GPT.from_pretrained(tmp_path / "straight").state_dict()  # the best evaluation is the last one here
+    assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert straight.snapshot().state_dict().keys() == saved.keys()
+
+    stop = threading.Event()
+    Trainer(config, tmp_path / "resumed", stop=stop, callbacks=[stop_at(17, stop)]).run()
+    resumed = Trainer(config, tmp_path / "resumed", resume=True)
+    resumed.run()  # the average comes back from the file and goes on: the same as never stopping
+    assert all(torch.equal(resumed.average.module.state_dict()[k], average[k]) for k in average)
+
+
 def test_resume_refuses_another_optimizer(small_text, tmp_path):
     Trainer(tiny(small_text, max_iters=5), tmp_path).run()
     with pytest.raises(ConfigError, match="cannot resume a adamw run with optimizer muon"):
