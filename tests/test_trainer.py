@@ -37,6 +37,8 @@ def test_presets_hold_the_lecture_and_nanogpt_recipes():
     (dict(dtype="float16"), "dtype"),
     (dict(optimizer="sgd"), "optimizer must be adamw or muon, not 'sgd'"),
     (dict(optimizer="muon", muon_lr=0), "muon_lr must be above 0"),
+    (dict(ema=1.0), r"ema must be 0 \(off\) or a fraction below 1, like 0.95, not 1.0"),
+    (dict(ema="high"), "ema must be 0"),
 ])
 def test_impossible_training_settings_are_explained(overrides, message):
     with pytest.raises(ConfigError, match=message):
