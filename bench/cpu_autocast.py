@@ -87,5 +87,6 @@ def main():
     for name, t in times.items():
         print(f"sample of {config.sample_length} characters, {name:<14} median {statistics.median(t):5.2f} s")
 
+
 if __name__ == "__main__":
     main()

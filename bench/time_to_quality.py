@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -108,9 +109,7 @@ def vs_nanogpt(args) -> None:
                                                           "eval_interval", "eval_iters", "dtype")}
         hit = next((e for e in ours["evals"] if e["val_loss"] <= nano["final_val"]), None)
         # the same preset given a quarter of that time: what a user who wants nanoGPT's quality sooner would run
-        quarter_config = TrainConfig.from_preset(args.preset, dtype=args.dtype, device="cpu",
-                                                 max_time=nano["elapsed_s"] / 4)
-        quarter = train(quarter_config, None, keep_model=True)
+        quarter = train(replace(config, max_time=nano["elapsed_s"] / 4), None, keep_model=True)
         quarter["final_val"] = referee_val(quarter.pop("model"), splits["val"], config.block_size)
         rounds.append({"nanogpt": nano, "ours": ours, "gap": nano["final_val"] - ours["final_val"],
                        "reach_nanogpt_final_s": hit and hit["elapsed"],
