@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls out of the machine at start
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -16,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from webapp import access, generate, ladder, runs, share, train  # noqa: E402
-from webapp.state import MAX_UPLOAD_MB  # noqa: E402
+from webapp.state import MAX_UPLOAD_MB, engines  # noqa: E402
 
 CSS = """
 .status progress { width: 80%; height: 14px; vertical-align: middle; }
@@ -62,6 +63,7 @@ def main():
     args = parser.parse_args()
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"
+    threading.Thread(target=engines.start, daemon=True).start()  # ready before the first visitor asks
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
                                                    css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb",
                                                    show_error=True)  # refused calls say why, never a traceback

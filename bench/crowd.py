@@ -10,7 +10,9 @@ both sides see the same moods of the machine; then the `cpu` preset starts train
 Prints time to first character, p50/p95/max latency of a request, aggregate characters/s, the training run's
 tokens/s with and without the crowd, and the machine's load (`/proc/loadavg`).
 
-The visitors' clients run on the server's own two cores, so they are kept light: each looks at its job every
+Each visitor has a session on the server before the rounds start, as a visitor does once the page has loaded
+(building one takes the server about 16 ms of Python for this app's 150 components; gradio_client would
+otherwise make it with its first request). The visitors' clients run on the server's own two cores, so they are kept light: each looks at its job every
 10 ms (iterating a gradio_client job polls every millisecond), and `ssl_verify=False` (the URL is plain http on
 this machine; otherwise gradio_client builds an SSL context, tens of milliseconds of CPU, for each HTTP call).
 """
@@ -172,6 +174,8 @@ def main():
                     raise SystemExit("app.py did not start")
                 time.sleep(0.5)
         crowd(clients[:1], 20)  # load the weights and start the engine once
+        for client in clients:  # each visitor has opened the page: the server holds its session already
+            client.predict(api_name="/training_status")
         alone, many = [], []
         for _ in range(args.rounds):  # alternate: alone, crowd, alone, crowd
             alone += crowd(clients[:1], args.chars)

@@ -31,7 +31,7 @@ CACHE_BYTES = 512 * 2**20  # fewer rows for a big model: its keys and values sta
 THREADS = 1  # torch threads of the engine's thread: on 2 cores the web server and a training run need the other
 CHUNK_S = 0.05  # a reader gets its new tokens at most this often: one wake-up per chunk, not per token, so twenty
 # readers do not take the engine's turns on the interpreter
-_DONE = object()
+DONE = object()  # the end of a stream, after its last chunk
 
 
 class Engine:
@@ -59,32 +59,41 @@ class Engine:
         tokenizer, ids = encode_prompt(self.model, prompt)
         return (tokenizer.itos[t] for t in self.stream_tokens(ids, max_new_tokens, **sampling))
 
-    def stream_tokens(self, ids: list[int], max_new_tokens: int, *, temperature: float = 1.0,
-                      top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                      rebuild: int | None = None) -> Iterator[int]:
-        check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
-        stream = Stream(ids, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
-        stream.out = queue.SimpleQueue()  # chunks of tokens, then _DONE
-        stream.chunk, stream.sent = [], 0.0
-        if max_new_tokens > 0:
-            with self.lock:
-                self.waiting.append(stream)
-                if self.thread is None:  # the thread ends when nobody is left: start it again
-                    self.thread = threading.Thread(target=self._run, name="gpt-engine", daemon=True)
-                    self.thread.start()
+    def stream_tokens(self, ids: list[int], max_new_tokens: int, **settings) -> Iterator[int]:
+        """The stream's tokens as they are made (settings: temperature, top_k, top_p, seed, rebuild; checked here)."""
+        stream = self.submit(ids, max_new_tokens, queue.SimpleQueue(), **settings)
         return self._read(stream)
 
+    def submit(self, ids: list[int], max_new_tokens: int, out, *, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int | None = None, rebuild: int | None = None) -> Stream:
+        """Join the batch: out.put() gets the stream's tokens in chunks (lists), then DONE, or the error that
+        stopped the batch. Settings are checked before anything starts."""
+        check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
+        stream = Stream(ids, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
+        stream.out, stream.chunk, stream.sent = out, [], 0.0
+        if max_new_tokens == 0:
+            out.put(DONE)
+            return stream
+        with self.lock:
+            self.waiting.append(stream)
+            if self.thread is None:  # the thread ends when nobody is left: start it again
+                self.thread = threading.Thread(target=self._run, name="gpt-engine", daemon=True)
+                self.thread.start()
+        return stream
+
+    def leave(self, stream: Stream) -> None:
+        """Stop a stream (its reader went away): it leaves the batch at the next step."""
+        with self.lock:
+            self.leaving.add(stream)
+
     def _read(self, stream: Stream) -> Iterator[int]:
-        if stream.max_new_tokens == 0:
-            return
         try:
-            while (item := stream.out.get()) is not _DONE:
+            while (item := stream.out.get()) is not DONE:
                 if isinstance(item, BaseException):
                     raise item
                 yield from item
         finally:  # finished, or the reader stopped (closed the generator): leave the batch at the next step
-            with self.lock:
-                self.leaving.add(stream)
+            self.leave(stream)
 
     def _run(self) -> None:
         use_threads(self.threads)
@@ -112,7 +121,7 @@ class Engine:
                         s.out.put(s.chunk)
                         s.chunk, s.sent = [], now
                     if done:
-                        s.out.put(_DONE)
+                        s.out.put(DONE)
             except Exception as e:  # never leave a reader waiting: everyone in the batch gets the error
                 for s in list(batch.streams) + joining:
                     s.out.put(e)

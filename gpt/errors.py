@@ -48,6 +48,10 @@ class BusyError(GPTError):
     """A second training run asked for while one is going, or a live model asked for when none is training."""
 
 
+class EngineError(GPTError):
+    """The generation engine's process stopped or could not start (gpt.engine_process)."""
+
+
 class HubError(GPTError):
     """A Hub push, pull or publish that failed: bad repo id, token refused, repo missing, no network, not ours."""
 

@@ -30,6 +30,8 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
             if now - shown > 0.2:  # 5 updates a second: smooth to read, light on a server that many visitors share
                 shown = now
                 yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+    except GPTError as e:  # the engine's process stopped under this stream: say so
+        raise refused(e)
     finally:
         stream.close()  # Stop generating: this visitor's stream leaves the batch, everyone else's goes on
     elapsed = time.perf_counter() - start

@@ -14,7 +14,7 @@ import pandas as pd
 
 from gpt import weights
 from gpt.device import describe_device, pick_device
-from gpt.engine import engine_for
+from gpt.engine_process import EngineProcess
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
@@ -30,6 +30,7 @@ MAX_UPLOAD_MB = 10
 LIVE = "the model training now"
 
 runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
+engines = EngineProcess()  # generation: on a CPU in a process of its own, so the web server never waits on it
 DEVICE = describe_device(pick_device())
 
 
@@ -107,9 +108,10 @@ def optional_number(name: str, value, low: int = 0) -> int | None:
 
 def text_stream(name: str, prompt: str, **sampling):
     """The characters of a generation from weights `name`, served by their model's engine, shared with everyone
-    generating from the same model at the same time (gpt.engine)."""
+    generating from the same model at the same time (gpt.engine), in a process of its own on a CPU
+    (gpt.engine_process)."""
     model = load_weights(name, inference=True)  # int8 weights where that is faster (see README, Speed)
-    return engine_for(model).stream_text(prompt, **sampling)
+    return engines.stream_text(model, prompt, **sampling)
 
 
 def chart_frame(rows: list[tuple], series: dict, columns: list[str]) -> pd.DataFrame:
