@@ -108,8 +108,14 @@ def test_train_for_minutes_in_the_browser(browser, app_server):
     expect(status).to_contain_text("training for 15 s", timeout=30_000)  # the clock, not the iterations
     expect(status).to_contain_text("ETA", timeout=15_000)
     page.screenshot(path=ARTIFACTS / "2b-training-for-minutes.png", full_page=True)
+    page.get_by_label("Train for (minutes)").fill("0.5")  # the next run's: no measuring while this one trains
+    page.get_by_label("Train for (minutes)").press("Tab")
+    estimate = page.locator("#time-estimate")
+    expect(estimate).to_contain_text("waits for the current run to end", timeout=15_000)
     expect(status).to_contain_text("Finished timed-browser-run", timeout=60_000)
     expect(status).to_contain_text("100%")
+    # the run's end brings the estimate back, without touching a setting
+    expect(estimate).to_contain_text(re.compile(r"Trains for 30 s on .*: about [\d,]+ steps"), timeout=60_000)
     page.screenshot(path=ARTIFACTS / "2c-timed-run-finished.png", full_page=True)
 
 

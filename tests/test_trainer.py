@@ -249,6 +249,21 @@ def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evalua
     assert run(timed.steps) <= 10 + guess.eval_seconds and run(timed.steps + 50) > 10
 
 
+def test_a_step_time_measured_under_load_gives_way_to_a_faster_one_later(monkeypatch):
+    """A server measures while visitors generate: that slow figure must not stay for the server's life."""
+    from gpt import estimate
+
+    timings = iter([(1.0, 0.5), (0.1, 0.05), (0.3, 0.2)])  # busy, then idle, then busy again
+    monkeypatch.setattr(estimate, "_measure", lambda *size: next(timings))
+    monkeypatch.setattr(estimate, "_measured", {})
+    config = TrainConfig.from_preset("tiny", max_iters=100, eval_interval=50, eval_iters=10)
+    assert estimate.estimate_time(config).step_seconds == 1.0
+    assert estimate.estimate_time(config).step_seconds == 1.0  # remembered: not timed again within the minute
+    monkeypatch.setattr(estimate, "REMEASURE_S", 0.0)
+    assert estimate.estimate_time(config).step_seconds == 0.1  # timed again: the faster figure
+    assert estimate.estimate_time(config).step_seconds == 0.1  # and a slower one later does not undo it
+
+
 def test_durations_read_as_seconds_and_nonsense_is_explained():
     assert [parse_duration(t) for t in ("120", "90s", "2m", "1h", "1m30s", " 1.5m ", 45)] == \
         [120, 90, 120, 3600, 90, 90, 45]

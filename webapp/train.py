@@ -199,7 +199,8 @@ def poll(profile: gr.OAuthProfile | None, request: gr.Request):
     running = s["state"] in ("running", "stopping")
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     return (progress_html(s), loss_frame(s), samples_markdown(s),
-            gr.Button(interactive=not running and access.may_train(profile) is None), gr.Button(interactive=may_stop))
+            gr.Button(interactive=not running and access.may_train(profile) is None), gr.Button(interactive=may_stop),
+            running)
 
 
 _app: dict = {}  # the Blocks this tab is built into: its record of uploads tells them from the server's own files
@@ -257,7 +258,9 @@ def build(demo: gr.Blocks) -> None:
     settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
                 seed]
     preset.change(preset_values, preset, settings, api_visibility="private")
-    gr.on([demo.load, *(s.change for s in [*settings, minutes])], estimate, [preset, *settings, minutes], time_estimate,
+    running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
+    gr.on([demo.load, running.change, *(s.change for s in [*settings, minutes])], estimate,
+          [preset, *settings, minutes], time_estimate,
           trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
           show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
@@ -271,5 +274,5 @@ def build(demo: gr.Blocks) -> None:
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
     timer = gr.Timer(1.0)  # every tab polls the one server-owned run
-    gr.on([timer.tick, demo.load], poll, None, [progress, chart, samples, start_btn, stop_btn],
+    gr.on([timer.tick, demo.load], poll, None, [progress, chart, samples, start_btn, stop_btn, running],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
