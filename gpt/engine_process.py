@@ -98,8 +98,11 @@ class _Child:
 
     def __init__(self):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # it imports gpt as we do
-        self.process = subprocess.Popen([sys.executable, "-m", "gpt.engine_process"], env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "gpt.engine_process"], env=env,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as e:  # e.g. a host that allows no new processes
+            raise EngineError(f"the generation engine could not start ({e.strerror or e}); try again") from None
         key = os.urandom(32)
         self.process.stdin.write(key)
         self.process.stdin.close()

@@ -1,6 +1,7 @@
 """The engine in a process of its own (what the app serves with on a CPU): each stream exactly its text alone."""
 
 import gc
+import sys
 import threading
 import time
 
@@ -103,3 +104,9 @@ def test_a_dead_child_fails_its_readers_with_a_message_and_the_next_request_star
         assert len("".join(engines.stream_text(model, "ROMEO:", max_new_tokens=20, seed=1))) == 20
     finally:
         engines.close()
+
+
+def test_an_engine_that_cannot_start_says_so(model, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # as on a host that allows no new process
+    with pytest.raises(EngineError, match="could not start"):
+        EngineProcess().stream_text(model, "ROMEO:", max_new_tokens=5)
