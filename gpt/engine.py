@@ -2,7 +2,7 @@
 
 Requests join and leave the running batch between two steps ("continuous batching", as LLM servers do); each
 step samples one token for every stream and feeds them all through one forward pass. One step over twenty
-rows costs little more than one row: on a small model the cost is per-step overhead, not arithmetic.
+rows costs about three times one row's, not twenty times: a one-row step is mostly per-step overhead.
 
     engine = engine_for(model)
     for ch in engine.stream_text("ROMEO:", max_new_tokens=200, temperature=0.8, seed=1):
