@@ -183,8 +183,10 @@ class _Child:
                 out = self.readers.get(stream)
                 if out is not None:
                     out.put(item)
-        except (EOFError, OSError):
+        except Exception:  # the child ended (EOFError) or sent nonsense: never leave a reader waiting
             self.dead = True
+            if self.process.poll() is None:
+                self.process.kill()
             for out in list(self.readers.values()):
                 out.put(EngineError("the generation engine stopped; press Generate again"))
 
