@@ -1,5 +1,6 @@
 """The generation engine: many streams in one batch, each exactly the text it would be alone."""
 
+import itertools
 import threading
 
 import pytest
@@ -114,15 +115,19 @@ def test_a_row_gets_the_same_logits_to_the_bit_in_a_crowd_of_any_size(model):
         assert torch.equal(with_threads(engine_module.THREADS, lambda: first_row_logits(n)), alone), n
 
 
-def test_the_engine_serves_many_readers_at_once_each_its_own_text(model):
-    engine = Engine(model, max_streams=3)
-    todo = specs(5)
+def read_at_once(todo, open_stream, stop_after=None) -> dict:
+    """Every request of todo read by a thread of its own, all at once, as a web server's workers read them
+    (open_stream(prompt, **settings) gives the characters); request i stops after stop_after[i] characters.
+    Returns {i: text}; an error in any thread fails the test."""
+    stop_after = stop_after or {}
     results, errors = {}, []
 
     def read(i, spec):
         try:
             settings = {k: v for k, v in spec.items() if k not in ("prompt", "joins")}
-            results[i] = "".join(engine.stream_text(spec["prompt"], **settings))
+            stream = open_stream(spec["prompt"], **settings)
+            results[i] = "".join(itertools.islice(stream, stop_after.get(i)))
+            stream.close()
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -132,6 +137,13 @@ def test_the_engine_serves_many_readers_at_once_each_its_own_text(model):
     for r in readers:
         r.join(timeout=300)
     assert not errors
+    return results
+
+
+def test_the_engine_serves_many_readers_at_once_each_its_own_text(model):
+    engine = Engine(model, max_streams=3)
+    todo = specs(5)
+    results = read_at_once(todo, engine.stream_text)
     for i, spec in enumerate(todo):  # alone with the engine's thread count: a matmul's bits may depend on it
         assert [model.vocab.index(c) for c in results[i]] == with_threads(engine.threads, lambda: alone(model, spec))
     assert engine.active == 0 and engine.thread is None  # nobody left: the thread is gone until the next request

@@ -2,7 +2,6 @@
 
 import gc
 import sys
-import threading
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from gpt.errors import EngineError
 from gpt.sampling import inference_model
 
 from conftest import ROOT
-from test_engine import alone, specs
+from test_engine import alone, read_at_once, specs
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +40,8 @@ def test_streams_served_by_the_process_are_exactly_their_texts_alone(engines, mo
     """Five at once from threads, as the web server reads them, one stopped by its reader after 30 characters:
     every text is the one this process makes alone with the engine's thread count, past block_size too."""
     todo = specs(5)
-    results, errors = {}, []
-
-    def read(i, spec):
-        try:
-            settings = {k: v for k, v in spec.items() if k not in ("prompt", "joins")}
-            stream = engines.stream_text(model, spec["prompt"], **settings)
-            results[i] = "".join(ch for _, ch in zip(range(30 if i == 2 else 10**6), stream))
-            stream.close()
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    readers = [threading.Thread(target=read, args=(i, spec)) for i, spec in enumerate(todo)]
-    for r in readers:
-        r.start()
-    for r in readers:
-        r.join(timeout=300)
-    assert not errors
+    results = read_at_once(todo, lambda prompt, **settings: engines.stream_text(model, prompt, **settings),
+                           stop_after={2: 30})
     for i, spec in enumerate(todo):
         expected = with_threads(engine_module.THREADS, lambda: alone(model, spec))
         assert [model.vocab.index(c) for c in results[i]] == expected[:30 if i == 2 else None], i
