@@ -11,10 +11,11 @@ Prints time to first character, p50/p95/max latency of a request, aggregate char
 tokens/s with and without the crowd, and the machine's load (`/proc/loadavg`).
 
 Each visitor has a session on the server before the rounds start, as a visitor does once the page has loaded
-(building one takes the server about 16 ms of Python for this app's 150 components; gradio_client would
-otherwise make it with its first request). The visitors' clients run on the server's own two cores, so they are kept light: each looks at its job every
-10 ms (iterating a gradio_client job polls every millisecond), and `ssl_verify=False` (the URL is plain http on
-this machine; otherwise gradio_client builds an SSL context, tens of milliseconds of CPU, for each HTTP call).
+(building one takes the server about 16 ms of Python for this app's 150 components; gradio_client would otherwise
+make it with its first request). The visitors' clients run on the server's own two cores, so they are kept light:
+each looks at its job every 10 ms (iterating a gradio_client job polls every millisecond), and `ssl_verify=False`
+(the URL is plain http on this machine; otherwise gradio_client builds an SSL context, tens of milliseconds of CPU,
+for each HTTP call).
 """
 
 from __future__ import annotations

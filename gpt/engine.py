@@ -64,12 +64,10 @@ class Engine:
         stream = self.submit(ids, max_new_tokens, queue.SimpleQueue(), **settings)
         return self._read(stream)
 
-    def submit(self, ids: list[int], max_new_tokens: int, out, *, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None, rebuild: int | None = None) -> Stream:
+    def submit(self, ids: list[int], max_new_tokens: int, out, **settings) -> Stream:
         """Join the batch: out.put() gets the stream's tokens in chunks (lists), then DONE, or the error that
-        stopped the batch. Settings are checked before anything starts."""
-        check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
-        stream = Stream(ids, max_new_tokens, temperature, top_k, top_p, seed, rebuild)
+        stopped the batch. Settings are checked before anything starts (stream_settings)."""
+        stream = Stream(ids, max_new_tokens, **stream_settings(max_new_tokens, **settings))
         stream.out, stream.chunk, stream.sent = out, [], 0.0
         if max_new_tokens == 0:
             out.put(DONE)
@@ -127,6 +125,14 @@ class Engine:
                     s.out.put(e)
                     if s in batch.streams:
                         batch.remove(s)
+
+
+def stream_settings(max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, seed: int | None = None, rebuild: int | None = None) -> dict:
+    """A stream's sampling settings with their defaults, checked: a SamplingError says what is wrong, an unknown
+    one is a TypeError."""
+    check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
+    return dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, rebuild=rebuild)
 
 
 def use_threads(n: int) -> None:

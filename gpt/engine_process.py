@@ -35,13 +35,10 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from gpt.config import GPTConfig
-from gpt.engine import DONE, THREADS, Engine, engine_for
+from gpt.engine import DONE, THREADS, Engine, engine_for, stream_settings
 from gpt.errors import EngineError
 from gpt.model import GPTLanguageModel
-from gpt.sampling import _precision_copy, check_settings, encode_prompt, precision
-
-SETTINGS = ("temperature", "top_k", "top_p", "seed", "rebuild")
-
+from gpt.sampling import _precision_copy, encode_prompt, precision
 
 class EngineProcess:
     """The web server's side: starts the child when first needed and streams each request's characters back."""
@@ -67,17 +64,13 @@ class EngineProcess:
         A model on a GPU is served by its engine in this process, where a step mostly waits for the GPU."""
         if next(model.parameters()).device.type != "cpu":
             return engine_for(model).stream_text(prompt, max_new_tokens=max_new_tokens, **sampling)
-        unknown = set(sampling) - set(SETTINGS)
-        if unknown:
-            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = stream_settings(max_new_tokens, **sampling)
         tokenizer, ids = encode_prompt(model, prompt)
-        check_settings(max_new_tokens, sampling.get("temperature", 1.0), sampling.get("top_k"),
-                       sampling.get("top_p"), seed=sampling.get("seed"))
         if max_new_tokens == 0:
             return iter(())
         with self.lock:
             child = self._running()
-            stream, out = child.submit(model, ids, max_new_tokens, sampling)
+            stream, out = child.submit(model, ids, max_new_tokens, settings)
         return (tokenizer.itos[token] for token in child.read(stream, out))
 
     def status(self) -> dict:
