@@ -1,7 +1,6 @@
 """Generation for a crowd: one visitor alone against twenty at once, idle and while a run trains.
 
     python bench/crowd.py [--clients 20] [--chars 200] [--rounds 2] [--json bench/results/crowd.json]
-    python bench/crowd.py --engine     # the engine alone, in this process: no web server, no clients
 
 Starts `python app.py` on a free port (a scratch copy of weights/default) and drives it as visitors do, through
 gradio_client's /generate, each visitor with its own client, prompt, settings and seed, asking for 200
@@ -114,48 +113,13 @@ def training_rate(client: Client, seconds: float) -> list[float]:
     return rates
 
 
-def engine_only(clients: int, chars: int, rounds: int) -> None:
-    """The engine without the app: one stream alone against `clients` streams at once, alternated, one process.
-
-    What the batching itself gives, apart from the web server's and the clients' share of the two cores.
-    """
-    sys.path.insert(0, str(ROOT))
-    from gpt.engine import Engine
-    from gpt.pretrained import load_cached
-
-    model = load_cached(ROOT / "weights" / "default", inference=True)
-
-    def run(n: int) -> float:  # characters/s of n streams started together, each read by its own thread
-        engine = Engine(model)
-        streams = [engine.stream_text(PROMPTS[i % len(PROMPTS)], max_new_tokens=chars, temperature=0.8, seed=i)
-                   for i in range(n)]
-        start = time.perf_counter()
-        readers = [threading.Thread(target=lambda s=s: "".join(s)) for s in streams]
-        for t in readers:
-            t.start()
-        for t in readers:
-            t.join()
-        return n * chars / (time.perf_counter() - start)
-
-    run(clients)  # warm up
-    alone, many = [], []
-    for _ in range(rounds):
-        alone.append(run(1))
-        many.append(run(clients))
-    a, m = statistics.median(alone), statistics.median(many)
-    print(f"engine alone ({load()} load): 1 stream {a:,.0f} chars/s, {clients} streams {m:,.0f} chars/s: {m / a:.1f}x")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=20, help="visitors at once (default: 20)")
     parser.add_argument("--chars", type=int, default=200, help="characters each visitor asks for (default: 200)")
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds of alone / crowd (default: 2)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "crowd.json")
-    parser.add_argument("--engine", action="store_true", help="measure the engine alone, without the app")
     args = parser.parse_args()
-    if args.engine:
-        return engine_only(args.clients, args.chars, max(args.rounds, 3))
     scratch = Path(tempfile.mkdtemp())
     shutil.copytree(ROOT / "weights" / "default", scratch / "default")
     port = free_port()

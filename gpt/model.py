@@ -82,7 +82,7 @@ def attention(q, k, v, mask=None, causal: bool = True, dropout_p: float = 0.0):
         return attention(q.to(k.dtype), k, v, mask, causal, dropout_p).to(q.dtype)
     if mask is not None and q.size(2) == 1 and q.device.type == "cpu":
         # decoding: one new position per row over a padded cache. Written out as in Head, in two batched matmuls:
-        # CPU flash attention took 2-3x longer over 20 rows' caches (python bench/crowd.py --engine)
+        # CPU flash attention took 2-3x longer over 20 rows' caches (python bench/engine.py)
         B, nh, T, hs = k.shape
         bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
         wei = torch.baddbmm(bias.expand(B, nh, 1, T).reshape(B * nh, 1, T), q.reshape(B * nh, 1, hs),
