@@ -52,9 +52,8 @@ def step_ms(model, rows: int, steps: int = 150) -> float:
     return with_threads(THREADS, run)
 
 
-def chars_per_s(model, streams: int, chars: int) -> tuple[float, str]:
+def chars_per_s(engine: Engine, streams: int, chars: int) -> tuple[float, str]:
     """(characters/s of `streams` streams started together, each read by its own thread; stream 0's text)."""
-    engine = Engine(model)
     texts = [""] * streams
     readers = [engine.stream_text(PROMPTS[i % len(PROMPTS)], max_new_tokens=chars, temperature=0.8, top_k=40,
                                   seed=i) for i in range(streams)]
@@ -88,16 +87,17 @@ def main():
     print(f"{'':9s} {'padded to':>9s} {'step, 1 row':>12s} {f'{args.streams} rows':>9s} {'1 stream':>10s} "
           f"{f'{args.streams} streams':>11s} {'ratio':>6s}  same text")
     models = {name: inference_model(base, name) for name in names}
+    engines = {name: Engine(model) for name, model in models.items()}  # one each, long-lived, as in the app
     runs = {name: {"steps_1": [], "steps_n": [], "alone": [], "crowd": [], "same": True} for name in names}
-    for model in models.values():
-        chars_per_s(model, args.streams, args.chars)  # warm up
+    for engine in engines.values():
+        chars_per_s(engine, args.streams, args.chars)  # warm up
     for _ in range(args.rounds):  # precisions alternate too: they are compared with each other
         for name, model in models.items():
             r = runs[name]
             r["steps_1"].append(step_ms(model, 1))
             r["steps_n"].append(step_ms(model, args.streams))
-            a, text_alone = chars_per_s(model, 1, args.chars)
-            c, text_crowd = chars_per_s(model, args.streams, args.chars)
+            a, text_alone = chars_per_s(engines[name], 1, args.chars)
+            c, text_crowd = chars_per_s(engines[name], args.streams, args.chars)
             r["alone"].append(a)
             r["crowd"].append(c)
             r["same"] = r["same"] and text_alone == text_crowd

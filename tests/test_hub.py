@@ -4,7 +4,6 @@ speaks the Hub's HTTP protocol (the real Hub cannot be reached from the test mac
 import hashlib
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys

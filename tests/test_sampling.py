@@ -170,6 +170,19 @@ def test_a_faster_copy_predicts_like_float32_and_writes_valid_text(dtype):
     assert len(set(text.split())) > 30  # words, not one character over and over
 
 
+def test_an_int8_layer_encodes_a_prompt_as_it_decodes_one_position_at_a_time():
+    """Many positions (a prompt, a rebuild) take a bf16 matmul of the int8 values, one position torch's int8 kernel:
+    the same weights, so the same outputs up to bf16 rounding."""
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.nn.Linear(192, 576, bias=True))
+    x = torch.randn(1, 40, 192).bfloat16()  # (B, T, C)
+    many = layer(x)
+    one_by_one = torch.cat([layer(x[:, t:t + 1]) for t in range(x.size(1))], dim=1)
+    assert many.shape == one_by_one.shape == (1, 40, 576) and many.dtype == torch.bfloat16
+    torch.testing.assert_close(many.float(), one_by_one.float(), rtol=1e-2, atol=1e-2)
+    assert (many.float() - one_by_one.float()).abs().mean() < 2e-3  # values around 0.5: a rounding, no more
+
+
 def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32():
     from gpt.device import fast_bf16
     from gpt.sampling import fastest_precision, measured_precisions

@@ -1,6 +1,5 @@
 """A newcomer's set-up: the README's two commands are what CI runs, and the test command gets its own browser."""
 
-import os
 import re
 import socket
 import subprocess

@@ -105,7 +105,7 @@ def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(smal
     assert read_metrics(tmp_path) == events  # metrics.jsonl holds the same events
     best = min(e["val_loss"] for e in evals)
     assert result["best_val"] == best
-    model = GPT.from_pretrained(tmp_path)  # the best-val weights
+    GPT.from_pretrained(tmp_path)  # the best-val weights load
     assert (tmp_path / "README.md").read_text().count(f"{best:.4f}") >= 1
 
 
