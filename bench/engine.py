@@ -28,13 +28,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from crowd import PROMPTS  # noqa: E402  the app bench's visitors' prompts
+
 from gpt.device import fast_bf16  # noqa: E402
 from gpt.engine import THREADS, Engine, with_threads  # noqa: E402
 from gpt.pretrained import load_cached  # noqa: E402
 from gpt.sampling import Batch, Stream, inference_model, min_shared_rows, serving_dtype  # noqa: E402
-
-PROMPTS = ["ROMEO:", "JULIET:\nO", "First Citizen:\n", "KING RICHARD III:\nNow is the winter", "", "To be, or not",
-           "HAMLET:", "MENENIUS:\nWhy, masters", "O", "Good morrow, cousin.\n"]
 
 
 def step_ms(model, rows: int, steps: int = 150) -> float:
