@@ -156,6 +156,25 @@ def test_training_on_an_uploaded_text(client, tmp_path, shakespeare):
     assert text[6:] == text[6:].upper()  # it only knows capitals
 
 
+def test_the_charts_have_axes_to_fill_before_anything_is_measured():
+    """Before a run (what a visitor of a Space sees most of the time) the loss chart spans an untrained model's loss
+    down to the lecture's and a hundred steps, and the ladder's shows each rung's number: not one value on each axis."""
+    import math
+
+    from webapp.ladder import ladder_frame
+    from webapp.train import loss_frame
+
+    frame = loss_frame({"steps": [], "evals": [], "step": 0})
+    assert frame["loss"].min() == 1.48 and frame["loss"].max() == pytest.approx(math.log(65))
+    assert frame["step"].max() == 100 and set(frame["series"]) == {"train (each batch)", "train", "val", "lecture: 1.48"}
+    running = loss_frame({"steps": [(1, 4.1), (250, 2.0)], "evals": [], "step": 250})
+    assert running["loss"].max() == 4.1 and running["step"].max() == 250  # then the run's own figures set them
+    ladder = ladder_frame({"ladder": []})
+    levels = ladder.groupby("rung")["val loss"].agg(["min", "max"])
+    assert levels.loc["1 lecture 2.5"].tolist() == [2.5, 2.5] and levels.loc["7 lecture 1.48"].tolist() == [1.48, 1.48]
+    assert ladder["step"].max() == 5000
+
+
 def test_ladder_runs_in_the_background_and_fills_its_table(client):
     message = client.predict(["1", "2", "3", "4", "5", "6"], 40, api_name="/start_ladder")
     assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")

@@ -35,7 +35,9 @@ def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request
                             max_seconds=caps.max_minutes * 60 if caps else None)
     except (GPTError, ValueError, TypeError) as e:
         raise refused(e)
-    return f"Climbing rungs {', '.join(str(int(r)) for r in rungs)} on {DEVICE}. Every open tab shows the ladder."
+    numbers = [str(int(r)) for r in rungs]
+    return (f"Climbing rung{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} on {DEVICE}. "
+            f"Every open tab shows the ladder.")
 
 
 def ladder_frame(s: dict) -> pd.DataFrame:
@@ -46,6 +48,10 @@ def ladder_frame(s: dict) -> pd.DataFrame:
         if end:  # the lecture's number, level across the rung's steps
             rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
                      (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
+    if not rows:  # nothing climbed yet: the lecture's number for every rung, the levels a climb aims for
+        for r in ladder.RUNGS:
+            name = f"{r.number} lecture {r.lecture_val}"
+            rows += [(0, r.lecture_val, name), (r.settings["max_iters"], r.lecture_val, name)]
     return chart_frame(rows, SERIES, ["step", "val loss", "rung"])
 
 

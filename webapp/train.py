@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ LECTURE_LINE = f"lecture: {LECTURE_VAL}"
 SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
           LECTURE_LINE: COLORS["lecture"]}
 MAX_MINUTES = 24 * 60
+UNTRAINED = math.log(65)  # the loss of a model that knows nothing of Tiny Shakespeare's 65 characters
+FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 
 
 def preset_values(preset: str) -> list:
@@ -181,7 +184,9 @@ def loss_frame(s: dict) -> pd.DataFrame:
     rows = [(step, loss, "train (each batch)") for step, loss in s["steps"]]
     rows += [(e["step"], e["train_loss"], "train") for e in s["evals"]]
     rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
-    rows += [(0, LECTURE_VAL, LECTURE_LINE), (max(1, s["step"]), LECTURE_VAL, LECTURE_LINE)]
+    if not rows:  # nothing measured yet: the frame a run fills, from a model that knows nothing down to the lecture's
+        rows = [(0, UNTRAINED, "train")]  # one point draws no line; without it the axes shrink to one value
+    rows += [(0, LECTURE_VAL, LECTURE_LINE), (max(FIRST_STEPS, s["step"]), LECTURE_VAL, LECTURE_LINE)]
     return chart_frame(rows, SERIES, ["step", "loss", "series"])
 
 
