@@ -23,6 +23,13 @@ DATASET = "karpathy/tiny_shakespeare"
 DISTRIBUTION = "gpt-from-scratch-lecture"  # pyproject.toml's name
 REPOSITORY = "https://github.com/gpt-from-scratch/gpt-from-scratch-lecture"  # where the project is published
 INSTALL = f'pip install "{DISTRIBUTION} @ git+{REPOSITORY}"'  # the card's install command: the package, torch 2.13
+
+
+def params_text(n: int) -> str:
+    """A parameter count for people: 10.79M, 30.1K (a bigram's 4,225 is not "0.00M")."""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+
 # the loss curve's colours, here and in the app's live chart
 COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture": "#9ca3af"}
 
@@ -91,7 +98,7 @@ def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str)
 
 The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled out",
 reading and writing one character at a time: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels,
-a context of {config.block_size} characters, {params / 1e6:.2f}M parameters. {started}Trained on {text}.
+a context of {config.block_size} characters, {params_text(params)} parameters. {started}Trained on {text}.
 
 {headline}
 

@@ -30,7 +30,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_downl
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from gpt.card import CURVE_FILE, METRICS_FILE, card_files, read_log
+from gpt.card import CURVE_FILE, METRICS_FILE, card_files, params_text, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, portable_name
@@ -219,7 +219,7 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     repo_id = check_repo_id(repo_id)
     progress(0.05, "checking the weights")
     folder, model = check_weights(folder)
-    message = message or f"Upload {folder.name}: a {model.num_params() / 1e6:.2f}M-parameter character-level GPT"
+    message = message or f"Upload {folder.name}: a {params_text(model.num_params())}-parameter character-level GPT"
     return upload(repo_id, repo_files(folder, model, repo_id), repo_type="model", token=token or None,
                    private=private, message=message, action="push to", progress=progress)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from gpt import ladder, weights
-from gpt.card import METRICS_FILE
+from gpt.card import METRICS_FILE, params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
@@ -39,7 +39,7 @@ def check_params(config: TrainConfig, vocab_size: int, max_params: int) -> None:
     """A ConfigError for a model above max_params, worked out from the settings before anything is built."""
     n = param_count(config.model_config(vocab_size))
     if n > max_params:
-        raise ConfigError(f"this model would have {n / 1e6:.2f}M parameters; the limit here is "
+        raise ConfigError(f"this model would have {params_text(n)} parameters; the limit here is "
                           f"{max_params / 1e6:g}M: fewer layers or a smaller n_embd")
 
 

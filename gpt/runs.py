@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from gpt import weights
-from gpt.card import METRICS_FILE
+from gpt.card import METRICS_FILE, params_text
 from gpt.errors import ConfigError
 from gpt.model import param_count
 from gpt.presets import PRESETS
@@ -156,7 +156,7 @@ def runs_table(runs: list[dict]) -> str:
     for r in runs:
         val = f"{r['best_val']:.4f}" if r["best_val"] is not None else "-"
         took = f"{r['time']:.0f}s" if r["time"] is not None else "-"
-        params = f"{r['params'] / 1e6:.2f}M" if r["params"] else "-"
+        params = params_text(r["params"]) if r["params"] else "-"
         settings = ", ".join(f"{k}={v}" for k, v in r["differs"].items())
         settings = (f"{r['preset']}" + (f" + {settings}" if settings else "")) if r["preset"] else ""
         lines.append(f"{r['name']:<28}{r['state']:<14}{r['steps']:>8,}{val:>10}{took:>8}{params:>9}  "

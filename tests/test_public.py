@@ -207,6 +207,7 @@ def test_a_public_deployment_keeps_at_most_max_runs(deploy, tmp_path):
 
 
 def test_a_run_with_a_time_limit_stops_itself_and_a_big_model_is_refused(tmp_path):
+    from gpt.card import params_text
     from gpt.errors import ConfigError
     from gpt.runner import TrainingRunner
     from gpt.trainer import TrainConfig
@@ -222,7 +223,7 @@ def test_a_run_with_a_time_limit_stops_itself_and_a_big_model_is_refused(tmp_pat
     assert status["deadline"] == pytest.approx(status["started_at"] + 2)
     assert status["step"] < 1_000_000 and (tmp_path / "limited" / "model.safetensors").is_file()
     # refused before anything is built, with the count the built model had
-    with pytest.raises(ConfigError, match=rf"would have {status['params'] / 1e6:.2f}M parameters; the limit here is "
+    with pytest.raises(ConfigError, match=rf"would have {params_text(status['params'])} parameters; the limit here is "
                                           r"0.001M"):
         runner.start(config, "big", max_params=1000)
     runner.start(config, "small-enough", max_params=status["params"])

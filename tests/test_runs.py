@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpt import runs, weights
-from gpt.card import model_card, read_log
+from gpt.card import model_card, params_text, read_log
 from gpt.errors import ConfigError
 from gpt.trainer import TrainConfig, Trainer
 from conftest import ROOT
@@ -95,6 +95,9 @@ def test_ladder_rungs_are_grouped_after_the_runs(three_runs, text):
     listed = runs.list_runs(three_runs, sort="best val")
     assert listed[-1]["name"] == "ladder/rung-1" and listed[-1]["group"] == "ladder"
     assert listed[-1]["state"] == "finished" and listed[-1]["best_val"] is not None
+    bigram = listed[-1]["params"]  # vocab_size x vocab_size: a few thousand, shown as such, not as "0.00M"
+    assert bigram < 10_000 and f"{bigram / 1e3:.1f}K" in runs.runs_table(listed)
+    assert [params_text(n) for n in (512, 4_225, 30_145, 10_788_929)] == ["512", "4.2K", "30.1K", "10.79M"]
 
 
 def test_a_run_is_deleted_but_never_the_default(three_runs, tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gpt import ladder, runs, weights
+from gpt.card import params_text
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
 from gpt.trainer import Trainer, TrainConfig, parse_duration
@@ -107,7 +108,7 @@ class ProgressBar:
     def __call__(self, e: dict) -> None:
         if e["event"] == "start":
             c = e["config"]
-            tqdm.write(f"{e['params'] / 1e6:.2f}M parameters · {c['n_layer']} layers, {c['n_head']} heads, "
+            tqdm.write(f"{params_text(e['params'])} parameters · {c['n_layer']} layers, {c['n_head']} heads, "
                        f"{c['n_embd']} wide, block {c['block_size']}, batch {c['batch_size']} · {e['device']}"
                        + (f" × {e['world_size']} processes" if e["world_size"] > 1 else "")
                        + (f" · resuming at step {e['step']}" if e["resumed"] else ""))

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from gpt import runs
-from gpt.card import line_chart_png
+from gpt.card import line_chart_png, params_text
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from webapp import access
@@ -85,7 +85,7 @@ def runs_frame(listed: list[dict]) -> pd.DataFrame:
         differs = ", ".join(f"{k}={v}" for k, v in r["differs"].items())
         settings = (r["preset"] + (f" + {differs}" if differs else "")) if r["preset"] else ""
         rows.append((r["name"], r["state"], r["steps"], None if r["best_val"] is None else round(r["best_val"], 4),
-                     _duration(r["time"]), f"{r['params'] / 1e6:.2f}M" if r["params"] else "", r["device"],
+                     _duration(r["time"]), params_text(r["params"]) if r["params"] else "", r["device"],
                      r["when"], settings))
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gpt import hub
+from gpt.card import params_text
 from gpt.errors import HubError, command
 from gpt.pretrained import GPT
 
@@ -39,7 +40,7 @@ def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Pa
 # GPT from scratch
 
 The decoder-only transformer of Andrej Karpathy's lecture "Let's build GPT: from scratch, in code, spelled
-out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({model.num_params() / 1e6:.2f}M
+out", as an app: **Generate** Shakespeare from the weights in `weights/default` ({params_text(model.num_params())}
 parameters, {model.config.n_layer} layers, {model.config.n_embd} channels), or **Train** a new one and watch
 it learn.{served}
 

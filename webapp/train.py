@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt.card import COLORS
+from gpt.card import COLORS, params_text
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.estimate import estimate_time
@@ -164,7 +164,7 @@ def progress_html(s: dict) -> str:
         figures.append(f"started by {access.shown_name(s['started_by'])} at "
                        f"{time.strftime('%H:%M UTC', time.gmtime(s['started_at']))}{ends}")
     headline = {
-        "running": f"Training <b>{s['run']}</b> · {s['params'] / 1e6:.2f}M parameters · {s['device']}"
+        "running": f"Training <b>{s['run']}</b> · {params_text(s['params'])} parameters · {s['device']}"
         if s["params"] else f"Preparing <b>{s['run']}</b>…",
         "stopping": f"Stopping <b>{s['run']}</b> after this step…",
         "finished": f"Finished <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
