@@ -4,8 +4,8 @@
 
 What batching gives before the app takes its share of the cores, and what sets its limit. For each precision the
 server could serve in here (int8 is the one it serves on a CPU with native bf16: gpt.sampling.serving_dtype):
-  - a decoding step's time with 1 row and with 20 rows (gpt.sampling.Batch, the engine's step: the streams'
-    prompts and their cache rebuilds past block_size included), and how many rows the model's matmuls need before
+  - a decoding step's time with 1 row and with 20 rows (gpt.sampling.Batch, the engine's step, over 150 steps
+    that include each stream's cache rebuild past block_size), and how many rows the model's matmuls need before
     every row gets the same bits whatever the batch holds (gpt.sampling.min_shared_rows: fewer are padded);
   - characters/s of one stream alone and of twenty at once through gpt.engine.Engine, each read by its own
     thread, and whether stream 0's seeded text was the same alone and in the crowd.
