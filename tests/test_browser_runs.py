@@ -22,8 +22,12 @@ def test_runs_tab_overlays_two_curves_and_shows_two_samples(browser, app_server)
     table = page.locator("#runs-table")
     expect(table).to_contain_text("compare-1", timeout=30_000)
     expect(table).to_contain_text("compare-2")
+    expect(page.locator("#runs-chart")).to_be_hidden()  # nothing ticked: no empty image box, no empty table
+    expect(page.locator("#runs-settings")).to_be_hidden()
     picked = page.locator("#runs-picked")
     picked.get_by_label("compare-1", exact=True).check()
+    expect(page.locator("#runs-chart img")).to_be_visible(timeout=30_000)  # one run: its curve, nothing to compare
+    expect(page.locator("#runs-settings")).to_be_hidden()
     picked.get_by_label("compare-2", exact=True).check()
     page.get_by_label("best val").check()  # sort by best val: one click; the ticks stay with their runs
     order = [r["name"] for r in client.predict("best val", api_name="/list_runs")]

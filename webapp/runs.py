@@ -75,6 +75,8 @@ def delete_run(run_name: str, profile: gr.OAuthProfile | None = None) -> str:
 def _duration(seconds) -> str:
     if seconds is None:
         return ""
+    if seconds < 1:
+        return "under 1 s"  # a rung of the ladder: not "0 s"
     seconds = int(seconds)
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
@@ -124,7 +126,9 @@ def compare(picked, x_axis, sort="newest"):
     chosen = [by_name[name] for name in picked or [] if name in by_name]
     note = f"Showing the first {MAX_COMPARED} runs ticked." if len(chosen) > MAX_COMPARED else ""
     chosen = chosen[:MAX_COMPARED]
-    return curves_image(chosen, x_axis), samples_html(chosen), settings_frame(chosen), note
+    # the chart and the table of differences show once there is something in them, not as empty boxes
+    return (gr.Image(curves_image(chosen, x_axis), visible=bool(chosen)), samples_html(chosen),
+            gr.Dataframe(settings_frame(chosen), visible=len(chosen) > 1), note)
 
 
 def refresh(sort, picked, resume_choice, delete_choice):
@@ -159,10 +163,11 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         picked = gr.CheckboxGroup([], label="Compare: tick several runs", elem_id="runs-picked", scale=4)
         x_axis = gr.Radio(list(X_AXES), value="steps", label="Curves against", scale=1)
     note = gr.Markdown()
-    chart = gr.Image(label="Validation loss", elem_id="runs-chart", interactive=False, show_label=False)
+    chart = gr.Image(label="Validation loss", elem_id="runs-chart", interactive=False, show_label=False,
+                     visible=False)
     samples = gr.HTML(elem_id="runs-samples")
     settings = gr.Dataframe(settings_frame([]), interactive=False, label="Settings that differ",
-                            elem_id="runs-settings")  # an empty table with its header, not Gradio's "1 2 3"
+                            elem_id="runs-settings", visible=False)  # its header from the start, not Gradio's "1 2 3"
 
     gr.Markdown("### Carry a run on\nA stopped, interrupted or finished run goes on from its last saved step with "
                 "the same settings, exactly as `python -m train --resume`; watch it in the Train tab.")
