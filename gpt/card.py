@@ -23,15 +23,13 @@ DATASET = "karpathy/tiny_shakespeare"
 DISTRIBUTION = "gpt-from-scratch-lecture"  # pyproject.toml's name
 REPOSITORY = "https://github.com/gpt-from-scratch/gpt-from-scratch-lecture"  # where the project is published
 INSTALL = f'pip install "{DISTRIBUTION} @ git+{REPOSITORY}"'  # the card's install command: the package, torch 2.13
+# the loss curve's colours, here and in the app's live chart
+COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture": "#9ca3af"}
 
 
 def params_text(n: int) -> str:
     """A parameter count for people: 10.79M, 30.1K (a bigram's 4,225 is not "0.00M")."""
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
-
-
-# the loss curve's colours, here and in the app's live chart
-COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316", "lecture": "#9ca3af"}
 
 
 def empty_log() -> dict:
