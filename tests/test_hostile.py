@@ -342,7 +342,9 @@ def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path):
         status = client.predict(api_name="/training_status")
         assert status["state"] == "idle"
         assert status["interrupted"]["run"] == "cut-short" and status["interrupted"]["step"] >= 20
-        assert not list((weights / "cut-short").glob(".*.tmp"))
+        # the hour-old torn save is gone; one the kill left a moment ago may stay (it could be a command line saving
+        # now) until the run is carried on
+        assert not torn.exists()
         text, _ = generate(client, "cut-short")  # its best weights are there to generate with
         assert text.startswith("ROMEO:")
     finally:
