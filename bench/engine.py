@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import threading
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from crowd import PROMPTS  # noqa: E402  the app bench's visitors' prompts
 
-from gpt.device import fast_bf16  # noqa: E402
+from gpt.device import cpu_name, fast_bf16  # noqa: E402
 from gpt.engine import THREADS, Engine, with_threads  # noqa: E402
 from gpt.pretrained import load_cached  # noqa: E402
 from gpt.sampling import Batch, Stream, inference_model, min_shared_rows, serving_dtype  # noqa: E402
@@ -75,11 +74,7 @@ def main():
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "engine.json")
     args = parser.parse_args()
     base = load_cached(ROOT / "weights" / "default")
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
+    cpu = cpu_name()
     figures = {"cpu": cpu, "torch": torch.__version__, "streams": args.streams, "chars": args.chars,
                "served": serving_dtype(base), "precisions": {}}
     names = ["int8", "bfloat16", "float32"] if fast_bf16(torch.device("cpu")) else ["float32"]

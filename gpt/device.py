@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from gpt.errors import DeviceError
@@ -27,6 +30,14 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise DeviceError(f"{requested!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def cpu_name() -> str:
+    """The processor's model name, e.g. 'AMD EPYC' (Linux's /proc/cpuinfo; elsewhere what platform says)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor() or platform.machine())
 
 
 def describe_device(device: torch.device) -> str:

@@ -40,6 +40,8 @@ from gpt.errors import EngineError
 from gpt.model import GPTLanguageModel
 from gpt.sampling import _precision_copy, encode_prompt, precision
 
+STOPPED = "the generation engine stopped; press Generate again"  # what a visitor reads when the child died
+
 class EngineProcess:
     """The web server's side: starts the child when first needed and streams each request's characters back."""
 
@@ -136,7 +138,7 @@ class _Child:
         self.readers[stream] = out = queue.SimpleQueue()
         self._send(("start", key, stream, ids, max_new_tokens, settings))
         if self.dead:
-            out.put(EngineError("the generation engine stopped; press Generate again"))
+            out.put(EngineError(STOPPED))
         return stream, out
 
     def read(self, stream: int, out: queue.SimpleQueue) -> Iterator[int]:
@@ -181,7 +183,7 @@ class _Child:
             if self.process.poll() is None:
                 self.process.kill()
             for out in list(self.readers.values()):
-                out.put(EngineError("the generation engine stopped; press Generate again"))
+                out.put(EngineError(STOPPED))
 
 
 def packed(model: GPTLanguageModel) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +25,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from gpt.config import GPTConfig, check_seed, whole_number
-from gpt.device import fast_bf16
+from gpt.device import cpu_name, fast_bf16
 from gpt.errors import SamplingError
 from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
@@ -232,11 +231,7 @@ def _machine(device: torch.device) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        cpuinfo = Path("/proc/cpuinfo")
-        lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-        name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                    platform.processor() or platform.machine())
-        name += f", {torch.get_num_threads()} threads"
+        name = f"{cpu_name()}, {torch.get_num_threads()} threads"
     return f"{device.type}: {name}, torch {torch.__version__}"
 
 

@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from gpt.card import COLORS, params_text
+from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.estimate import estimate_time
@@ -27,7 +28,7 @@ LECTURE_LINE = f"lecture: {LECTURE_VAL}"
 SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
           LECTURE_LINE: COLORS["lecture"]}
 MAX_MINUTES = 24 * 60
-UNTRAINED = math.log(65)  # the loss of a model that knows nothing of Tiny Shakespeare's 65 characters
+UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 
 
