@@ -38,6 +38,10 @@ from gpt.sampling import generate_text
 from gpt.tokenizer import CharTokenizer
 
 MODEL_FIELDS = [f.name for f in fields(GPTConfig) if f.name != "vocab_size"]
+# eval_interval=0 (auto): about this many evaluations a run, so that a one-minute run tells its story as well as
+# an hour's; a timed run spaces them over its clock, never closer than EVAL_SPACING times an evaluation's own time
+# (evaluating stays under a fifth of the run)
+EVAL_POINTS, EVAL_SPACING = 15, 4
 
 
 @dataclass
@@ -66,7 +70,8 @@ class TrainConfig:
     # 0 = off; else evaluations, samples and saved weights use an exponential moving average of the weights, this
     # much of the average kept at each step: a model as good as a decayed learning rate gives, long before the end
     ema: float = 0.0
-    # evaluation: loss on eval_iters batches of each split every eval_interval steps, and a short sample
+    # evaluation: loss on eval_iters batches of each split every eval_interval steps, and a short sample;
+    # 0 = auto: about EVAL_POINTS evaluations over the run's steps, or over its time budget in a timed run
     eval_interval: int = 500
     eval_iters: int = 200
     sample_length: int = 200
@@ -86,8 +91,8 @@ class TrainConfig:
             if value is None:
                 raise ConfigError(f"{f.name} is empty: give it a value")
         self.model_config(vocab_size=1)  # GPTConfig validates the model fields
-        positive = ["batch_size", "eval_interval", "eval_iters"]
-        non_negative = ["max_iters", "warmup_iters", "sample_length"]
+        positive = ["batch_size", "eval_iters"]
+        non_negative = ["max_iters", "warmup_iters", "sample_length", "eval_interval"]
         if isinstance(self.max_time, str):
             self.max_time = parse_duration(self.max_time)
         if isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float)) \
@@ -124,6 +129,10 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
+
+    def eval_every(self) -> int:
+        """The steps between evaluations: eval_interval, or with auto (0) about EVAL_POINTS over max_iters."""
+        return self.eval_interval or max(1, round(self.max_iters / EVAL_POINTS))
 
 
 def parse_duration(text: str | float) -> float:
@@ -369,18 +378,19 @@ class Trainer:
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it
         last_eval, stopped, rate, dt = (self.step if self.step > 0 else None), False, None, 0.0
+        next_eval_at = self.elapsed_before if self.step == 0 else self._next_eval_time(self.elapsed_before)
         model.train()
         while True:
             stopping = self._should_stop()
             done = self._out_of_time(elapsed(), dt) if config.max_time else self.step >= config.max_iters
-            if self.step % config.eval_interval == 0 or done or stopping:
+            if self._eval_due(elapsed(), next_eval_at) or done or stopping:
                 if last_eval != self.step:
                     began = time.perf_counter()
                     self._evaluate(elapsed())
                     if self.master:
                         self._save_state(elapsed())
                     self.eval_seconds = time.perf_counter() - began  # the evaluation, its sample and saves
-                    last_eval = self.step
+                    last_eval, next_eval_at = self.step, self._next_eval_time(elapsed())
                     if config.max_time and not done:  # time ran out during it: it was the final evaluation
                         done = self._out_of_time(elapsed(), dt)
             if done or stopping:
@@ -419,6 +429,26 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
         return result
+
+    def _timed_auto_evals(self) -> bool:
+        return bool(self.config.max_time) and not self.config.eval_interval
+
+    def _eval_due(self, elapsed: float, next_eval_at: float) -> bool:
+        """Whether to evaluate before this step: every eval_every() steps, or (a timed run, auto) by the clock.
+
+        Under DDP every process must agree on a clock decision, so process 0's clock decides."""
+        if not self._timed_auto_evals():
+            return self.step % self.config.eval_every() == 0
+        flag = self.step == 0 or elapsed >= next_eval_at
+        if self.ddp:
+            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+            dist.broadcast(t, src=0)
+            flag = bool(t.item())
+        return flag
+
+    def _next_eval_time(self, elapsed: float) -> float:
+        """When a timed run with auto evaluations evaluates next: a EVAL_POINTS-th of its clock on."""
+        return elapsed + max(self.config.max_time / EVAL_POINTS, EVAL_SPACING * self.eval_seconds)
 
     def _out_of_time(self, elapsed: float, step_seconds: float) -> bool:
         """A timed run ends when one more step and the final evaluation would no longer fit before max_time.

@@ -253,7 +253,7 @@ def test_a_step_time_measured_under_load_gives_way_to_a_faster_one_later(monkeyp
     """A server measures while visitors generate: that slow figure must not stay for the server's life."""
     from gpt import estimate
 
-    timings = iter([(1.0, 0.5), (0.1, 0.05), (0.3, 0.2)])  # busy, then idle, then busy again
+    timings = iter([(1.0, 0.5, True), (0.1, 0.05, False), (0.3, 0.2, True)])  # busy, then idle, then busy again
     monkeypatch.setattr(estimate, "_measure", lambda *size: next(timings))
     monkeypatch.setattr(estimate, "_measured", {})
     config = TrainConfig.from_preset("tiny", max_iters=100, eval_interval=50, eval_iters=10)
@@ -261,7 +261,41 @@ def test_a_step_time_measured_under_load_gives_way_to_a_faster_one_later(monkeyp
     assert estimate.estimate_time(config).step_seconds == 1.0  # remembered: not timed again within the minute
     monkeypatch.setattr(estimate, "REMEASURE_S", 0.0)
     assert estimate.estimate_time(config).step_seconds == 0.1  # timed again: the faster figure
-    assert estimate.estimate_time(config).step_seconds == 0.1  # and a slower one later does not undo it
+    later = estimate.estimate_time(config)
+    assert later.step_seconds == 0.1 and not later.rough  # a slower, rough one later does not undo the calm one
+
+
+def test_a_step_time_is_the_median_and_a_busy_machine_makes_it_rough(monkeypatch):
+    """One step slowed by another program must not move the figure; steps that disagree make it 'rough'."""
+    from gpt import estimate
+
+    clock = iter(range(10**6))  # every perf_counter() call one second on, and every fourth step 9 s more
+    calls = {"n": 0}
+
+    def fake_clock():
+        calls["n"] += 1
+        return next(clock) + 9 * (calls["n"] // 8)
+
+    monkeypatch.setattr(estimate.time, "perf_counter", fake_clock)
+    train, _, rough = estimate._measure(2, 2, 32, 32, 16, True, "cpu", False)
+    assert train < 5 and rough  # the median ignores the slow steps, which still mark the figure rough
+
+
+def test_auto_evaluations_follow_the_run_length_and_the_clock(small_text, tmp_path):
+    """eval_interval 0: about EVAL_POINTS evaluations, in a run of steps and in a timed run."""
+    from gpt.trainer import EVAL_POINTS
+
+    assert TrainConfig.from_preset("tiny", max_iters=300, eval_interval=0).eval_every() == 300 // EVAL_POINTS
+    assert TrainConfig.from_preset("tiny", max_iters=3, eval_interval=0).eval_every() == 1
+    events = []
+    config = TrainConfig.from_preset("tiny", data=str(small_text), max_time=6, eval_interval=0, eval_iters=2,
+                                     sample_length=10, max_iters=10**6)
+    Trainer(config, tmp_path / "timed", callbacks=[events.append]).run()
+    evals = [e for e in events if e["event"] == "eval"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert 8 <= len(evals) <= EVAL_POINTS + 2, [e["elapsed"] for e in evals]  # spaced over the 6 s, not by steps
+    gaps = [b["elapsed"] - a["elapsed"] for a, b in zip(evals[1:-2], evals[2:-1])]
+    assert min(gaps) >= 6 / EVAL_POINTS * 0.9 and len(steps) > 2 * len(evals)
 
 
 def test_durations_read_as_seconds_and_nonsense_is_explained():
