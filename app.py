@@ -26,6 +26,7 @@ CSS = """
 .run-samples { display: flex; gap: 12px; overflow-x: auto; }
 .run-sample { flex: 1 1 0; min-width: 220px; }
 .run-sample pre { white-space: pre-wrap; font-size: 0.85em; }
+#access-notice p { margin: 0; } .gen-error { color: #b91c1c; }
 """
 
 with gr.Blocks(title="GPT from scratch") as demo:
@@ -40,16 +41,17 @@ with gr.Blocks(title="GPT from scratch") as demo:
         gr.LoginButton()
     notice = gr.Markdown(elem_id="access-notice")  # public: what this visitor may do, and how to get the rest
     demo.load(access.notice, None, notice, api_visibility="private", concurrency_limit=None)
-    with gr.Tab("Train"):
-        train.build(demo)
-    with gr.Tab("Generate") as generate_tab:
-        generate_weights = generate.build(demo, generate_tab)
-    with gr.Tab("Runs") as runs_tab:
-        runs.build(demo, runs_tab)
-    with gr.Tab("Ladder") as ladder_tab:
-        ladder.build(demo, ladder_tab)
-    with gr.Tab("Share") as share_tab:
-        share.build(demo, share_tab, generate_weights)
+    with gr.Tabs() as tabs:
+        with gr.Tab("Train", id="train"):
+            train.build(demo, tabs)
+        with gr.Tab("Generate", id="generate") as generate_tab:
+            generate_weights = generate.build(demo, generate_tab)
+        with gr.Tab("Runs", id="runs") as runs_tab:
+            runs.build(demo, runs_tab)
+        with gr.Tab("Ladder", id="ladder") as ladder_tab:
+            ladder.build(demo, ladder_tab)
+        with gr.Tab("Share", id="share") as share_tab:
+            share.build(demo, share_tab, generate_weights)
 
 
 def main():
@@ -64,9 +66,13 @@ def main():
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"
     threading.Thread(target=engines.start, daemon=True).start()  # ready before the first visitor asks
+    # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb",
-                                                   show_error=True)  # refused calls say why, never a traceback
+                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True,
+                                                   prevent_thread_lock=True, show_error=True)  # refusals say why
+    print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else
+                                                 "  (python app.py --share: a public link too)"), flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

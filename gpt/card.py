@@ -33,11 +33,13 @@ def params_text(n: int) -> str:
 
 
 def empty_log() -> dict:
-    return {"config": {}, "device": "", "params": None, "command": None, "init_from": None, "evals": [], "steps": []}
+    return {"config": {}, "device": "", "params": None, "command": None, "init_from": None, "evals": [], "steps": [],
+            "end": None}
 
 
 def read_log(folder: str | Path) -> dict | None:
-    """The run recorded in folder/metrics.jsonl: config, device, evals and (step, loss) pairs; None if absent."""
+    """The run recorded in folder/metrics.jsonl: config, device, evals, (step, loss) pairs and how it ended ('done',
+    'stopped', or None: not yet, or cut off); None if absent."""
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         return None
@@ -51,10 +53,13 @@ def read_log(folder: str | Path) -> dict | None:
             log["config"], log["device"] = event.get("config", {}), event.get("device", "")
             log["params"], log["command"] = event.get("params"), event.get("command")
             log["init_from"] = event.get("init_from") or log["init_from"]  # a resumed run keeps its origin
+            log["end"] = None  # a resumed run goes on
         elif event.get("event") == "eval":
             log["evals"].append(event)
         elif event.get("event") == "step":
             log["steps"].append((event["step"], event["loss"]))
+        elif event.get("event") in ("done", "stopped"):
+            log["end"] = event["event"]
     return log
 
 

@@ -252,7 +252,7 @@ class TrainingRunner:
             return {
                 "state": self.state,
                 "error": self.error,
-                "run": self.out_dir.name if self.out_dir else None,
+                "run": self._name(self.out_dir) if self.out_dir else None,  # ladder/rung-6 for a rung
                 "out_dir": str(self.out_dir) if self.out_dir else None,
                 "step": step,
                 "max_iters": max_iters,
@@ -274,6 +274,13 @@ class TrainingRunner:
                 "deadline": self.deadline,
                 "interrupted": self.interrupted,
             }
+
+    def _name(self, folder: Path) -> str:
+        """A run folder as the app names it: its path under the weights folder."""
+        try:
+            return folder.relative_to(self.root).as_posix()
+        except ValueError:
+            return folder.name
 
     def _shown_config(self) -> dict | None:
         """The run's settings for viewers: an uploaded text by its name, never by where the server keeps it."""

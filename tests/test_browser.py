@@ -26,11 +26,19 @@ def browser():
         browser.close()
 
 
-def open_app(browser, url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def open_app(browser, url, viewport=None, trains=True):
+    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
     page.goto(url, wait_until="load")  # not "networkidle": the page polls every second
-    expect(page.get_by_role("button", name="Start")).to_be_visible(timeout=30_000)
+    expect(page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
+    if trains:
+        expect(page.get_by_role("button", name="Start")).to_be_visible(timeout=30_000)
     return page
+
+
+def advanced(page):
+    """Open the Train tab's fold of settings (everything but the preset and the minutes)."""
+    page.get_by_text("Advanced settings").click()
+    expect(page.get_by_label("Layers")).to_be_visible()
 
 
 def step_shown(page) -> int:
@@ -45,9 +53,10 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
 
     page.get_by_label("Preset").click()
     page.get_by_role("option", name="tiny").click()
+    advanced(page)
     expect(page.get_by_label("Layers")).to_have_value("2")  # the preset fills in its settings
     estimate = page.locator("#time-estimate")
-    expect(estimate).to_contain_text(re.compile(r"Estimated time on .*: about \d"), timeout=60_000)  # before Start
+    expect(estimate).to_contain_text(re.compile(r"steps on .*: (about|roughly) \d"), timeout=60_000)  # before Start
     page.get_by_label("Iterations").fill("100000")
     page.get_by_label("Eval every").fill("20")
     page.get_by_label("Run name").fill("browser-run")
@@ -96,11 +105,12 @@ def test_train_for_minutes_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_label("Preset").click()
     page.get_by_role("option", name="tiny").click()
+    advanced(page)
     expect(page.get_by_label("Layers")).to_have_value("2")
     page.get_by_label("Train for (minutes)").fill("0.25")
     page.get_by_label("Train for (minutes)").press("Tab")
     # the estimate follows: about how many steps fit in the time, not how long the iterations take
-    expect(page.locator("#time-estimate")).to_contain_text(re.compile(r"Trains for 15 s on .*: about [\d,]+ steps"),
+    expect(page.locator("#time-estimate")).to_contain_text(re.compile(r"Trains for 15 s on .*: (about|roughly) [\d,]+ steps"),
                                                            timeout=60_000)
     page.get_by_label("Run name").fill("timed-browser-run")
     page.get_by_role("button", name="Start").click()
@@ -115,7 +125,7 @@ def test_train_for_minutes_in_the_browser(browser, app_server):
     expect(status).to_contain_text("Finished timed-browser-run", timeout=60_000)
     expect(status).to_contain_text("100%")
     # the run's end brings the estimate back, without touching a setting
-    expect(estimate).to_contain_text(re.compile(r"Trains for 30 s on .*: about [\d,]+ steps"), timeout=60_000)
+    expect(estimate).to_contain_text(re.compile(r"Trains for 30 s on .*: (about|roughly) [\d,]+ steps"), timeout=60_000)
     page.screenshot(path=ARTIFACTS / "2c-timed-run-finished.png", full_page=True)
 
 
@@ -162,13 +172,14 @@ def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):
 def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser, space_app):
     from conftest import VISITOR, signed_in_cookie
 
-    page = open_app(browser, space_app["url"])  # anonymous
+    page = open_app(browser, space_app["url"], trains=False)  # anonymous
     notice = page.locator("#access-notice")
     expect(notice).to_contain_text("Public app. You are not signed in.", timeout=30_000)
-    expect(notice).to_contain_text("Anyone may watch the run, generate text and look at attention maps.")
+    expect(notice).to_contain_text("You may watch the run, generate text and look at attention maps.")
     expect(notice).to_contain_text("Only the owner may train here. Sign in with Hugging Face if you own this Space")
     expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
-    expect(page.get_by_role("button", name="Start")).to_be_disabled()
+    expect(page.get_by_role("button", name="Start")).to_be_hidden()  # no form they cannot use
+    expect(page.get_by_role("button", name="Write with the shipped weights →")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "public-1-anonymous-train.png", full_page=True)
     page.get_by_role("tab", name="Share").click()
     for button in ("Push to the Hub", "Pull from the Hub", "Publish the Space"):
@@ -230,3 +241,26 @@ def test_the_ladder_steps_field_starts_empty_not_at_an_invalid_0(browser, app_se
     expect(steps).to_have_value("")
     expect(steps).to_have_attribute("placeholder", "empty = the lecture's")
     page.screenshot(path=ARTIFACTS / "9-ladder-steps.png", full_page=True)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["laptop", "phone"])
+def test_start_is_in_view_on_load_and_the_run_is_in_view_after_it(browser, app_server, viewport):
+    """The first step needs no scrolling; after Start, what the learner watches is on the screen."""
+    page = open_app(browser, app_server["url"], viewport)
+    start = page.get_by_role("button", name="Start")
+    expect(start).to_be_in_viewport()
+    expect(page.get_by_label("Preset")).to_be_in_viewport()
+    expect(page.get_by_label("Train for (minutes)")).to_be_in_viewport()
+    expect(page.get_by_label("Layers")).to_be_hidden()  # the rest waits in the fold
+    page.get_by_label("Preset").click()
+    page.get_by_role("option", name="tiny").click()
+    page.get_by_label("Train for (minutes)").fill("0.2")
+    page.get_by_label("Train for (minutes)").press("Tab")
+    start.click()
+    expect(page.locator(".status")).to_contain_text("Training tiny-", timeout=30_000)
+    expect(page.locator("#train-progress")).to_be_in_viewport()
+    expect(page.locator("#loss-chart")).to_be_in_viewport(ratio=0.5)
+    page.screenshot(path=ARTIFACTS / f"start-{viewport['width']}.png")
+    expect(page.locator(".status")).to_contain_text("Finished tiny-", timeout=60_000)
+    expect(page.locator("#train-message")).to_be_empty(timeout=5_000)  # "Started …" went with its run

@@ -174,22 +174,19 @@ def make_room(root: Path, keep: str | None = None) -> list[str]:
 
 
 def notice(profile: gr.OAuthProfile | None) -> str:
-    """One line per kind of action: what this visitor may do here, and how to get the rest."""
+    """One line: who this visitor is here, what they may do, and how to get the rest."""
     a = current()
     if not a.public:
         return ""
     user = visitor(profile)
     who = f"Signed in as **{user}**{' (owner)' if user in a.owners else ''}." if user else "You are not signed in."
-    lines = [f"**Public app.** {who} Anyone may watch the run, generate text and look at attention maps."]
+    may = ["watch the run", "generate text", "look at attention maps"]
     train = may_train(profile)
-    cap = "" if is_owner(profile) else (f" (up to {a.max_steps:,} steps, {a.max_minutes:g} minutes, "
-                                        f"{a.max_params / 1e6:g}M parameters)")
-    lines.append(f"Training and the ladder: {train or 'you may start a run' + cap + '.'}")
+    if train is None:
+        may.append("train" + ("" if is_owner(profile) else f" (up to {a.max_steps:,} steps, {a.max_minutes:g} "
+                                                          f"minutes, {a.max_params / 1e6:g}M parameters)"))
     if user is not None:
-        lines.append(f"Push: to your own namespace ({user}/…) with your own Hugging Face sign-in.")
-    else:
-        lines.append("Push: " + ("sign in with Hugging Face to push to your own namespace." if a.sign_in
-                                  else how_to_get_it(a, False)))
-    lines.append("Pull and publish: " + ("allowed (owner)." if is_owner(profile) else "owner only. "
-                                         + how_to_get_it(a, user is not None)))
-    return "\n\n".join(lines)
+        may.append(f"push to {user}/…")
+    if is_owner(profile):
+        may.append("pull and publish")
+    return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}".strip()

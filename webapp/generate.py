@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import random
 import time
 
 import gradio as gr
@@ -11,17 +13,28 @@ from gpt.errors import GPTError
 from webapp.state import optional_number, refresh_weights, refused, text_stream, weights_choices
 
 MAX_NEW_TOKENS = 5000
+MAX_SEED = 2**31 - 1  # a seed drawn for an empty field: short enough to read and type again
+
+
+def failed(error: gr.Error):
+    """What the page shows for a refused generation, where the text would be: the old text and figures go."""
+    return "", f"<div class='gen-error'>⚠ <b>Nothing generated:</b> {html.escape(error.message)}</div>"
 
 
 def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-    """Stream a continuation of prompt. Yields the text so far and a line of figures."""
+    """Stream a continuation of prompt. Yields the text so far and a line of figures, which names the seed
+    (drawn here when the field is empty) so that any text can be made again."""
     try:
         prompt = prompt or ""
+        seed = optional_number("seed", seed)
+        seed = random.randint(0, MAX_SEED) if seed is None else seed  # empty: a different text every time
         stream = text_stream(weights_name, prompt, max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                              top_k=int(top_k or 0) or None, top_p=float(top_p or 1.0),  # 0 and 1 mean off
-                             seed=optional_number("seed", seed))  # empty: a different text every time
+                             seed=seed)
     except (GPTError, ValueError, TypeError) as e:
-        raise refused(e)
+        error = refused(e)
+        yield failed(error)  # shown on the page; the raise is what an API caller sees (and the page as a toast)
+        raise error
     text, start, shown, n = prompt, time.perf_counter(), 0.0, 0
     try:
         for n, ch in enumerate(stream, start=1):
@@ -29,14 +42,17 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
             now = time.perf_counter()
             if now - shown > 0.2:  # 5 updates a second: smooth to read, light on a server that many visitors share
                 shown = now
-                yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s"
+                yield text, f"{n:,} tokens · {n / (now - start):,.0f} tokens/s · seed {seed}"
     except GPTError as e:  # the engine's process stopped under this stream: say so
-        raise refused(e)
+        error = refused(e)
+        yield failed(error)
+        raise error
     finally:
         stream.close()  # Stop generating: this visitor's stream leaves the batch, everyone else's goes on
     elapsed = time.perf_counter() - start
     rate = f" · **{n / elapsed:,.0f} tokens/s**" if n else ""
-    yield text, f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name}"
+    yield text, (f"{n:,} tokens (characters) in {elapsed:.2f} s{rate} · weights: {weights_name} · "
+                 f"**seed {seed}** (type it in Seed to make this text again)")
 
 
 def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:

@@ -1,4 +1,9 @@
-"""The Train tab: pick a preset, press Start, and watch the server's one run from every open tab."""
+"""The Train tab: pick a preset, press Start, and watch the server's one run from every open tab.
+
+The top of the tab is the whole first step (a preset, how long, Start); every other setting waits in a fold. When
+no run is live the chart is not left empty: it shows the last run on disk, or (a fresh server, a public page)
+the shipped weights' own training replayed from their log, noise to Shakespeare.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt.card import COLORS, params_text
+from gpt.card import COLORS, params_text, read_log
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.estimate import estimate_time
+from gpt.optim import OPTIMIZERS
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.trainer import TrainConfig
 from webapp import access
@@ -24,29 +30,39 @@ from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
+OPTIMIZER_FIELDS = ["optimizer", "muon_lr"]  # after the original fields in the API, so old scripts keep working
 LECTURE_LINE = f"lecture: {LECTURE_VAL}"
 SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
           LECTURE_LINE: COLORS["lecture"]}
 MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
+REPLAY_S, REPLAY_HOLD_S = 45.0, 15.0  # the shipped weights' training, replayed in 45 s, then held 15 s, round again
+PRESET_HINT = ("cpu: small and quick, made for a CPU · lecture: the lecture's final model, made for a GPU · "
+               "nanogpt-char: nanoGPT's recipe at the lecture's size · tiny: a toy, seconds")
+SCROLL_TO_RUN = """(...args) => {
+  document.querySelector('#train-progress')?.scrollIntoView({behavior: 'smooth', block: 'start'});
+  return args;
+}"""  # after Start, the run (progress, chart, newest sample) is what the learner looks at
 
 
 def preset_values(preset: str) -> list:
     config = TrainConfig.from_preset(preset)
-    return [getattr(config, f) for f in FIELDS]
+    return [getattr(config, f) for f in FIELDS + OPTIMIZER_FIELDS]
 
 
 def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                   eval_interval, seed, text_source, text_file, run_name, minutes=0, init_from="",
-                   profile: gr.OAuthProfile | None = None, request: gr.Request = None):
+                   eval_interval, seed, text_source, text_file, run_name, minutes=0, init_from="", optimizer="",
+                   muon_lr=None, profile: gr.OAuthProfile | None = None, request: gr.Request = None):
     """Start a training run in the server's background thread; every viewer sees it. Returns a message.
 
     minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline.
-    init_from: saved weights to start from (fine-tune; their model shape is used), or empty for from scratch."""
+    init_from: saved weights to start from (fine-tune; their model shape is used), or empty for from scratch.
+    optimizer ("adamw" or "muon") and muon_lr: empty for the preset's. eval_interval 0: about 15 evaluations."""
     access.require_training(profile)
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
+    values.update({k: v for k, v in zip(OPTIMIZER_FIELDS, [optimizer, muon_lr]) if v not in (None, "")})
     caps = access.caps(profile)
     try:
         if caps and isinstance(max_iters, (int, float)) and max_iters > caps.max_steps:
@@ -76,21 +92,26 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
 
 def estimate(preset, *settings_and_minutes) -> str:
     """The chosen settings' training time on this device (or, training for some minutes, about how many steps),
-    from a timed step of their size (remembered per size)."""
+    from timed steps of their size (remembered per size)."""
     if runner.running:
         return "*The time estimate waits for the current run to end: measuring now would slow it down.*"
     *settings, minutes = settings_and_minutes
     try:
-        config = TrainConfig.from_preset(preset, **dict(zip(FIELDS, settings)), max_time=time_limit(minutes))
+        chosen = dict(zip(FIELDS + OPTIMIZER_FIELDS, settings))
+        chosen = {k: v for k, v in chosen.items() if k in FIELDS or v not in (None, "")}
+        config = TrainConfig.from_preset(preset, **chosen, max_time=time_limit(minutes))
         guess = estimate_time(config)
     except (GPTError, ValueError, TypeError) as e:
         return f"*No estimate: {e}*"
     except RuntimeError as e:  # e.g. out of memory on the device: the run itself would fail the same way
         return f"*No estimate: these settings do not fit on {DEVICE} ({str(e).splitlines()[0]})*"
-    measured = f"{guess.step_seconds * 1000:,.0f} ms a step, measured; {_duration(guess.eval_seconds)} an evaluation"
+    about = "roughly" if guess.rough else "about"
+    measured = f"{guess.step_seconds * 1000:,.0f} ms a step, measured; {duration(guess.eval_seconds)} an evaluation"
+    if guess.rough:
+        measured += "; the machine was busy while timing, so this is rough"
     if config.max_time:
-        return f"Trains for {_duration(config.max_time)} on {DEVICE}: **about {guess.steps:,} steps** ({measured})"
-    return f"Estimated time on {DEVICE}: **about {_duration(guess.seconds)}** ({measured})"
+        return f"Trains for {duration(config.max_time)} on {DEVICE}: **{about} {guess.steps:,} steps** ({measured})"
+    return f"{config.max_iters:,} steps on {DEVICE}: **{about} {duration(guess.seconds)}** ({measured})"
 
 
 def time_limit(minutes) -> float:
@@ -121,11 +142,74 @@ def training_status() -> dict:
     return status
 
 
-def _duration(seconds) -> str:
+def duration(seconds) -> str:
     seconds = int(seconds or 0)
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+# --- what the chart shows when no run is live: the last run on disk, or the shipped weights' training replayed ---
+
+_logs: dict[tuple, dict] = {}  # (folder, log's mtime) -> its status: a log is read once, not at every poll
+
+
+def logged_status(folder: Path, name: str) -> dict | None:
+    """A past run, from its log, shaped like the runner's status (state 'finished', 'stopped' or 'interrupted')."""
+    try:
+        key = (str(folder), (folder / "metrics.jsonl").stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _logs:
+        log = read_log(folder)
+        if not log or not log["evals"]:
+            return None
+        config, last = log["config"], log["evals"][-1]
+        _logs.clear()  # one or two logs are shown at a time: keep only the newest read
+        _logs[key] = {
+            "state": {"done": "finished", "stopped": "stopped"}.get(log["end"], "interrupted"), "error": "", "run": name, "out_dir": str(folder),
+            "step": max([last["step"], *(s for s, _ in log["steps"][-1:])]), "max_iters": config.get("max_iters", 0),
+            "loss": log["steps"][-1][1] if log["steps"] else None, "lr": None, "tokens_per_sec": None,
+            "elapsed": last.get("elapsed", 0.0), "max_time": config.get("max_time", 0.0), "eta": None,
+            "params": log["params"], "config": config, "device": log["device"],
+            "best_val": min(e["val_loss"] for e in log["evals"]), "steps": log["steps"][::max(1, len(log["steps"]) // 400)],
+            "evals": log["evals"], "started_by": None, "started_at": None, "deadline": None, "interrupted": None,
+        }
+    return _logs[key]
+
+
+def replay(s: dict, now: float | None = None) -> dict:
+    """The run s as far as it had got at this moment of the replay (the same moment for every visitor)."""
+    phase = (time.time() if now is None else now) % (REPLAY_S + REPLAY_HOLD_S)
+    upto = round(s["step"] * min(1.0, phase / REPLAY_S))
+    evals = [e for e in s["evals"] if e["step"] <= upto]
+    steps = [p for p in s["steps"] if p[0] <= upto]
+    return {**s, "state": "replay", "step": upto, "evals": evals, "steps": steps,
+            "loss": steps[-1][1] if steps else None, "best_val": min((e["val_loss"] for e in evals), default=None),
+            "elapsed": evals[-1]["elapsed"] if evals else 0.0}
+
+
+def last_run() -> dict | None:
+    """The newest run in weights/ that is not the shipped default, from its log."""
+    try:
+        folders = [p for p in WEIGHTS.iterdir() if p.name != "default" and (p / "metrics.jsonl").is_file()]
+    except OSError:
+        return None
+    newest = max(folders, key=lambda p: (p / "metrics.jsonl").stat().st_mtime, default=None)
+    return logged_status(newest, newest.name) if newest else None
+
+
+def shown_status() -> dict:
+    """What the Train tab shows: the live (or just ended) run; else the last run on disk (not on a public page,
+    where it would be a stranger's); else the shipped weights' training, replayed."""
+    s = runner.status()
+    if s["state"] != "idle" or s["interrupted"]:
+        return s
+    past = None if access.current().public else last_run()
+    if past is not None:
+        return past
+    shipped = logged_status(WEIGHTS / "default", "default")
+    return replay(shipped) if shipped and len(shipped["evals"]) > 1 else s
 
 
 def interrupted_html(run: dict) -> str:
@@ -134,47 +218,73 @@ def interrupted_html(run: dict) -> str:
     best = f" (best val loss {run['best_val']:.3f})" if isinstance(run.get("best_val"), (int, float)) else ""
     return (f"<div class='status'><div>The run <b>{name}</b> was interrupted at step {run['step']:,} of "
             f"{run['max_iters']:,} when the server stopped. Its best weights so far{best} are in weights/{name} and "
-            f"in the Generate tab.</div><div class='settings'>To carry it on: "
+            f"in the Generate tab.</div><div class='settings'>To carry it on: the Runs tab's <b>Carry on</b>, or "
             f"<code>python -m train --out weights/{name} --resume</code>. Or start a new run.</div></div>")
 
 
-def progress_html(s: dict) -> str:
+def replay_html(s: dict, may_train: bool) -> str:
+    done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
+    figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
+    if s["loss"] is not None:
+        figures.append(f"loss {s['loss']:.3f}")
+    if len(s["evals"]) > 1:
+        figures.append(f"best val <b>{s['best_val']:.3f}</b>")
+    figures.append(f"{duration(s['elapsed'])} of training on {html.escape(s['device'] or 'a CPU')}")
+    what = ("Press <b>Start</b> to train your own and watch it learn the same way." if may_train else
+            "Write with these weights in the <b>Generate</b> tab now; to train your own, run the app on your "
+            "machine: <code>python app.py</code>.")
+    return (f"<div class='status'><div>▶ <b>Replay</b> of how the shipped weights learned "
+            f"({params_text(s['params'])} parameters), from their real log. {what}</div>"
+            f"<progress value='{done:.4f}' max='1'></progress> <b>{done:.0%}</b>"
+            f"<div>{' · '.join(figures)}</div></div>")
+
+
+def progress_html(s: dict, may_train: bool = True) -> str:
+    if s["state"] == "replay":
+        return replay_html(s, may_train)
     if s["state"] == "idle" and s.get("interrupted"):
         return interrupted_html(s["interrupted"])
     if s["state"] == "idle":
-        return "<div class='status'>No run yet. Pick a preset, adjust it if you like, and press <b>Start</b>.</div>"
+        return ("<div class='status'>No run yet. Pick a preset and press <b>Start</b>." if may_train else
+                "<div class='status'>No run is going. Write with the shipped weights in the <b>Generate</b> tab."
+                ) + "</div>"
     if s.get("max_time"):  # a timed run: the bar is the clock
-        done = 1.0 if s["state"] == "finished" else min(1.0, s["elapsed"] / s["max_time"])
-        figures = [f"step <b>{s['step']:,}</b> · training for {_duration(s['max_time'])}"]
+        done = 1.0 if s["state"] != "running" else min(1.0, s["elapsed"] / s["max_time"])
+        figures = [f"step <b>{s['step']:,}</b> · training for {duration(s['max_time'])}"]
     else:
         done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
         figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
     if s["loss"] is not None:
-        figures.append(f"loss {s['loss']:.3f}")
-    if s["best_val"] is not None:
-        figures.append(f"best val <b>{s['best_val']:.3f}</b>")
+        figures.append(f"loss <b>{s['loss']:.3f}</b>")
+    if len(s["evals"]) > 1:  # the first evaluation is the untrained model's: no "best" worth showing yet
+        figures.append(f"best val {s['best_val']:.3f}")
     if s["tokens_per_sec"]:
         figures.append(f"{s['tokens_per_sec']:,.0f} tokens/s")
     if s["lr"]:
         figures.append(f"lr {s['lr']:.2e}")
-    figures.append(f"elapsed {_duration(s['elapsed'])}")
+    figures.append(f"elapsed {duration(s['elapsed'])}")
     if s["eta"] is not None:
-        figures.append(f"ETA {_duration(s['eta'])}")
+        figures.append(f"ETA {duration(s['eta'])}")
     if s["started_by"] and s["state"] in ("running", "stopping"):  # public: who, and when it ends at the latest
         ends = f" · stops by {time.strftime('%H:%M UTC', time.gmtime(s['deadline']))}" if s["deadline"] else ""
         figures.append(f"started by {access.shown_name(s['started_by'])} at "
                        f"{time.strftime('%H:%M UTC', time.gmtime(s['started_at']))}{ends}")
+    run = html.escape(s["run"] or "")
+    kept = f"its best weights are in weights/{run} and in the Generate tab."
     headline = {
-        "running": f"Training <b>{s['run']}</b> · {params_text(s['params'])} parameters · {s['device']}"
-        if s["params"] else f"Preparing <b>{s['run']}</b>…",
-        "stopping": f"Stopping <b>{s['run']}</b> after this step…",
-        "finished": f"Finished <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
-        "stopped": f"Stopped <b>{s['run']}</b>: its best weights are in weights/{s['run']} and in the Generate tab.",
-        "failed": f"<b>{s['run']}</b> failed: {html.escape(s['error'])}",
+        "running": f"Training <b>{run}</b> · {params_text(s['params'])} parameters · {s['device']}"
+        if s["params"] else f"Preparing <b>{run}</b>…",
+        "stopping": f"Stopping <b>{run}</b> after this step…",
+        "finished": f"Finished <b>{run}</b>: {kept}",
+        "stopped": f"Stopped <b>{run}</b>: {kept}",
+        "interrupted": f"The last run, <b>{run}</b>, was cut off at step {s['step']:,}: {kept} Carry it on in the "
+                       f"Runs tab.",
+        "failed": f"<b>{run}</b> failed: {html.escape(s['error'])}",
     }[s["state"]]
     c = s["config"]
+    optimizer = "Muon + AdamW" if c.get("optimizer") == "muon" else "AdamW"
     settings = (f"{c['n_layer']} layers · {c['n_head']} heads · {c['n_embd']} wide · block {c['block_size']} · "
-                f"batch {c['batch_size']} · dropout {c['dropout']} · "
+                f"batch {c['batch_size']} · dropout {c['dropout']} · {optimizer} · "
                 f"{'Tiny Shakespeare' if c['data'] == SHAKESPEARE else 'your text'}")
     return (f"<div class='status'><div>{headline}</div><div class='settings'>{settings}</div>"
             f"<progress value='{done:.4f}' max='1'></progress> <b>{done:.0%}</b>"
@@ -187,7 +297,8 @@ def loss_frame(s: dict) -> pd.DataFrame:
     rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
     if not rows:  # nothing measured yet: the frame a run fills, from a model that knows nothing down to the lecture's
         rows = [(0, UNTRAINED, "train")]  # one point draws no line; without it the axes shrink to one value
-    rows += [(0, LECTURE_VAL, LECTURE_LINE), (max(FIRST_STEPS, s["step"]), LECTURE_VAL, LECTURE_LINE)]
+    end = s["max_iters"] if s.get("state") == "replay" else s["step"]  # a replay's axes stay put as it plays
+    rows += [(0, LECTURE_VAL, LECTURE_LINE), (max(FIRST_STEPS, end), LECTURE_VAL, LECTURE_LINE)]
     return chart_frame(rows, SERIES, ["step", "loss", "series"])
 
 
@@ -200,73 +311,85 @@ def samples_markdown(s: dict) -> str:
         for e in reversed(shown))
 
 
-def poll(profile: gr.OAuthProfile | None, request: gr.Request):
-    s = runner.status()
+def poll(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request):
+    s = shown_status()
     running = s["state"] in ("running", "stopping")
+    may_train = access.may_train(profile) is None
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
-    return (progress_html(s), loss_frame(s), samples_markdown(s),
-            gr.Button(interactive=not running and access.may_train(profile) is None), gr.Button(interactive=may_stop),
-            running)
+    # "Started …" and "Stopping …" describe a run: they go when it ends, the progress line says how it ended
+    message = "" if was_running and not running else gr.skip()
+    return (progress_html(s, may_train), loss_frame(s), samples_markdown(s),
+            gr.Button(interactive=not running and may_train), gr.Button(interactive=may_stop), running, message)
 
 
 _app: dict = {}  # the Blocks this tab is built into: its record of uploads tells them from the server's own files
 
 
-def build(demo: gr.Blocks) -> None:
-    """The Train tab's components and events (call inside `with gr.Tab(...)`)."""
+def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
+    """The Train tab's components and events (call inside `with gr.Tab(...)`); tabs: to send a visitor who may
+    not train to the Generate tab."""
+    defaults = TrainConfig.from_preset("cpu")
     with gr.Row():
-        with gr.Column(scale=1, min_width=320):
-            preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset",
-                                 info="cpu: a few minutes on 2 cores (the estimate below is timed here) · "
-                                      "lecture: the lecture's final model (GPU) · tiny: seconds")
-            defaults = TrainConfig.from_preset("cpu")
+        with gr.Column(scale=1, min_width=320) as form:
             with gr.Row():
-                n_layer = gr.Number(defaults.n_layer, label="Layers", precision=0, minimum=1, maximum=48)
-                n_head = gr.Number(defaults.n_head, label="Heads", precision=0, minimum=1, maximum=64)
-                n_embd = gr.Number(defaults.n_embd, label="n_embd (width)", precision=0, minimum=1, maximum=4096)
+                preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset", info=PRESET_HINT, min_width=150)
+                minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
+                                    elem_id="train-minutes", min_width=150,
+                                    info="0: the preset's iterations. Else stop then, annealed")
             with gr.Row():
-                block_size = gr.Number(defaults.block_size, label="Block size (context)", precision=0,
-                                       minimum=1, maximum=4096)
-                batch_size = gr.Number(defaults.batch_size, label="Batch size", precision=0, minimum=1,
+                start_btn = gr.Button("Start", variant="primary", elem_id="start-training")
+                stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop-training")
+            time_estimate = gr.Markdown("*Timing these settings on this machine…*", elem_id="time-estimate")
+            message = gr.Markdown(elem_id="train-message")
+            with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
+                with gr.Row():
+                    n_layer = gr.Number(defaults.n_layer, label="Layers", precision=0, minimum=1, maximum=48)
+                    n_head = gr.Number(defaults.n_head, label="Heads", precision=0, minimum=1, maximum=64)
+                    n_embd = gr.Number(defaults.n_embd, label="n_embd (width)", precision=0, minimum=1,
                                        maximum=4096)
-                dropout = gr.Number(defaults.dropout, label="Dropout", minimum=0, maximum=0.95, step=0.05)
-            with gr.Row():
-                learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", minimum=0, step=1e-4)
-                max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
-                                      maximum=1_000_000)
-                eval_interval = gr.Number(defaults.eval_interval, label="Eval every", precision=0, minimum=1)
-            minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
-                                elem_id="train-minutes",
-                                info="0: run the iterations. Otherwise stop at this time instead, with the learning "
-                                     "rate decayed over the time, so the model is at its best when time is up")
-            seed = gr.Number(defaults.seed, label="Seed", precision=0)
-            text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
-                                   label="Training text")
-            text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
-                                file_types=[".txt"], type="filepath", visible=False)
-            init_from = gr.Dropdown([("from scratch", "")] + weights_choices(live=False), value="",
-                                    label="Start from weights", allow_custom_value=True,  # start_training checks
-                                    info="fine-tune saved or pulled weights: their model shape and characters")
-            run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
-                                  info="the weights are saved in weights/<run name>")
+                with gr.Row():
+                    block_size = gr.Number(defaults.block_size, label="Block size (context)", precision=0,
+                                           minimum=1, maximum=4096)
+                    batch_size = gr.Number(defaults.batch_size, label="Batch size", precision=0, minimum=1,
+                                           maximum=4096)
+                    dropout = gr.Number(defaults.dropout, label="Dropout", minimum=0, maximum=0.95, step=0.05)
+                with gr.Row():
+                    optimizer = gr.Dropdown(list(OPTIMIZERS), value=defaults.optimizer, label="Optimizer",
+                                            info="muon: Muon for the Blocks' matrices, AdamW for the rest")
+                    muon_lr = gr.Number(defaults.muon_lr, label="Muon learning rate", minimum=0, step=1e-3,
+                                        visible=defaults.optimizer == "muon")
+                with gr.Row():
+                    learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", minimum=0, step=1e-4)
+                    max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
+                                          maximum=1_000_000)
+                    eval_interval = gr.Number(defaults.eval_interval, label="Eval every", precision=0, minimum=0,
+                                              info="steps; 0: about 15 evaluations a run")
+                seed = gr.Number(defaults.seed, label="Seed", precision=0)
+                text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
+                                       label="Training text")
+                text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
+                                    file_types=[".txt"], type="filepath", visible=False)
+                init_from = gr.Dropdown([("from scratch", "")] + weights_choices(live=False), value="",
+                                        label="Start from weights", allow_custom_value=True,  # start_training checks
+                                        info="fine-tune saved or pulled weights: their model shape and characters")
+                run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
+                                      info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**")
-            time_estimate = gr.Markdown("*Estimating the time of these settings…*", elem_id="time-estimate")
-            with gr.Row():
-                start_btn = gr.Button("Start", variant="primary")
-                stop_btn = gr.Button("Stop", variant="stop", interactive=False)
-            message = gr.Markdown()
         with gr.Column(scale=2):
-            progress = gr.HTML()
+            progress = gr.HTML(elem_id="train-progress")
+            to_generate = gr.Button("Write with the shipped weights →", visible=False, size="sm")
             chart = gr.LinePlot(x="step", y="loss", color="series", title="Loss (lower is better)",
-                                elem_id="loss-chart", y_title="cross-entropy loss", height=320, color_map=SERIES)
-            samples = gr.Markdown(max_height=520)
+                                elem_id="loss-chart", y_title="cross-entropy loss", height=300, color_map=SERIES,
+                                tooltip=["series", "step", "loss"])
+            samples = gr.Markdown(max_height=520, elem_id="train-samples")
 
     settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
                 seed]
-    preset.change(preset_values, preset, settings, api_visibility="private")
+    preset.change(preset_values, preset, [*settings, optimizer, muon_lr], api_visibility="private")
+    optimizer.change(lambda o: gr.Number(visible=o == "muon"), optimizer, muon_lr, api_visibility="private")
     running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
-    gr.on([demo.load, running.change, *(s.change for s in [*settings, minutes])], estimate,
-          [preset, *settings, minutes], time_estimate,
+    gr.on([demo.load, running.change, *(s.change for s in [*settings, optimizer, muon_lr, minutes])], estimate,
+          [preset, *settings, optimizer, muon_lr, minutes], time_estimate,
           trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
           show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
@@ -275,10 +398,19 @@ def build(demo: gr.Blocks) -> None:
                     init_from, api_visibility="private", show_progress="hidden")
     _app["demo"] = demo  # (not a functools.partial: Gradio reads the handler's type hints to pass the visitor)
     start_btn.click(start_training,
-                    [preset, *settings, text_source, text_file, run_name, minutes, init_from], message,
-                    api_name="start_training", concurrency_limit=None)
+                    [preset, *settings, text_source, text_file, run_name, minutes, init_from, optimizer, muon_lr],
+                    message, api_name="start_training", concurrency_limit=None, js=SCROLL_TO_RUN)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
+
+    def who_may_train(profile: gr.OAuthProfile | None):
+        """A visitor who may not train sees the run, not a form they cannot use."""
+        may = access.may_train(profile) is None
+        return gr.Column(visible=may), gr.Button(visible=not may)
+
+    demo.load(who_may_train, None, [form, to_generate], api_visibility="private", concurrency_limit=None,
+              show_progress="hidden")
+    to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
     timer = gr.Timer(1.0)  # every tab polls the one server-owned run
-    gr.on([timer.tick, demo.load], poll, None, [progress, chart, samples, start_btn, stop_btn, running],
+    gr.on([timer.tick, demo.load], poll, running, [progress, chart, samples, start_btn, stop_btn, running, message],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
