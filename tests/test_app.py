@@ -229,3 +229,12 @@ def test_the_seed_can_be_empty_typed_text_or_an_int_through_the_api(client):
     assert generate(client, "default", seed="")[0] != generate(client, "default", seed=None)[0]  # new each time
     with pytest.raises(AppError, match="seed must be a whole number"):
         generate(client, "default", seed="seven")
+
+
+def test_every_text_names_its_seed_and_the_seed_makes_it_again(client):
+    """An empty seed draws one; the figures name it, so a good sample can be made again."""
+    import re
+
+    text, figures = generate(client, "default", seed="")
+    seed = re.search(r"seed (\d+)", figures).group(1)
+    assert generate(client, "default", seed=seed)[0] == text
