@@ -174,3 +174,19 @@ def test_the_command_line_lists_runs_and_fine_tunes(three_runs, tmp_path, text):
     refused = cli("--preset", "tiny", "--init-from", str(three_runs / "finished"), "--n-embd", "64",
                   "--out", str(tmp_path / "no"))
     assert refused.returncode == 2 and "shape comes from the weights" in refused.stderr
+
+
+def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, monkeypatch):
+    """After a restart the runner has no ladder, but the rungs on disk are the ladder's results: show them."""
+    from gpt import ladder
+    from webapp import ladder as ladder_tab
+    from webapp import state
+
+    Trainer(ladder.train_config(ladder.RUNGS[0], max_iters=10, eval_interval=5, data=str(text)),
+            three_runs / "ladder" / "rung-1", model_factory=lambda c, v: ladder.build(1, c, v)).run()
+    monkeypatch.setattr(ladder_tab, "WEIGHTS", three_runs)
+    monkeypatch.setattr(state, "WEIGHTS", three_runs)
+    rows = ladder_tab.climbed({"ladder": []})["ladder"]
+    assert [(r["rung"], r["state"], [s for s, _ in r["curve"]]) for r in rows] == [(1, "done", [0, 5, 10])]
+    assert ladder_tab.ladder_table({"ladder": rows})["our val"].iloc[0] == round(rows[0]["val"], 3)
+    assert "ladder/rung-1" in state.weights_choices()  # a rung can be chosen to generate and for attention maps

@@ -7,10 +7,11 @@ import pandas as pd
 
 from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
+from gpt.card import read_log
 from gpt.errors import GPTError
 from webapp import access
-from webapp.state import (DEVICE, chart_frame, load_weights, optional_number, refresh_weights, refused, runner,
-                          weights_choices)
+from webapp.state import (DEVICE, WEIGHTS, chart_frame, load_weights, optional_number, refresh_weights, refused,
+                          runner, weights_choices)
 from webapp.train import stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
@@ -64,12 +65,31 @@ def ladder_table(s: dict) -> pd.DataFrame:
                                        "time", "sample"])
 
 
-def poll_ladder(profile: gr.OAuthProfile | None, request: gr.Request):
-    s = runner.status()
+def climbed(s: dict) -> dict:
+    """The ladder as the runner has it; after a restart (nothing climbed since), the rungs trained on disk."""
+    if s["ladder"]:
+        return s
+    rows = []
+    for r in ladder.RUNGS:
+        log = read_log(WEIGHTS / "ladder" / f"rung-{r.number}")
+        if not log or not log["evals"]:
+            continue
+        curve = [(e["step"], e["val_loss"]) for e in log["evals"]]
+        rows.append({"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
+                     "params": log["params"], "val": min(v for _, v in curve), "curve": curve,
+                     "time": log["evals"][-1].get("elapsed") if log["end"] else None,
+                     "sample": log["evals"][-1].get("sample", ""), "state": log["end"] or "interrupted"})
+    return {**s, "ladder": rows}
+
+
+def poll_ladder(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request):
+    s = climbed(runner.status())
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
+    running = s["state"] in ("running", "stopping")
+    message = "" if was_running and not running else gr.skip()  # "Climbing …" goes when the climb ends
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop))
+            gr.Button(interactive=may_stop), running, message)
 
 
 def show_attention(weights_name, prompt):
@@ -100,6 +120,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         ladder_stop = gr.Button("Stop", variant="stop")
     message = gr.Markdown()
     chart = gr.LinePlot(x="step", y="val loss", color="rung", color_map=SERIES, height=360,
+                        colors_in_legend=[k for k in SERIES if " lecture " not in k],  # the faded levels need none
                         title="Validation loss of each rung (faded: the lecture's number)", elem_id="ladder-chart")
     table = gr.Dataframe(label="The ladder", wrap=True)
     gr.Markdown("### What attention looks at\nEach map shows, for every character (row), how much it attends "
@@ -117,7 +138,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
     timer = gr.Timer(1.0)
-    gr.on([timer.tick, demo.load], poll_ladder, None, [chart, table, ladder_btn, ladder_stop],
+    climbing = gr.State(False)
+    gr.on([timer.tick, demo.load], poll_ladder, climbing, [chart, table, ladder_btn, ladder_stop, climbing, message],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")

@@ -34,9 +34,14 @@ engines = EngineProcess()  # generation: on a CPU in a process of its own, so th
 DEVICE = describe_device(pick_device())
 
 
+def saved_weights() -> list[str]:
+    """Saved weights, newest first after 'default', then the ladder's rungs (ladder/rung-N)."""
+    return weights.list_weights(WEIGHTS) + [f"ladder/{n}" for n in sorted(weights.list_weights(WEIGHTS / "ladder"))]
+
+
 def weights_choices(live: bool = True) -> list[str]:
-    """Saved weights, newest first after 'default'; the model training now first while a run goes (if live)."""
-    choices = weights.list_weights(WEIGHTS)
+    """Saved weights and the ladder's rungs; the model training now first while a run goes (if live)."""
+    choices = saved_weights()
     if live and runner.running:
         choices = [LIVE] + choices
     return choices
@@ -61,7 +66,7 @@ def refused(e: Exception) -> gr.Error:
 
 def weights_folder(name: str) -> Path:
     """The folder of saved weights `name`, or a GPTError for a name that is not in the list."""
-    if name in weights.list_weights(WEIGHTS):
+    if name in saved_weights():
         return WEIGHTS / name
     raise GPTError(f"no weights named {name!r}: pick one from the list")
 
