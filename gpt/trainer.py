@@ -430,36 +430,27 @@ class Trainer:
             dist.destroy_process_group()
         return result
 
-    def _timed_auto_evals(self) -> bool:
-        return bool(self.config.max_time) and not self.config.eval_interval
-
-    def _eval_due(self, elapsed: float, next_eval_at: float) -> bool:
-        """Whether to evaluate before this step: every eval_every() steps, or (a timed run, auto) by the clock.
-
-        Under DDP every process must agree on a clock decision, so process 0's clock decides."""
-        if not self._timed_auto_evals():
-            return self.step % self.config.eval_every() == 0
-        flag = self.step == 0 or elapsed >= next_eval_at
+    def _process_0_decides(self, flag: bool) -> bool:
+        """A decision taken by the clock: under DDP every process must agree, so process 0's clock decides."""
         if self.ddp:
             t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
             dist.broadcast(t, src=0)
             flag = bool(t.item())
         return flag
+
+    def _eval_due(self, elapsed: float, next_eval_at: float) -> bool:
+        """Whether to evaluate before this step: every eval_every() steps, or (a timed run, auto) by the clock."""
+        if not self.config.max_time or self.config.eval_interval:
+            return self.step % self.config.eval_every() == 0
+        return self._process_0_decides(self.step == 0 or elapsed >= next_eval_at)
 
     def _next_eval_time(self, elapsed: float) -> float:
         """When a timed run with auto evaluations evaluates next: a EVAL_POINTS-th of its clock on."""
         return elapsed + max(self.config.max_time / EVAL_POINTS, EVAL_SPACING * self.eval_seconds)
 
     def _out_of_time(self, elapsed: float, step_seconds: float) -> bool:
-        """A timed run ends when one more step and the final evaluation would no longer fit before max_time.
-
-        Under DDP every process must agree, so process 0's clock decides."""
-        flag = elapsed + step_seconds + self.eval_seconds >= self.config.max_time
-        if self.ddp:
-            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.broadcast(t, src=0)
-            flag = bool(t.item())
-        return flag
+        """A timed run ends when one more step and the final evaluation would no longer fit before max_time."""
+        return self._process_0_decides(elapsed + step_seconds + self.eval_seconds >= self.config.max_time)
 
     def _time_progress(self, elapsed: float) -> float:
         """The fraction of a timed run's training time spent: 1 when only the final evaluation is left to do."""

@@ -175,7 +175,7 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
     page = open_app(browser, space_app["url"], trains=False)  # anonymous
     notice = page.locator("#access-notice")
     expect(notice).to_contain_text("Public app. You are not signed in.", timeout=30_000)
-    expect(notice).to_contain_text("You may watch the run, generate text and look at attention maps.")
+    expect(notice).to_contain_text("You may watch the run, generate and look at attention maps.")
     expect(notice).to_contain_text("Only the owner may train here. Sign in with Hugging Face if you own this Space")
     expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
     expect(page.get_by_role("button", name="Start")).to_be_hidden()  # no form they cannot use

@@ -190,3 +190,19 @@ def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, m
     assert [(r["rung"], r["state"], [s for s, _ in r["curve"]]) for r in rows] == [(1, "done", [0, 5, 10])]
     assert ladder_tab.ladder_table({"ladder": rows})["our val"].iloc[0] == round(rows[0]["val"], 3)
     assert "ladder/rung-1" in state.weights_choices()  # a rung can be chosen to generate and for attention maps
+
+
+def test_a_past_run_is_shown_from_its_log_and_replays_noise_to_shakespeare(tmp_path, text):
+    """With no live run the Train tab shows a log: whole for the last run, step by step for the shipped weights."""
+    from webapp.train import REPLAY_HOLD_S, REPLAY_S, logged_status, progress_html, replay
+
+    Trainer(TrainConfig.from_preset("tiny", data=str(text), max_iters=30, eval_interval=10, eval_iters=2),
+            tmp_path / "past").run()
+    past = logged_status(tmp_path / "past", "past")
+    assert past["state"] == "finished" and [e["step"] for e in past["evals"]] == [0, 10, 20, 30]
+    assert "Finished <b>past</b>" in progress_html(past)
+    start, middle, end = (replay(past, now=t) for t in (0.0, REPLAY_S / 2, REPLAY_S + REPLAY_HOLD_S / 2))
+    assert [e["step"] for e in start["evals"]] == [0] and start["state"] == "replay"
+    assert [e["step"] for e in middle["evals"]] == [0, 10] and middle["step"] == 15
+    assert end["evals"] == past["evals"] and end["step"] == 30  # held whole before it plays again
+    assert "Replay" in progress_html(middle, may_train=False) and "python app.py" in progress_html(middle, False)

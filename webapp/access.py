@@ -78,7 +78,7 @@ def is_owner(profile: gr.OAuthProfile | None) -> bool:
 
 def how_to_get_it(a: Access, signed_in: bool) -> str:
     if not a.sign_in:
-        return "This is a public server: run the app on your own machine (`python app.py`) to do it."
+        return "Run the app on your own machine to do it: `python app.py`."
     return ("Duplicate this Space to do it on your own copy." if signed_in else
             "Sign in with Hugging Face if you own this Space, or duplicate the Space to do it on your own copy.")
 
@@ -180,7 +180,7 @@ def notice(profile: gr.OAuthProfile | None) -> str:
         return ""
     user = visitor(profile)
     who = f"Signed in as **{user}**{' (owner)' if user in a.owners else ''}." if user else "You are not signed in."
-    may = ["watch the run", "generate text", "look at attention maps"]
+    may = ["watch the run", "generate", "look at attention maps"]
     train = may_train(profile)
     if train is None:
         may.append("train" + ("" if is_owner(profile) else f" (up to {a.max_steps:,} steps, {a.max_minutes:g} "

@@ -117,7 +117,8 @@ def samples_html(chosen: list[dict]) -> str:
 def settings_frame(chosen: list[dict]) -> pd.DataFrame:
     differs = runs.differing_settings(chosen) if len(chosen) > 1 else {}
     # no long paths; "–" for a setting a run's log does not record (an older run)
-    shown = lambda k, v: Path(v).name if k in ("data", "init_from") and v else "–" if v is None else str(v)  # noqa: E731
+    shown = lambda k, v: (Path(v).name if k in ("data", "init_from") and v  # noqa: E731
+                          else "–" if v is None else str(v))
     return pd.DataFrame([[k, *(shown(k, v) for v in values)] for k, values in differs.items()],
                         columns=["setting", *[r["name"] for r in chosen]])
 

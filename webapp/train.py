@@ -15,13 +15,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt.card import COLORS, params_text, read_log
+from gpt.card import COLORS, METRICS_FILE, params_text, read_log
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
 from gpt.estimate import estimate_time
 from gpt.optim import OPTIMIZERS
 from gpt.presets import LECTURE_VAL, PRESETS
+from gpt.runner import MAX_STEP_POINTS
 from gpt.trainer import TrainConfig
 from webapp import access
 from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, refused, runner, weights_choices,
@@ -157,7 +158,7 @@ _logs: dict[tuple, dict] = {}  # (folder, log's mtime) -> its status: a log is r
 def logged_status(folder: Path, name: str) -> dict | None:
     """A past run, from its log, shaped like the runner's status (state 'finished', 'stopped' or 'interrupted')."""
     try:
-        key = (str(folder), (folder / "metrics.jsonl").stat().st_mtime_ns)
+        key = (str(folder), (folder / METRICS_FILE).stat().st_mtime_ns)
     except OSError:
         return None
     if key not in _logs:
@@ -165,14 +166,15 @@ def logged_status(folder: Path, name: str) -> dict | None:
         if not log or not log["evals"]:
             return None
         config, last = log["config"], log["evals"][-1]
-        _logs.clear()  # one or two logs are shown at a time: keep only the newest read
+        _logs.clear()  # one log is shown at a time (the last run, or the shipped one): keep only the newest read
+        steps = log["steps"][::max(1, len(log["steps"]) // MAX_STEP_POINTS)]  # thinned as the runner thins a run's
         _logs[key] = {
-            "state": {"done": "finished", "stopped": "stopped"}.get(log["end"], "interrupted"), "error": "", "run": name, "out_dir": str(folder),
-            "step": max([last["step"], *(s for s, _ in log["steps"][-1:])]), "max_iters": config.get("max_iters", 0),
-            "loss": log["steps"][-1][1] if log["steps"] else None, "lr": None, "tokens_per_sec": None,
-            "elapsed": last.get("elapsed", 0.0), "max_time": config.get("max_time", 0.0), "eta": None,
-            "params": log["params"], "config": config, "device": log["device"],
-            "best_val": min(e["val_loss"] for e in log["evals"]), "steps": log["steps"][::max(1, len(log["steps"]) // 400)],
+            "state": {"done": "finished", "stopped": "stopped"}.get(log["end"], "interrupted"), "error": "",
+            "run": name, "out_dir": str(folder), "step": max([last["step"], *(s for s, _ in log["steps"][-1:])]),
+            "max_iters": config.get("max_iters", 0), "loss": log["steps"][-1][1] if log["steps"] else None,
+            "lr": None, "tokens_per_sec": None, "elapsed": last.get("elapsed", 0.0),
+            "max_time": config.get("max_time", 0.0), "eta": None, "params": log["params"], "config": config,
+            "device": log["device"], "best_val": min(e["val_loss"] for e in log["evals"]), "steps": steps,
             "evals": log["evals"], "started_by": None, "started_at": None, "deadline": None, "interrupted": None,
         }
     return _logs[key]
@@ -192,10 +194,10 @@ def replay(s: dict, now: float | None = None) -> dict:
 def last_run() -> dict | None:
     """The newest run in weights/ that is not the shipped default, from its log."""
     try:
-        folders = [p for p in WEIGHTS.iterdir() if p.name != "default" and (p / "metrics.jsonl").is_file()]
+        folders = [p for p in WEIGHTS.iterdir() if p.name != "default" and (p / METRICS_FILE).is_file()]
     except OSError:
         return None
-    newest = max(folders, key=lambda p: (p / "metrics.jsonl").stat().st_mtime, default=None)
+    newest = max(folders, key=lambda p: (p / METRICS_FILE).stat().st_mtime, default=None)
     return logged_status(newest, newest.name) if newest else None
 
 
