@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 from PIL import Image, ImageDraw
@@ -15,9 +14,9 @@ from PIL import Image, ImageDraw
 from gpt.config import GPTConfig
 from gpt.model import param_count
 from gpt.presets import LECTURE_VAL
+from gpt.runlog import empty_log
 from gpt.weights import CARD_FILE
 
-METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss_curve.png"
 DATASET = "karpathy/tiny_shakespeare"
 DISTRIBUTION = "gpt-from-scratch-lecture"  # pyproject.toml's name
@@ -30,37 +29,6 @@ COLORS = {"train (each batch)": "#c7d2fe", "train": "#4f46e5", "val": "#f97316",
 def params_text(n: int) -> str:
     """A parameter count for people: 10.79M, 30.1K (a bigram's 4,225 is not "0.00M")."""
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
-
-
-def empty_log() -> dict:
-    return {"config": {}, "device": "", "params": None, "command": None, "init_from": None, "evals": [], "steps": [],
-            "end": None}
-
-
-def read_log(folder: str | Path) -> dict | None:
-    """The run recorded in folder/metrics.jsonl: config, device, evals, (step, loss) pairs and how it ended ('done',
-    'stopped', or None: not yet, or cut off); None if absent."""
-    path = Path(folder) / METRICS_FILE
-    if not path.is_file():
-        return None
-    log = empty_log()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill: the rest of the log still tells the story
-        if event.get("event") == "start":
-            log["config"], log["device"] = event.get("config", {}), event.get("device", "")
-            log["params"], log["command"] = event.get("params"), event.get("command")
-            log["init_from"] = event.get("init_from") or log["init_from"]  # a resumed run keeps its origin
-            log["end"] = None  # a resumed run goes on
-        elif event.get("event") == "eval":
-            log["evals"].append(event)
-        elif event.get("event") == "step":
-            log["steps"].append((event["step"], event["loss"]))
-        elif event.get("event") in ("done", "stopped"):
-            log["end"] = event["event"]
-    return log
 
 
 def best_eval(log: dict) -> dict | None:

@@ -3,7 +3,7 @@
 A Python process runs one thread at a time (the GIL). With the engine (gpt.engine) inside the web server's
 process, a crowd's decoding steps wait for the interpreter behind every request the server handles, and the
 server waits behind the steps. Here the engine runs in a child process, on a core of its own, and the web
-server only passes prompts in and characters out (python bench/crowd.py: README, Many visitors at once).
+server only passes prompts in and characters out (python bench/crowd.py: docs/generate.md, Many visitors at once).
 
     engines = EngineProcess()
     for ch in engines.stream_text(model, "ROMEO:", max_new_tokens=200, seed=1):

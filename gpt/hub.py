@@ -30,7 +30,9 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_downl
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from gpt.card import CURVE_FILE, METRICS_FILE, card_files, params_text, read_log
+from gpt.card import CURVE_FILE, card_files, params_text
+from gpt import runlog
+from gpt.runlog import METRICS_FILE, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, portable_name
@@ -178,7 +180,7 @@ def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
     log = read_log(folder)
     files.update(card_files(model.config, model.vocab, log, name))  # the same card as GPT.push_to_hub's
     if log is not None:
-        files[METRICS_FILE] = folder / METRICS_FILE
+        files[METRICS_FILE] = runlog.path(folder)
     return files
 
 

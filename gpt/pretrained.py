@@ -17,7 +17,8 @@ from pathlib import Path
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from gpt import weights
-from gpt.card import CURVE_FILE, has_curve, loss_curve_png, model_card, read_log
+from gpt.card import CURVE_FILE, has_curve, loss_curve_png, model_card
+from gpt.runlog import read_log
 from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
 from gpt.memory import check_loadable

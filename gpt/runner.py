@@ -7,7 +7,6 @@ is going is refused with a BusyError, whoever asks.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 import traceback
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from gpt import ladder, weights
-from gpt.card import METRICS_FILE, params_text
+from gpt import runlog
+from gpt.card import params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
@@ -55,18 +55,12 @@ def interrupted_run(root: Path) -> dict | None:
         return None
     folder = max(runs, key=lambda p: (p / weights.STATE_FILE).stat().st_mtime)
     try:
-        lines = (folder / METRICS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         meta = weights.read_training_meta(folder)
     except (OSError, GPTError):
         return None
-    for line in reversed(lines):  # the last whole event; a torn last line is skipped
-        try:
-            last = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(last, dict) or last.get("event") in ("done", "stopped"):
-            return None
-        break
+    found = runlog.events(folder)
+    if not found or runlog.ending(found):
+        return None
     config = meta.get("config") if isinstance(meta, dict) else None
     if not isinstance(config, dict) or not all(isinstance(v, int) for v in (meta.get("step"), config.get("max_iters"))):
         return None

@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from gpt import weights
-from gpt.card import METRICS_FILE, params_text
+from gpt import runlog
+from gpt.card import params_text
 from gpt.errors import ConfigError
 from gpt.model import param_count
 from gpt.presets import PRESETS
@@ -26,26 +27,13 @@ NOT_SETTINGS = {"device", "compile"}  # where a run trained, not what it is
 STATES = ("training", "finished", "stopped", "interrupted", "weights only")
 
 
-def read_events(folder: Path) -> list[dict]:
-    path = folder / METRICS_FILE
-    if not path.is_file():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-    return events
-
-
 def run_folders(root: str | Path) -> list[tuple[str, str, Path]]:
     """(name, group, folder) of every run or weights folder under root; the ladder's rungs as group 'ladder'."""
     root = Path(root)
     found = []
     for group, parent in (("runs", root), ("ladder", root / "ladder")):
         for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
-            if any((folder / f).is_file() for f in (weights.CONFIG_FILE, METRICS_FILE, weights.STATE_FILE)):
+            if runlog.exists(folder) or any((folder / f).is_file() for f in (weights.CONFIG_FILE, weights.STATE_FILE)):
                 found.append((folder.name if group == "runs" else f"ladder/{folder.name}", group, folder))
     return found
 
@@ -63,7 +51,7 @@ def closest_preset(config: dict) -> tuple[str, dict]:
 
 def read_run(folder: Path, name: str, group: str = "runs", now: float | None = None) -> dict:
     """One run's summary: settings, progress, best val, state, val curve and latest sample."""
-    events = read_events(folder)
+    events = runlog.events(folder)
     starts = [e for e in events if e.get("event") == "start"]
     evals = [e for e in events if e.get("event") == "eval"]
     meta = {}
@@ -73,7 +61,6 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
         except weights.WeightsError:
             pass  # a state file cut short: the log still tells the story
     config = starts[-1].get("config", {}) if starts else meta.get("config", {})
-    ends = [e for e in events if e.get("event") in ("done", "stopped")]
     changed = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
     # when it started (the log says; a copy or a fresh clone would give its files new dates), else its files' date
     started = next((e["time"] for e in starts if isinstance(e.get("time"), (int, float))), None) or changed
@@ -81,8 +68,8 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
     steps = meta.get("step", max((e["step"] for e in events if "step" in e), default=0))
     if not events:
         state = "weights only"  # shipped or pulled: no log of its training here
-    elif ends and events[-1].get("event") in ("done", "stopped"):
-        state = "finished" if ends[-1]["event"] == "done" else "stopped"
+    elif runlog.ending(events):
+        state = "finished" if runlog.ending(events) == "done" else "stopped"
     elif (now or time.time()) - changed < LIVE_SECONDS:
         state = "training"
     else:  # cut off (a restart, a kill) -- unless it had reached its last step, as a log rebuilt from a card has

@@ -167,7 +167,7 @@ class Int8Linear(nn.Module):
     """A Linear for generation whose weights are int8, one scale per output row ("weight-only" quantization).
 
     Generating one character reads every weight once, so the bytes per weight set the speed: 1 here, 2 in bf16,
-    4 in float32. Activations stay bf16. Measured: the default weights' val loss is unchanged (see README, Speed).
+    4 in float32. Activations stay bf16. Measured: the default weights' val loss is unchanged (see bench/README.md).
     Many positions at once (a prompt, a cache rebuild past block_size) go through a bf16 matmul of the same int8
     values instead: torch's int8 kernel costs the same for each row, a bf16 matmul shares the work between them
     (a 63-character rebuild of the default weights: about 6 ms against 8; a short prompt pays about 1 ms more).

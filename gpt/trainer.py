@@ -9,7 +9,6 @@ Under torchrun it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import re
@@ -25,7 +24,8 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gpt import weights
-from gpt.card import CURVE_FILE, METRICS_FILE, loss_curve_png, model_card, read_log
+from gpt import runlog
+from gpt.card import CURVE_FILE, loss_curve_png, model_card
 from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
@@ -330,30 +330,12 @@ class Trainer:
     def emit(self, event: dict) -> None:
         if not self.master:
             return
-        path = self.out_dir / METRICS_FILE
         try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(event) + "\n")
+            runlog.append(self.out_dir, event)
         except OSError as e:  # a full disk: say so in one line, as a failed save does
-            raise weights.save_error(path, e) from None
+            raise weights.save_error(runlog.path(self.out_dir), e) from None
         for callback in self.callbacks:
             callback(event)
-
-    def _trim_metrics(self) -> None:
-        """On resume, forget events logged after the saved step, so the loss curve continues seamlessly."""
-        path = self.out_dir / METRICS_FILE
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill or a full disk in the middle of an append
-            if isinstance(event, dict) and event.get("step", 0) <= self.step \
-                    and event.get("event") not in ("done", "stopped", "start"):
-                kept.append(line)
-        weights.atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     # --- the loop ---
 
@@ -364,9 +346,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             weights.remove_temporary_files(self.out_dir)  # left by a kill in the middle of a save
             if self.step > 0:
-                self._trim_metrics()
+                runlog.trim(self.out_dir, self.step)  # forget what came after the saved step
             else:
-                (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
+                runlog.remove(self.out_dir)
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
@@ -503,7 +485,7 @@ class Trainer:
 
     def _save_weights(self, losses: dict[str, float], sample: str, elapsed: float) -> None:
         """The weights, with a model card and loss curve built from the run's log and this evaluation."""
-        log = read_log(self.out_dir)  # the events so far; this evaluation is logged after the save
+        log = runlog.read_log(self.out_dir)  # the events so far; this evaluation is logged after the save
         log["evals"].append({"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
                              "sample": sample, "elapsed": elapsed, "saved": True})
         model = self.eval_model

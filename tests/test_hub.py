@@ -16,7 +16,8 @@ from PIL import Image
 
 from conftest import ROOT, TOKENS
 from gpt import GPT, HubError
-from gpt.card import best_eval, read_log
+from gpt.card import best_eval
+from gpt.runlog import read_log
 from gpt.hub import pull, push
 from webapp.space import publish_space
 from gpt.sampling import generate_text, inference_model, serving_dtype

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from gpt import runs, weights
-from gpt.card import model_card, params_text, read_log
+from gpt.card import model_card, params_text
+from gpt.runlog import read_log
 from gpt.errors import ConfigError
 from gpt.trainer import TrainConfig, Trainer
 from conftest import ROOT

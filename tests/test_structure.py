@@ -77,3 +77,16 @@ def test_each_tab_is_its_own_module_and_the_entry_point_is_short():
     for tab in ("train", "generate", "runs", "ladder", "share"):
         assert "def build(" in (ROOT / "webapp" / f"{tab}.py").read_text(encoding="utf-8")
     assert len((ROOT / "app.py").read_text(encoding="utf-8").splitlines()) < 80
+
+
+def test_the_run_log_is_opened_in_one_module_only():
+    # gpt.runlog writes it down and reads it; everyone else asks it (a second reader once decided "interrupted"
+    # by its own rule)
+    for name, path in modules().items():
+        if name == "gpt.runlog":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            assert not (isinstance(node, ast.Constant) and node.value == "metrics.jsonl"), name
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                right = node.right.attr if isinstance(node.right, ast.Attribute) else getattr(node.right, "id", "")
+                assert right != "METRICS_FILE", f"{name} builds the log's path itself: ask gpt.runlog"

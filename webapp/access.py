@@ -11,7 +11,7 @@ There, three roles:
 Outside a Space Gradio's "Sign in" would sign anyone in as the machine's token owner, so it is not offered:
 on `--public`, nobody is the owner through the page (the owner uses the command line on the machine).
 
-The policy is read from the environment at every request (see README, Share):
+The policy is read from the environment at every request (see docs/share.md):
 GPT_TRAINING_POLICY=owner|signed-in|anyone, GPT_OWNERS=a,b, GPT_MAX_STEPS, GPT_MAX_MINUTES, GPT_MAX_PARAMS
 (caps for runs started by others than the owner), GPT_MAX_RUNS (runs kept on disk), GPT_MAX_PULL_MB.
 """

@@ -7,7 +7,7 @@ import pandas as pd
 
 from gpt import ladder
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
-from gpt.card import read_log
+from gpt.runlog import read_log
 from gpt.errors import GPTError
 from webapp import access
 from webapp.state import (DEVICE, WEIGHTS, chart_frame, load_weights, optional_number, refresh_weights, refused,

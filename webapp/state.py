@@ -115,7 +115,7 @@ def text_stream(name: str, prompt: str, **sampling):
     """The characters of a generation from weights `name`, served by their model's engine, shared with everyone
     generating from the same model at the same time (gpt.engine), in a process of its own on a CPU
     (gpt.engine_process)."""
-    model = load_weights(name, inference=True)  # int8 weights where that is faster (see README, Speed)
+    model = load_weights(name, inference=True)  # int8 weights where that is faster (see bench/README.md)
     return engines.stream_text(model, prompt, **sampling)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt.card import COLORS, METRICS_FILE, params_text, read_log
+from gpt import runlog
+from gpt.card import COLORS, params_text
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
@@ -158,11 +159,11 @@ _logs: dict[tuple, dict] = {}  # (folder, log's mtime) -> its status: a log is r
 def logged_status(folder: Path, name: str) -> dict | None:
     """A past run, from its log, shaped like the runner's status (state 'finished', 'stopped' or 'interrupted')."""
     try:
-        key = (str(folder), (folder / METRICS_FILE).stat().st_mtime_ns)
+        key = (str(folder), runlog.changed_ns(folder))
     except OSError:
         return None
     if key not in _logs:
-        log = read_log(folder)
+        log = runlog.read_log(folder)
         if not log or not log["evals"]:
             return None
         config, last = log["config"], log["evals"][-1]
@@ -194,10 +195,10 @@ def replay(s: dict, now: float | None = None) -> dict:
 def last_run() -> dict | None:
     """The newest run in weights/ that is not the shipped default, from its log."""
     try:
-        folders = [p for p in WEIGHTS.iterdir() if p.name != "default" and (p / METRICS_FILE).is_file()]
+        folders = [p for p in WEIGHTS.iterdir() if p.name != "default" and runlog.exists(p)]
     except OSError:
         return None
-    newest = max(folders, key=lambda p: (p / METRICS_FILE).stat().st_mtime, default=None)
+    newest = max(folders, key=runlog.changed_ns, default=None)
     return logged_status(newest, newest.name) if newest else None
 
 
