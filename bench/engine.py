@@ -3,10 +3,10 @@
     python bench/engine.py [--streams 20] [--chars 200] [--rounds 3] [--json bench/results/engine.json]
 
 What batching gives before the app takes its share of the cores, and what sets its limit. For each precision the
-server could serve in here (int8 is the one it serves on a CPU with native bf16: gpt.sampling.serving_dtype):
-  - a decoding step's time with 1 row and with 20 rows (gpt.sampling.Batch, the engine's step, over 150 steps
+server could serve in here (int8 is the one it serves on a CPU with native bf16: gpt.precision.serving_dtype):
+  - a decoding step's time with 1 row and with 20 rows (gpt.decode.Batch, the engine's step, over 150 steps
     that include each stream's cache rebuild past block_size), and how many rows the model's matmuls need before
-    every row gets the same bits whatever the batch holds (gpt.sampling.min_shared_rows: fewer are padded);
+    every row gets the same bits whatever the batch holds (gpt.decode.min_shared_rows: fewer are padded);
   - characters/s of one stream alone and of twenty at once through gpt.engine.Engine, each read by its own
     thread, and whether stream 0's seeded text was the same alone and in the crowd.
 One stream and twenty, and the precisions, alternate round by round, so all see the same moods of the machine;
@@ -33,7 +33,8 @@ from crowd import PROMPTS  # noqa: E402  the app bench's visitors' prompts
 from gpt.device import cpu_name, fast_bf16  # noqa: E402
 from gpt.engine import THREADS, Engine, with_threads  # noqa: E402
 from gpt.pretrained import load_cached  # noqa: E402
-from gpt.sampling import Batch, Stream, inference_model, min_shared_rows, serving_dtype  # noqa: E402
+from gpt.decode import Batch, Stream, min_shared_rows  # noqa: E402
+from gpt.precision import inference_model, serving_dtype  # noqa: E402
 
 
 def step_ms(model, rows: int, steps: int = 150) -> float:

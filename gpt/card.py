@@ -85,7 +85,7 @@ then:
 
 ```python
 from gpt import GPT
-from gpt.sampling import stream_text
+from gpt.decode import stream_text
 
 model = GPT.from_pretrained("{name}")
 for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1):

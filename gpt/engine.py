@@ -8,7 +8,7 @@ rows costs about three times one row's, not twenty times: a one-row step is most
     for ch in engine.stream_text("ROMEO:", max_new_tokens=200, temperature=0.8, seed=1):
         print(ch, end="")
 
-Each stream keeps its own settings and random generator, and the step is gpt.sampling.Batch, the code the
+Each stream keeps its own settings and random generator, and the step is gpt.decode.Batch, the code the
 single-stream sampler runs too: a seed gives the same text alone, in a crowd, or from stream_text.
 """
 
@@ -24,7 +24,8 @@ import torch
 
 from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
-from gpt.sampling import Batch, Stream, check_settings, encode_prompt
+from gpt.decode import Batch, Stream, encode_prompt
+from gpt.sampling import Settings, check_request
 
 MAX_STREAMS = 64  # rows of the batch; later requests wait for a row to free up
 CACHE_BYTES = 512 * 2**20  # fewer rows for a big model: its keys and values stay within this
@@ -43,8 +44,8 @@ class Engine:
         # built under the engine's thread count: whether rows can share a forward depends on it (Batch)
         self.batch = with_threads(threads, lambda: Batch(model, rows))
         self.threads = threads
-        self.waiting: list[Stream] = []  # joined since the last step
-        self.leaving: set[Stream] = set()  # stopped by their reader
+        self.waiting: list[Request] = []  # joined since the last step
+        self.leaving: set[Request] = set()  # stopped by their reader
         self.lock = threading.RLock()  # a reader closed by the garbage collector may take it in any thread
         self.thread: threading.Thread | None = None
 
@@ -55,7 +56,7 @@ class Engine:
             return len(self.batch.streams) + len(self.waiting)
 
     def stream_text(self, prompt: str = "", *, max_new_tokens: int = 500, **sampling) -> Iterator[str]:
-        """gpt.sampling.stream_text, served by this engine. Prompt and settings are checked before it returns."""
+        """gpt.decode.stream_text, served by this engine. Prompt and settings are checked before it returns."""
         tokenizer, ids = encode_prompt(self.model, prompt)
         return (tokenizer.itos[t] for t in self.stream_tokens(ids, max_new_tokens, **sampling))
 
@@ -67,8 +68,7 @@ class Engine:
     def submit(self, ids: list[int], max_new_tokens: int, out, **settings) -> Stream:
         """Join the batch: out.put() gets the stream's tokens in chunks (lists), then DONE, or the error that
         stopped the batch. Settings are checked before anything starts (stream_settings)."""
-        stream = Stream(ids, max_new_tokens, **stream_settings(max_new_tokens, **settings))
-        stream.out, stream.chunk, stream.sent = out, [], 0.0
+        stream = Request(ids, max_new_tokens, out, **stream_settings(max_new_tokens, **settings))
         if max_new_tokens == 0:
             out.put(DONE)
             return stream
@@ -127,12 +127,20 @@ class Engine:
                         batch.remove(s)
 
 
-def stream_settings(max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-                    top_p: float | None = None, seed: int | None = None, rebuild: int | None = None) -> dict:
-    """A stream's sampling settings with their defaults, checked: a SamplingError says what is wrong, an unknown
-    one is a TypeError."""
-    check_settings(max_new_tokens, temperature, top_k, top_p, seed=seed)
-    return dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, rebuild=rebuild)
+class Request(Stream):
+    """A stream and where its tokens go: out.put() gets them in chunks, at most every CHUNK_S."""
+
+    def __init__(self, ids: list[int], max_new_tokens: int, out, **settings):
+        super().__init__(ids, max_new_tokens, **settings)
+        self.out, self.chunk, self.sent = out, [], 0.0  # the queue, tokens not yet sent, when the last chunk went
+
+
+def stream_settings(max_new_tokens: int, *, seed: int | None = None, rebuild: int | None = None,
+                    **settings) -> dict:
+    """A stream's settings (gpt.sampling.Settings, seed, rebuild), checked: a SamplingError says what is wrong,
+    an unknown one is a TypeError."""
+    check_request(max_new_tokens, seed)
+    return dict(vars(Settings(**settings)), seed=seed, rebuild=rebuild)
 
 
 def use_threads(n: int) -> None:

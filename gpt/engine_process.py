@@ -38,7 +38,8 @@ from gpt.config import GPTConfig
 from gpt.engine import DONE, THREADS, Engine, engine_for, stream_settings
 from gpt.errors import EngineError
 from gpt.model import GPTLanguageModel
-from gpt.sampling import _precision_copy, encode_prompt, precision
+from gpt.decode import encode_prompt
+from gpt.precision import precision, precision_copy
 
 STOPPED = "the generation engine stopped; press Generate again"  # what a visitor reads when the child died
 
@@ -61,7 +62,7 @@ class EngineProcess:
 
     def stream_text(self, model: GPTLanguageModel, prompt: str = "", *, max_new_tokens: int = 500,
                     **sampling) -> Iterator[str]:
-        """gpt.sampling.stream_text, served by the child. Prompt and settings are checked before it returns.
+        """gpt.decode.stream_text, served by the child. Prompt and settings are checked before it returns.
 
         A model on a GPU is served by its engine in this process, where a step mostly waits for the GPU."""
         if next(model.parameters()).device.type != "cpu":
@@ -194,7 +195,7 @@ def packed(model: GPTLanguageModel) -> dict:
 
 def unpacked(message: dict) -> GPTLanguageModel:
     model = GPTLanguageModel(GPTConfig(**message["config"]), message["vocab"]).eval()
-    model = _precision_copy(model, message["precision"])  # the same modules (int8 layers where they were)
+    model = precision_copy(model, message["precision"])  # the same modules (int8 layers where they were)
     model.load_state_dict(load_tensors(message["state"]))
     return model
 
@@ -224,7 +225,7 @@ class _Out:
 def serve(conn) -> None:
     """The child's loop: models in, streams started and stopped; every Engine's thread sends chunks back."""
     engines: dict[int, Engine] = {}
-    streams: dict[int, tuple] = {}  # stream -> (engine, its gpt.sampling.Stream) while it runs
+    streams: dict[int, tuple] = {}  # stream -> (engine, its gpt.decode.Stream) while it runs
     lock = threading.Lock()  # one sender at a time
     while True:
         try:

@@ -16,7 +16,8 @@ import torch
 from gpt.device import pick_device
 from gpt.errors import command
 from gpt.pretrained import GPT
-from gpt.sampling import DTYPES, generate_text, inference_model, stream_text
+from gpt.decode import generate_text, stream_text
+from gpt.precision import DTYPES, inference_model
 from gpt.weights import default_weights
 
 

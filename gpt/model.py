@@ -187,7 +187,7 @@ class GPTLanguageModel(nn.Module):
     def forward(self, idx, targets=None, cache=None):
         """idx (B, T) -> logits (B, T, vocab_size) and the loss against targets (B, T), if given.
 
-        cache (gpt.sampling.KVCache) holds earlier positions while generating; it says where idx stands.
+        cache (gpt.kv_cache.KVCache) holds earlier positions while generating; it says where idx stands.
         """
         B, T = idx.shape
         if cache is None:

@@ -23,7 +23,7 @@ from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
 from gpt.memory import check_loadable
 from gpt.model import GPTLanguageModel
-from gpt.sampling import inference_model, serving_dtype
+from gpt.precision import inference_model, serving_dtype
 
 
 class GPT(
@@ -86,7 +86,7 @@ _loaded_lock = threading.Lock()
 def load_cached(folder: str | Path, *, inference: bool = False) -> GPTLanguageModel:
     """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
 
-    inference=True gives the copy to generate with (gpt.sampling.inference_model: int8 weights where faster).
+    inference=True gives the copy to generate with (gpt.precision.inference_model: int8 weights where faster).
     """
     folder = Path(folder)
     try:

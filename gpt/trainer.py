@@ -34,7 +34,7 @@ from gpt.memory import check_fits
 from gpt.optim import OPTIMIZERS, build_optimizer
 from gpt.presets import PRESETS
 from gpt.pretrained import GPT
-from gpt.sampling import generate_text
+from gpt.decode import generate_text
 from gpt.tokenizer import CharTokenizer
 
 MODEL_FIELDS = [f.name for f in fields(GPTConfig) if f.name != "vocab_size"]

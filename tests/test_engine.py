@@ -9,7 +9,9 @@ import torch
 from gpt import GPT, UnknownCharactersError
 from gpt import engine as engine_module
 from gpt.engine import Engine, engine_for, use_threads, with_threads
-from gpt.sampling import Batch, RowCache, Stream, encode_prompt, inference_model, precision, stream_text
+from gpt.decode import Batch, Stream, encode_prompt, stream_text
+from gpt.kv_cache import RowCache
+from gpt.precision import inference_model, precision
 
 from conftest import ROOT
 
@@ -62,8 +64,8 @@ def crowd_and_alone(model):
         for i, spec in enumerate(todo):
             if i not in streams and spec["joins"] <= step and not batch.full:
                 _, ids = encode_prompt(model, spec["prompt"])
-                streams[i] = Stream(ids, spec["max_new_tokens"], spec["temperature"], spec.get("top_k"),
-                                    spec.get("top_p"), spec["seed"])
+                streams[i] = Stream(ids, spec["max_new_tokens"], temperature=spec["temperature"],
+                                    top_k=spec.get("top_k"), top_p=spec.get("top_p"), seed=spec["seed"])
                 batch.add(streams[i])
         for stream, token in batch.step():
             got[next(i for i, s in streams.items() if s is stream)].append(token)
@@ -88,7 +90,7 @@ def test_a_crowd_step_gives_each_row_the_logits_of_its_own_full_forward():
     batch = Batch(model, rows=len(contexts))
     batch.cache = RowCache(model.config, len(contexts), dtype=torch.float64)  # float32 on the CPU otherwise
     for ids in contexts:
-        batch.add(Stream(ids[:-1] or ids, 10, 1.0, None, None, 0))
+        batch.add(Stream(ids[:-1] or ids, 10, seed=0))
     batch.cache.pos[0] = 0  # the one-token context: its token is the new one
     idx = torch.tensor([[ids[-1]] for ids in contexts])
     with torch.inference_mode():
@@ -106,7 +108,7 @@ def test_a_row_gets_the_same_logits_to_the_bit_in_a_crowd_of_any_size(model):
     def first_row_logits(n):
         batch = Batch(model, rows=8)
         for ids in contexts[:n]:
-            batch.add(Stream(ids, 10, 0.0, None, None, 0))
+            batch.add(Stream(ids, 10, temperature=0.0, seed=0))
         batch.step()  # greedy: the same first token whatever n; then one forward of n rows
         return batch.streams[0].logits
 
@@ -191,7 +193,7 @@ def test_a_training_run_can_sample_under_bf16_autocast():
     """A run's samples are written under autocast: keys and values then come in bf16 into a float32 cache."""
     from conftest import VOCAB
     from gpt import GPTConfig
-    from gpt.sampling import generate_text
+    from gpt.decode import generate_text
 
     model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32), VOCAB).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -11,7 +11,7 @@ from gpt import engine as engine_module
 from gpt.engine import with_threads
 from gpt.engine_process import EngineProcess
 from gpt.errors import EngineError
-from gpt.sampling import inference_model
+from gpt.precision import inference_model
 
 from conftest import ROOT
 from test_engine import alone, read_at_once, specs

@@ -20,7 +20,8 @@ from gpt.card import best_eval
 from gpt.runlog import read_log
 from gpt.hub import pull, push
 from webapp.space import publish_space
-from gpt.sampling import generate_text, inference_model, serving_dtype
+from gpt.decode import generate_text
+from gpt.precision import inference_model, serving_dtype
 from gpt.trainer import TrainConfig, Trainer
 
 

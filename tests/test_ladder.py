@@ -6,7 +6,7 @@ import torch
 
 from gpt import GPT, WeightsError, ladder
 from gpt.attention import attention_image, attention_maps, prompt_maps
-from gpt.sampling import generate_text
+from gpt.decode import generate_text
 from gpt.trainer import Trainer
 from conftest import ROOT, VOCAB, small_gpt
 

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
-from gpt.sampling import KVCache
-from gpt import sampling
-from gpt.sampling import (Int8Linear, Stream, generate_text, generate_tokens, inference_model, precision, sample_next,
-                          sample_rows, stream_text)
+from gpt import precision as precision_module
+from gpt.decode import generate_text, generate_tokens, stream_text
+from gpt.int8 import Int8Linear
+from gpt.kv_cache import KVCache
+from gpt.precision import inference_model, precision
+from gpt.sampling import Settings, sample, seeded
 
 
 from conftest import VOCAB, small_gpt
@@ -103,19 +105,23 @@ def test_top_k_one_and_tiny_top_p_are_greedy_and_top_k_is_clamped(model):
 
 def test_top_k_and_top_p_only_sample_from_the_allowed_tokens():
     logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]]).repeat(2000, 1)
-    g = torch.Generator().manual_seed(0)
-    assert set(sample_next(logits, 1.0, top_k=2, generator=g).tolist()) == {0, 1}
+    g = [seeded(0)] * len(logits)  # one generator may serve every row
+
+    def drawn(**settings):
+        return set(sample(logits, [Settings(**settings)] * len(logits), g))
+    assert drawn(top_k=2) == {0, 1}
     # softmax: 0.636, 0.234, 0.086, ... -> top_p 0.8 keeps the first two, top_p 0.9 the first three
-    assert set(sample_next(logits, 1.0, top_p=0.8, generator=g).tolist()) == {0, 1}
-    assert set(sample_next(logits, 1.0, top_p=0.9, generator=g).tolist()) == {0, 1, 2}
+    assert drawn(top_p=0.8) == {0, 1}
+    assert drawn(top_p=0.9) == {0, 1, 2}
 
 
 def test_a_crowd_samples_each_row_from_its_own_settings_and_distribution():
-    """sample_rows, the crowd's sampler: each row its own temperature, top-k, top-p and generator."""
+    """The sampler: each row its own temperature, top-k, top-p and generator."""
     logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
     kinds = [dict(top_k=2), dict(top_p=0.8), dict(top_p=0.9), dict(temperature=0.0), dict()]
-    streams = [Stream([0], 1, seed=i, **{"temperature": 1.0, **kind}) for i, kind in enumerate(kinds * 800)]
-    tokens = torch.tensor(sample_rows(logits.repeat(len(streams), 1), streams)).view(800, len(kinds))
+    settings = [Settings(**kind) for kind in kinds * 800]
+    generators = [seeded(i) for i in range(len(settings))]
+    tokens = torch.tensor(sample(logits.repeat(len(settings), 1), settings, generators)).view(800, len(kinds))
     assert set(tokens[:, 0].tolist()) == {0, 1}
     assert set(tokens[:, 1].tolist()) == {0, 1}  # softmax 0.636, 0.234, 0.086, ...: top_p 0.8 keeps two
     assert set(tokens[:, 2].tolist()) == {0, 1, 2}
@@ -123,8 +129,9 @@ def test_a_crowd_samples_each_row_from_its_own_settings_and_distribution():
     frequencies = torch.bincount(tokens[:, 4], minlength=5) / 800  # plain sampling follows the softmax
     assert torch.allclose(frequencies, logits.softmax(-1)[0], atol=0.05), frequencies
     # a row's token depends on its own generator only, not on the rows around it
-    assert sample_rows(logits, [Stream([0], 1, seed=3)]) == sample_rows(logits.repeat(3, 1), [
-        Stream([0], 1, seed=9), Stream([0], 1, seed=3), Stream([0], 1, seed=1)])[1:2]
+    plain = Settings()
+    assert sample(logits, [plain], [seeded(3)]) == sample(logits.repeat(3, 1), [plain] * 3,
+                                                          [seeded(9), seeded(3), seeded(1)])[1:2]
 
 
 def test_unknown_characters_in_the_prompt_are_reported(model):
@@ -142,10 +149,10 @@ def test_settings_out_of_range_are_explained(model, settings):
 def test_inference_model_in_float32_is_the_model_itself(model, monkeypatch):
     assert inference_model(model, "float32") is model  # full precision: exactly the tests above
     model = copy.deepcopy(model).float()
-    monkeypatch.setattr(sampling, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: False)
     assert inference_model(model, "auto") is model  # no native bf16 here: nothing changes
-    monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)
-    assert precision(inference_model(model, "auto")) == sampling.fastest_precision(model)  # measured, see below
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)
+    assert precision(inference_model(model, "auto")) == precision_module.fastest_precision(model)  # measured, see below
     assert precision(model) == "float32"  # the original is untouched
     with pytest.raises(SamplingError, match="dtype"):
         inference_model(model, "float16")
@@ -185,7 +192,7 @@ def test_an_int8_layer_encodes_a_prompt_as_it_decodes_one_position_at_a_time():
 
 def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32():
     from gpt.device import fast_bf16
-    from gpt.sampling import fastest_precision, measured_precisions
+    from gpt.precision import fastest_precision, measured_precisions
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64)).eval()
@@ -204,23 +211,46 @@ def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32
 
 def test_the_precision_choice_is_remembered_across_processes(monkeypatch, tmp_path):
     """A seed gives the same text every time on this machine: the next process reads the choice, not a timing."""
-    from gpt import sampling
-
     monkeypatch.setenv("GPT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sampling, "fast_bf16", lambda device: True)  # measure even where bf16 is emulated
-    monkeypatch.setattr(sampling, "_FASTEST", {})
+    monkeypatch.setattr(precision_module, "fast_bf16", lambda device: True)  # measure even where bf16 is emulated
+    monkeypatch.setattr(precision_module, "_FASTEST", {})
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=48)).eval()
-    choice = sampling.fastest_precision(model)
-    assert sampling.precisions_file().is_file()
+    choice = precision_module.fastest_precision(model)
+    assert precision_module.precisions_file().is_file()
 
     def no_timing(model, tokens=16):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(sampling, "_FASTEST", {})  # a new process
-    monkeypatch.setattr(sampling, "_time_generation", no_timing)
-    assert sampling.fastest_precision(model) == choice
-    sampling.precisions_file().write_text("{torn")  # unreadable: measured again, never an error
+    monkeypatch.setattr(precision_module, "_FASTEST", {})  # a new process
+    monkeypatch.setattr(precision_module, "_time_generation", no_timing)
+    assert precision_module.fastest_precision(model) == choice
+    precision_module.precisions_file().write_text("{torn")  # unreadable: measured again, never an error
     with pytest.raises(AssertionError, match="measured again"):
-        monkeypatch.setattr(sampling, "_FASTEST", {})
-        sampling.fastest_precision(model)
+        monkeypatch.setattr(precision_module, "_FASTEST", {})
+        precision_module.fastest_precision(model)
+
+
+# Recorded before the three samplers became one (gpt.sampling.sample): a single stream, greedy decoding and the
+# engine's crowd give the very tokens they gave then; several samples are now the streams of seed, seed + 1, ...
+BEFORE_ONE_SAMPLER = {
+    "single": "A;mIpIc;;pNYC?I??CWgW?J???N?WuD?J?C ?CWD",
+    "greedy": "CF?????CCWJ?\nE??gQ?D?????Ay?JA",
+    "engine": ["QFmG?WFLWyf?CCQNCFcyCx?WZEDHy?", "b?qc\n?\n??c;J?WgdJWW'yWDsstf;qD", "A;;;iHBmCM\ns?J???yCH?Cj CCSyIC"],
+}
+
+
+def test_every_generation_path_gives_the_tokens_it_gave_before_one_sampler_served_them_all():
+    from gpt.engine import Engine
+
+    model = small_gpt(seed=0, weight_std=0.5)
+    single = dict(max_new_tokens=40, temperature=0.8, top_k=10, top_p=0.9)  # 40 tokens: past block 16, rebuilt
+    assert "".join(stream_text(model, "ROMEO:", **single, seed=3)) == BEFORE_ONE_SAMPLER["single"]
+    assert "".join(stream_text(model, "", max_new_tokens=30, temperature=0, seed=1)) == BEFORE_ONE_SAMPLER["greedy"]
+    engine = Engine(model)
+    crowd = [engine.stream_text(p, max_new_tokens=30, temperature=1.1, top_p=0.95, seed=s)
+             for p, s in (("a", 1), ("bb", 2), ("ROMEO:", 3))]
+    assert ["".join(it) for it in crowd] == BEFORE_ONE_SAMPLER["engine"]
+    several = generate_text(model, "To be", num_samples=3, max_new_tokens=30, temperature=1.0, seed=5)
+    assert several == ["".join(stream_text(model, "To be", max_new_tokens=30, seed=5 + i)) for i in range(3)]
+    assert len(set(several)) == 3

@@ -90,3 +90,13 @@ def test_the_run_log_is_opened_in_one_module_only():
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
                 right = node.right.attr if isinstance(node.right, ast.Attribute) else getattr(node.right, "id", "")
                 assert right != "METRICS_FILE", f"{name} builds the log's path itself: ask gpt.runlog"
+
+
+def test_no_module_imports_another_modules_private_name():
+    known = modules()
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("gpt", "train",
+                                                                                                 "webapp"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{name} imports {private} from {node.module}: make it public or move it"

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from gpt import CharTokenizer, GPT, WeightsError
 from gpt import weights
-from gpt.sampling import generate_text
+from gpt.decode import generate_text
 
 
 from conftest import VOCAB, small_gpt

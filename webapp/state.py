@@ -19,7 +19,7 @@ from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
-from gpt.sampling import inference_model
+from gpt.precision import inference_model
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
 # a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
