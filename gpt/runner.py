@@ -10,7 +10,7 @@ import functools
 import threading
 import time
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +23,7 @@ from gpt.errors import BusyError, ConfigError, GPTError
 from gpt.model import GPTLanguageModel, param_count
 from gpt.trainer import Trainer, TrainConfig
 
+SHAKESPEARE_VOCAB = 65  # Tiny Shakespeare's characters: the ladder's text
 MAX_STEP_POINTS = 400  # the per-step loss curve is thinned to this many points for the chart
 
 
@@ -35,12 +36,39 @@ def check_run_name(name: str, root: Path) -> Path:
     return out
 
 
-def check_params(config: TrainConfig, vocab_size: int, max_params: int) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """What a run may use, by who started it (a visitor on a public app); None where nothing is limited.
+
+    The runner holds every way a run starts (Start, carry on, fine-tune, the ladder) to them, in limited().
+    """
+    max_steps: int
+    max_seconds: float
+    max_params: int
+
+
+def limited(config: TrainConfig, limits: Limits | None, trained: float = 0.0, share: int = 1) -> TrainConfig:
+    """config held to limits: its steps (more are refused; a timed run's "no step limit" gets them), and its clock: the minutes
+    become (or clamp) max_time, so the run ends annealed when they are up and its ETA shows them.
+
+    trained: seconds the run has trained already (carried on); share: the runs the minutes are split between
+    (a ladder's rungs)."""
+    if limits is None:
+        return config
+    if config.max_iters > limits.max_steps:
+        raise ConfigError(f"at most {limits.max_steps:,} steps here (you asked for {config.max_iters:,})")
+    budget = trained + limits.max_seconds / share
+    return replace(config, max_iters=min(config.max_iters or limits.max_steps, limits.max_steps),
+                   max_time=min(config.max_time, budget) if config.max_time else budget)
+
+
+def check_params(config: TrainConfig, vocab_size: int, max_params: int, what: str = "") -> None:
     """A ConfigError for a model above max_params, worked out from the settings before anything is built."""
     n = param_count(config.model_config(vocab_size))
     if n > max_params:
-        raise ConfigError(f"this model would have {params_text(n)} parameters; the limit here is "
-                          f"{max_params / 1e6:g}M: fewer layers or a smaller n_embd")
+        raise ConfigError(f"{what or 'this model'} would have {params_text(n)} parameters; the limit here is "
+                          f"{max_params / 1e6:g}M: " + ("choose smaller rungs" if what else
+                                                        "fewer layers or a smaller n_embd"))
 
 
 def interrupted_run(root: Path) -> dict | None:
@@ -94,24 +122,25 @@ class TrainingRunner:
         return self.state in ("running", "stopping")
 
     def start(self, config: TrainConfig, name: str, text_name: str | None = None, *, started_by: str | None = None,
-              max_params: int | None = None, max_seconds: float | None = None) -> Path:
+              limits: Limits | None = None) -> Path:
         """Build the run (errors surface here, before anything starts), then train in a background thread.
 
         text_name: how messages call an uploaded text (its own name, not where the server keeps it).
-        max_params refuses a bigger model before it is built; max_seconds stops the run after that long.
+        limits: what the caller's run may use (a bigger model is refused before it is built).
         """
         with self._lock:
             self._check_idle()
             out = check_run_name(name, self.root)
-            if config.data != SHAKESPEARE or max_params is not None:
+            config = limited(config, limits)
+            if config.data != SHAKESPEARE or limits is not None:
                 text = load_text(config.data, self.max_text_bytes, text_name)  # explained before anything starts
-                if max_params is not None:
-                    check_params(config, len(set(text)), max_params)
-            self._launch(Trainer(config, out, callbacks=[self._on_event], stop=self._stop), started_by, max_seconds)
+                if limits is not None:
+                    check_params(config, len(set(text)), limits.max_params)
+            self._launch(Trainer(config, out, callbacks=[self._on_event], stop=self._stop), started_by, limits)
         return out
 
     def resume(self, name: str, max_iters: int, *, started_by: str | None = None,
-               max_seconds: float | None = None) -> Path:
+               limits: Limits | None = None) -> Path:
         """Carry the saved run weights/<name> on up to max_iters steps, exactly as `python -m train --resume`."""
         with self._lock:
             self._check_idle()
@@ -123,20 +152,23 @@ class TrainingRunner:
             max_iters = whole_number("steps", max_iters)
             if max_iters <= step:
                 raise ConfigError(f"{out.name} is already at step {step:,}: give a total of more steps than that")
-            config = replace(Trainer.saved_config(out), max_iters=max_iters)
+            meta = weights.read_training_meta(out)
+            # carried on to a number of steps: whatever clock it had is done with (a limited one gets its minutes)
+            config = limited(replace(Trainer.saved_config(out), max_iters=max_iters, max_time=0.0), limits,
+                             meta["elapsed"])
             self._launch(Trainer(config, out, resume=True, callbacks=[self._on_event], stop=self._stop), started_by,
-                         max_seconds)
+                         limits)
         return out
 
-    def _launch(self, trainer: Trainer, started_by: str | None = None, max_seconds: float | None = None) -> None:
+    def _launch(self, trainer: Trainer, started_by: str | None = None, limits: Limits | None = None) -> None:
         """Train one built run in the background (called with the lock held)."""
         self._begin(trainer.config, trainer.out_dir, trainer)
-        self._record(started_by, max_seconds)
+        self._record(started_by, limits)
         self.ladder = []
         threading.Thread(target=self._run, args=([lambda: trainer],), name="training", daemon=True).start()
 
     def start_ladder(self, rungs: list[int], max_iters: int | None = None, *, started_by: str | None = None,
-                     max_seconds: float | None = None) -> None:
+                     limits: Limits | None = None) -> None:
         """Train the chosen rungs of the lecture ladder one after another, in the background."""
         with self._lock:
             self._check_idle()
@@ -144,7 +176,11 @@ class TrainingRunner:
             if not chosen:
                 raise ConfigError("choose at least one rung of the ladder")
             overrides = {"max_iters": whole_number("steps per rung", max_iters)} if max_iters is not None else {}
-            configs = [ladder.train_config(r, **overrides) for r in chosen]  # settings checked here, up front
+            # settings and limits checked here, up front: the minutes are shared between the rungs
+            configs = [limited(ladder.train_config(r, **overrides), limits, share=len(chosen)) for r in chosen]
+            if limits is not None:
+                for r, c in zip(chosen, configs):
+                    check_params(c, SHAKESPEARE_VOCAB, limits.max_params, f"rung {r.number}")
             # each rung's Trainer is built in the background when its turn comes: reading the text and building
             # the model stays off the lock that every viewer's poll waits on
             makers = [functools.partial(Trainer, c, self.root / "ladder" / f"rung-{r.number}",
@@ -152,7 +188,7 @@ class TrainingRunner:
                                         stop=self._stop, model_factory=functools.partial(ladder.build, r.number))
                       for i, (r, c) in enumerate(zip(chosen, configs))]
             self._begin(configs[0], self.root / "ladder" / f"rung-{chosen[0].number}")
-            self._record(started_by, max_seconds)
+            self._record(started_by, limits)
             self.ladder = [{"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
                             "params": None, "val": None, "time": None, "sample": "", "curve": [],
                             "state": "waiting"} for r in chosen]
@@ -163,9 +199,10 @@ class TrainingRunner:
             raise BusyError("a training run is already going (perhaps started by someone else): "
                             "stop it first, or watch it")
 
-    def _record(self, started_by: str | None, max_seconds: float | None) -> None:
+    def _record(self, started_by: str | None, limits: Limits | None) -> None:
         self.started_by, self.started_at = started_by, time.time()
-        self.deadline = self.started_at + max_seconds if max_seconds else None
+        # when a limited run (or ladder) will have ended at the latest: its max_time sees to it
+        self.deadline = self.started_at + limits.max_seconds if limits else None
 
     def _begin(self, config: TrainConfig, out_dir: Path, trainer: Trainer | None = None) -> None:
         """Make this run the one every viewer watches (called with the lock held)."""
@@ -224,9 +261,6 @@ class TrainingRunner:
             elif kind == "step":
                 self.steps.append((event["step"], event["loss"]))
                 self.last_step = event
-                if self.deadline is not None and time.time() > self.deadline and self.state == "running":
-                    self.state = "stopping"  # its time is up: stop as Stop does, keeping the best weights
-                    self._stop.set()
             elif kind == "eval":
                 self.evals.append({k: event[k] for k in ("step", "train_loss", "val_loss", "sample", "elapsed")})
 
@@ -239,9 +273,9 @@ class TrainingRunner:
             first = self.start_info.get("step", 0)
             per_step = elapsed / (step - first) if step > first else None
             max_time = self.config.max_time if self.config else 0.0
-            eta = per_step * (max_iters - step) if per_step else None
-            if max_time:  # a timed run counts down its clock
-                eta = max(0.0, max_time - elapsed)
+            eta = per_step * (max_iters - step) if per_step and max_iters else None
+            if max_time:  # a timed run counts down its clock, unless its steps run out first
+                eta = min(max(0.0, max_time - elapsed), eta if eta is not None else float("inf"))
             stride = max(1, len(self.steps) // MAX_STEP_POINTS)
             return {
                 "state": self.state,

@@ -59,7 +59,8 @@ class TrainConfig:
     muon_lr: float = 0.02  # Muon's peak learning rate (only with optimizer="muon")
     batch_size: int = 64
     max_iters: int = 5000
-    max_time: float = 0.0  # seconds; above 0 the run ends at this wall-clock time instead of at max_iters
+    max_time: float = 0.0  # seconds; above 0 the run ends at this time, or at max_iters if that comes first
+    # (0 there: time alone), and the learning rate anneals to whichever ends it
     learning_rate: float = 3e-4
     min_lr: float = 3e-4
     warmup_iters: int = 0
@@ -125,6 +126,8 @@ class TrainConfig:
     def from_preset(cls, name: str, **overrides) -> "TrainConfig":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        if overrides.get("max_time") and "max_iters" not in overrides:
+            overrides["max_iters"] = 0  # a timed run: the clock alone ends it, unless max_iters is given too
         return cls(**{**PRESETS[name], **overrides})
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -364,7 +367,9 @@ class Trainer:
         model.train()
         while True:
             stopping = self._should_stop()
-            done = self._out_of_time(elapsed(), dt) if config.max_time else self.step >= config.max_iters
+            # the run ends at max_iters, or at max_time, whichever comes first (a timed run's max_iters 0: no limit)
+            done = bool(config.max_iters or not config.max_time) and self.step >= config.max_iters
+            done = done or bool(config.max_time) and self._out_of_time(elapsed(), dt)
             if self._eval_due(elapsed(), next_eval_at) or done or stopping:
                 if last_eval != self.step:
                     began = time.perf_counter()
@@ -380,7 +385,7 @@ class Trainer:
                 break
 
             t0 = time.perf_counter()
-            lr = get_lr(self.step, config, self._time_progress(elapsed()) if config.max_time else None)
+            lr = get_lr(self.step, config, self._progress(elapsed()))
             with self.lock:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's group: muon_lr / learning_rate
@@ -434,9 +439,17 @@ class Trainer:
         """A timed run ends when one more step and the final evaluation would no longer fit before max_time."""
         return self._process_0_decides(elapsed + step_seconds + self.eval_seconds >= self.config.max_time)
 
-    def _time_progress(self, elapsed: float) -> float:
-        """The fraction of a timed run's training time spent: 1 when only the final evaluation is left to do."""
-        return elapsed / max(1e-9, self.config.max_time - self.eval_seconds)
+    def _progress(self, elapsed: float) -> float | None:
+        """How far a timed run is, 0 -> 1, for the learning rate's decay: the fraction of its time spent (1 when only
+        the final evaluation is left), or of its steps where it also has max_iters and they run out first; None for
+        a run of steps alone."""
+        config = self.config
+        if not config.max_time:
+            return None
+        progress = elapsed / max(1e-9, config.max_time - self.eval_seconds)
+        if config.max_iters:
+            progress = max(progress, (self.step - config.warmup_iters) / max(1, config.max_iters - config.warmup_iters))
+        return progress
 
     def _should_stop(self) -> bool:
         flag = self.stop.is_set()

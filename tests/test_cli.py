@@ -97,12 +97,12 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
 def test_max_time_trains_for_a_duration_and_counts_down_the_seconds(tmp_path, small_text):
     out = tmp_path / "timed"
     result = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-time", "10s",
-                 "--max-iters", "5", "--eval-interval", "1000000", OMP_NUM_THREADS="1")  # steady on a shared machine
+                 "--eval-interval", "1000000", OMP_NUM_THREADS="1")  # steady on a shared machine
     assert result.returncode == 0, result.stderr
     assert "/10 s" in result.stderr and "finished at step" in result.stdout  # the bar counts seconds, not steps
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert events[0]["max_time"] == 10.0 and events[-1]["event"] == "done"
-    assert events[-1]["step"] > 5 and events[-1]["elapsed"] < 11.0  # the clock ended it, on time
+    assert events[-1]["step"] > 100 and events[-1]["elapsed"] < 11.0  # the clock, not the preset's steps, ended it
     assert [e["step"] for e in evals(out)] == [0, events[-1]["step"]]  # evaluated at the start and the deadline
     GPT.from_pretrained(out)
 

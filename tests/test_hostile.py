@@ -105,7 +105,7 @@ def test_a_server_file_that_was_never_uploaded_is_refused(client, app_server, tm
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET notes of the server\n" * 200, encoding="utf-8")
     args = [*list(TINY.values())[:11], "My own text", {"path": str(secret), "meta": {"_type": "gradio.FileData"}},
-            "stolen", 0, "", "", None]
+            "stolen", 0, "", "muon", 0.035]
     error = error_of(raw_call(app_server["url"], "start_training", json.dumps({"data": args})))
     assert error and "not uploaded" in error
     assert client.predict(api_name="/training_status")["state"] != "running"
@@ -122,7 +122,7 @@ def test_a_mounted_app_refuses_server_files_too(tmp_path):
     proc, url = serve([sys.executable, "-c", mounted], tmp_path / "weights", tmp_path / "mounted.log")
     try:
         args = [*list(TINY.values())[:11], "My own text",
-                {"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "stolen", 0, "", "", None]
+                {"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "stolen", 0, "", "muon", 0.035]
         stream = raw_call(url, "start_training", json.dumps({"data": args}))
         assert "not uploaded to this app" in stream and "Started" not in stream
         assert str(secret) not in stream  # no server path echoed back
@@ -183,10 +183,10 @@ def test_a_seed_outside_64_bits_gets_a_message(client):
 
 
 @pytest.mark.parametrize("api,data,names", [
-    ("start_training", '["tiny", NaN, 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "", null]', "nan"),
-    ("start_training", '["tiny", Infinity, 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "", null]',
+    ("start_training", '["tiny", NaN, 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "muon", 0.035]', "nan"),
+    ("start_training", '["tiny", Infinity, 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "muon", 0.035]',
      "inf"),
-    ("start_training", '["tiny", "six", 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "", null]',
+    ("start_training", '["tiny", "six", 2, 32, 32, 16, 0.003, 50, 0.0, 20, 1, "Tiny Shakespeare", null, "", 0, "", "muon", 0.035]',
      "six"),
     ("start_training", '["tiny", 2]', "needed: 18, got: 2"),
     ("generate", '["default", "ROMEO:", 10, 0.8, 40, 1.0, NaN]', "nan"),
@@ -201,7 +201,7 @@ def test_refused_calls_say_why(app_server, client, api, data, names):
 
 def test_nan_in_a_float_setting_is_explained(client):
     # gradio_client itself refuses to send NaN (it is not JSON); a browser's or script's raw call can
-    body = json.dumps({"data": [*list(TINY.values())[:6], 0.0, 50, 0.0, 20, 1, "Tiny Shakespeare", None, "", 0, "", "", None]})
+    body = json.dumps({"data": [*list(TINY.values())[:6], 0.0, 50, 0.0, 20, 1, "Tiny Shakespeare", None, "", 0, "", "muon", 0.035]})
     body = body.replace("0.0, 50", "NaN, 50")
     stream = raw_call(client.src, "start_training", body)
     assert "learning_rate must be a number of 0 or more, not nan" in stream

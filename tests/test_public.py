@@ -206,27 +206,56 @@ def test_a_public_deployment_keeps_at_most_max_runs(deploy, tmp_path):
     assert folders(tmp_path) == ["default", "ladder", "r4", "r5"]
 
 
-def test_a_run_with_a_time_limit_stops_itself_and_a_big_model_is_refused(tmp_path):
+def wait(runner, seconds=120):
+    deadline = time.time() + seconds
+    while runner.running and time.time() < deadline:
+        time.sleep(0.1)
+    return runner.status()
+
+
+def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(tmp_path):
     from gpt.card import params_text
     from gpt.errors import ConfigError
-    from gpt.runner import TrainingRunner
+    from gpt.runlog import events
+    from gpt.runner import Limits, TrainingRunner
     from gpt.trainer import TrainConfig
 
     runner = TrainingRunner(tmp_path)
-    config = TrainConfig.from_preset("tiny", max_iters=1_000_000, eval_interval=50)
-    runner.start(config, "limited", started_by="bob", max_seconds=2)
-    deadline = time.time() + 120
-    while runner.running and time.time() < deadline:
-        time.sleep(0.2)
-    status = runner.status()
-    assert status["state"] == "stopped" and status["started_by"] == "bob"
+    limits = Limits(max_steps=100_000, max_seconds=2, max_params=3_000_000)
+    with pytest.raises(ConfigError, match="at most 100,000 steps here"):  # Start
+        runner.start(TrainConfig.from_preset("tiny", max_iters=1_000_000), "greedy", limits=limits)
+    config = TrainConfig.from_preset("tiny", max_iters=100_000, eval_interval=50)
+    runner.start(config, "limited", started_by="bob", limits=limits)
+    time.sleep(0.5)
+    running = runner.status()
+    assert running["max_time"] == 2 and 0 < running["eta"] <= 2  # one clock: the minutes are the run's, the ETA too
+    status = wait(runner)
+    lrs = [e["lr"] for e in events(tmp_path / "limited") if e["event"] == "step"]
+    assert status["state"] == "finished" and status["started_by"] == "bob"  # ended by its clock, not cut off
+    assert lrs[-1] < config.min_lr + 0.15 * (config.learning_rate - config.min_lr)  # annealed
     assert status["deadline"] == pytest.approx(status["started_at"] + 2)
-    assert status["step"] < 1_000_000 and (tmp_path / "limited" / "model.safetensors").is_file()
-    # refused before anything is built, with the count the built model had
+    assert status["step"] < 100_000 and (tmp_path / "limited" / "model.safetensors").is_file()
+    # carrying it on: the steps, and only the minutes allowed on top of the time it has had
+    with pytest.raises(ConfigError, match="at most 100,000 steps here"):
+        runner.resume("limited", 1_000_000, limits=limits)
+    runner.resume("limited", 100_000, limits=limits)
+    resumed = wait(runner)
+    starts = [e for e in events(tmp_path / "limited") if e["event"] == "start"]
+    assert resumed["state"] == "finished" and starts[-1]["max_time"] == pytest.approx(starts[-1]["elapsed"] + 2)
+    assert resumed["elapsed"] < starts[-1]["elapsed"] + 2 + 1
+    # the ladder: the same steps, the minutes shared between the rungs, and no model above the size allowed
+    with pytest.raises(ConfigError, match="rung 7 would have 10.79M parameters"):
+        runner.start_ladder([6, 7], limits=limits)
+    with pytest.raises(ConfigError, match="at most 10 steps here"):
+        runner.start_ladder([1, 2], 20, limits=Limits(10, 2, 3_000_000))
+    runner.start_ladder([1, 2], 10_000, limits=Limits(10_000, 2, 3_000_000))
+    ladder = wait(runner)
+    rungs = [events(tmp_path / "ladder" / f"rung-{n}")[0] for n in (1, 2)]
+    assert ladder["state"] == "finished" and [r["max_time"] for r in rungs] == [1.0, 1.0]
+    # a big model is refused before anything is built, with the count the built model had
     with pytest.raises(ConfigError, match=rf"would have {params_text(status['params'])} parameters; the limit here is "
                                           r"0.001M"):
-        runner.start(config, "big", max_params=1000)
-    runner.start(config, "small-enough", max_params=status["params"])
+        runner.start(config, "big", limits=Limits(100_000, 60, 1000))
+    runner.start(config, "small-enough", limits=Limits(100_000, 60, status["params"]))
     runner.stop()
-    while runner.running:  # let the thread end before the interpreter does
-        time.sleep(0.2)
+    wait(runner)

@@ -10,7 +10,8 @@ from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr, parse_durat
 
 
 def tiny(small_text, **overrides) -> TrainConfig:
-    return TrainConfig.from_preset("tiny", **{"data": str(small_text), "max_iters": 40, "eval_interval": 10,
+    steps = {} if "max_time" in overrides else {"max_iters": 40}  # a timed run: its clock alone, unless told
+    return TrainConfig.from_preset("tiny", **{"data": str(small_text), **steps, "eval_interval": 10,
                                               "sample_length": 20, **overrides})
 
 
@@ -312,7 +313,7 @@ def test_timed_learning_rate_follows_the_clock_to_min_lr_at_the_deadline():
     assert get_lr(0, c, progress=0.0) < c.learning_rate / 10  # warmup still counts steps
     assert get_lr(c.warmup_iters, c, progress=0.0) == pytest.approx(c.learning_rate)
     assert get_lr(c.warmup_iters, c, progress=0.5) == pytest.approx((c.learning_rate + c.min_lr) / 2)
-    assert get_lr(10 * c.max_iters, c, progress=0.5) > c.min_lr  # past max_iters: only the clock counts
+    assert c.max_iters == 0 and get_lr(10_000, c, progress=0.5) > c.min_lr  # no step limit: only the clock counts
     assert get_lr(c.warmup_iters, c, progress=1.0) == pytest.approx(c.min_lr)
 
 
@@ -326,12 +327,13 @@ def one_thread():
 
 
 def test_a_timed_run_stops_on_time_annealed_with_its_best_weights_and_card(small_text, tmp_path, one_thread):
-    config = tiny(small_text, max_time=4.0, max_iters=10, eval_interval=50, eval_iters=4)
+    config = tiny(small_text, max_time=4.0, eval_interval=50, eval_iters=4)
+    assert config.max_iters == 0  # a timed run: the clock alone ends it
     result = Trainer(config, tmp_path).run()
     events = read_metrics(tmp_path)
     steps = [e for e in events if e["event"] == "step"]
     assert events[0]["max_time"] == 4.0
-    assert result["event"] == "done" and result["step"] > config.max_iters  # the clock, not max_iters, ended it
+    assert result["event"] == "done" and result["step"] > 100  # the clock, not the preset's 100 steps, ended it
     assert steps[-1]["elapsed"] < 4.0 and result["elapsed"] < 4.0 + 1.0  # the final evaluation fits (nearly)
     assert steps[-1]["lr"] < config.min_lr + 0.15 * (config.learning_rate - config.min_lr)  # annealed
     assert events[-2]["event"] == "eval" and events[-2]["step"] == result["step"]  # evaluated at the end
@@ -339,6 +341,15 @@ def test_a_timed_run_stops_on_time_annealed_with_its_best_weights_and_card(small
     assert result["best_val"] == min(vals) < vals[0]
     assert "val" in (tmp_path / "README.md").read_text()
     GPT.from_pretrained(tmp_path)
+
+
+def test_a_run_with_both_a_clock_and_steps_ends_at_the_first_annealed(small_text, tmp_path):
+    # what a visitor's capped run is: its steps, and the minutes the owner allows
+    config = tiny(small_text, max_time=600.0, max_iters=30, eval_interval=10, eval_iters=2)
+    result = Trainer(config, tmp_path).run()
+    lrs = [e["lr"] for e in read_metrics(tmp_path) if e["event"] == "step"]
+    assert result["event"] == "done" and result["step"] == 30 and result["elapsed"] < 600
+    assert lrs[-1] < config.min_lr + 0.05 * (config.learning_rate - config.min_lr)  # annealed by its steps
 
 
 def test_a_stopped_timed_run_resumes_with_the_time_it_has_left(small_text, tmp_path, one_thread):

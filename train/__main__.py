@@ -58,8 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps",
                      "optimizer": "adamw, or muon: Muon for the matrices inside the Blocks, AdamW for the rest",
                      "muon_lr": "with --optimizer muon: Muon's peak learning rate (same warmup and decay)",
-                     "max_time": "train for this long instead of --max-iters: seconds, or 90s, 2m, 1h; the learning "
-                                 "rate decays over the time so the run ends annealed, evaluations included",
+                     "max_time": "train for this long instead of the preset's steps (with --max-iters too: whichever "
+                                 "comes first): seconds, or 90s, 2m, 1h; the learning rate decays over the time so "
+                                 "the run ends annealed, evaluations included",
                      "ema": "0 (off) or e.g. 0.95: evaluate, sample and save a moving average of the weights, this "
                             "much of it kept at each step"}
             overrides.add_argument(flag, dest=f.name, type=kind, default=None, help=helps.get(f.name))

@@ -26,6 +26,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_space
 
+from gpt.runner import Limits
+
 POLICIES = ("owner", "signed-in", "anyone")
 KEPT = ("default", "ladder")  # folders the disk bound never removes
 
@@ -110,6 +112,12 @@ def require_training(profile: gr.OAuthProfile | None) -> None:
 def caps(profile: gr.OAuthProfile | None) -> Access | None:
     """The caps a run started by this caller must keep, or None (the owner, a laptop)."""
     return None if is_owner(profile) else current()
+
+
+def limits(profile: gr.OAuthProfile | None) -> Limits | None:
+    """What a run this caller starts may use, for the runner to hold every kind of run to; None: no limits."""
+    a = caps(profile)
+    return Limits(a.max_steps, a.max_minutes * 60, a.max_params) if a else None
 
 
 def starter(profile: gr.OAuthProfile | None, request: gr.Request | None) -> str | None:

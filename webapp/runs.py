@@ -48,12 +48,11 @@ def resume_training(run_name: str, max_iters: float, profile: gr.OAuthProfile | 
                     request: gr.Request = None) -> str:
     """Carry the stopped or interrupted run weights/<run_name> on up to max_iters steps, exactly as `--resume`."""
     access.require_training(profile)  # on a public app, the owner's policy decides who trains
-    caps = access.caps(profile)
     try:
         if isinstance(max_iters, float) and max_iters.is_integer():
             max_iters = int(max_iters)
         out = runner.resume(run_name, max_iters, started_by=access.starter(profile, request),
-                            max_seconds=caps.max_minutes * 60 if caps else None)
+                            limits=access.limits(profile))
     except GPTError as e:
         raise refused(e)
     return f"Carrying **{out.name}** on to step {max_iters:,}: watch it in the Train tab."

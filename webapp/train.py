@@ -65,11 +65,10 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
     values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
                                eval_interval, seed]))
     values.update({k: v for k, v in zip(OPTIMIZER_FIELDS, [optimizer, muon_lr]) if v not in (None, "")})
-    caps = access.caps(profile)
     try:
-        if caps and isinstance(max_iters, (int, float)) and max_iters > caps.max_steps:
-            raise GPTError(f"at most {caps.max_steps:,} iterations here (you asked for {max_iters:,.0f})")
         values["max_time"] = time_limit(minutes)
+        if values["max_time"]:
+            values["max_iters"] = 0  # "Train for" some minutes: the clock ends the run, not the steps
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
@@ -83,8 +82,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
         if not runner.running:  # a busy runner refuses below, before anything is removed
             access.make_room(WEIGHTS, keep=name)
         out = runner.start(config, name, Path(values["data"]).name, started_by=access.starter(profile, request),
-                           max_params=caps.max_params if caps else None,
-                           max_seconds=caps.max_minutes * 60 if caps else None)
+                           limits=access.limits(profile))
     except GPTError as e:
         raise refused(e)
     started = f" from the weights of **{init_from}** (their shape: the layers, heads, width and block)" \
