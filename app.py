@@ -1,5 +1,4 @@
 """The app: train a GPT from scratch and watch it learn; type a prompt and read Shakespeare.
-
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--public]
 
 Each tab is a module of webapp/ that builds its components and wires its events; this file composes them.
@@ -17,11 +16,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from webapp import access, generate, ladder, runs, share, train  # noqa: E402
-from webapp.state import MAX_UPLOAD_MB, engines  # noqa: E402
+from webapp.state import MAX_UPLOAD_MB, engines, startup  # noqa: E402
+
+startup()  # once, before the tabs list the weights: the shipped ones in place, a run a restart cut short found
 
 CSS = """
-.status progress { width: 80%; height: 14px; vertical-align: middle; }
-.status div { margin: 4px 0; }
+.status progress { width: 80%; height: 14px; vertical-align: middle; } .status div { margin: 4px 0; }
 .status .settings { color: #6b7280; font-size: 0.9em; }
 .run-samples { display: flex; gap: 12px; overflow-x: auto; }
 .run-sample { flex: 1 1 0; min-width: 220px; }
@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
     parser.add_argument("--public", action="store_true",
                         help="for a server strangers can reach: everyone watches and generates, only the policy "
-                             "decides who trains (see README, Share); on a Space this is automatic")
+                             "decides who trains (see docs/share.md); on a Space this is automatic")
     args = parser.parse_args()
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"

@@ -115,7 +115,13 @@ class TrainingRunner:
         self.started_at: float | None = None
         self.deadline: float | None = None  # wall-clock end (time.time()) of a run with a time limit
         self._stop = threading.Event()
-        self.interrupted = interrupted_run(self.root)  # told to viewers until another run starts
+        self.interrupted: dict | None = None  # the run a restart cut short (recover): told until another starts
+
+    def recover(self) -> None:
+        """After a restart: find the run the server stopped in the middle of, and tidy what its kill left."""
+        with self._lock:
+            if not self.running:
+                self.interrupted = interrupted_run(self.root)
 
     @property
     def running(self) -> bool:

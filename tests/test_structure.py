@@ -100,3 +100,23 @@ def test_no_module_imports_another_modules_private_name():
                                                                                                  "webapp"):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{name} imports {private} from {node.module}: make it public or move it"
+
+
+def test_importing_the_app_s_modules_does_no_work_starting_the_app_does(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "weights" / "cut-short"
+    run.mkdir(parents=True)
+    (run / "training_state.safetensors").write_bytes(b"")
+    torn = run / ".model.safetensors.123.tmp"  # what a kill in the middle of a save leaves
+    torn.write_bytes(b"half")
+    os.utime(torn, (1000, 1000))
+    env = {**os.environ, "GPT_WEIGHTS_DIR": str(tmp_path / "weights"), "PYTHONPATH": str(ROOT)}
+    tabs = "import webapp.state, webapp.train, webapp.generate, webapp.runs, webapp.ladder, webapp.share"
+    subprocess.run([sys.executable, "-c", tabs], env=env, check=True, cwd=tmp_path, timeout=300)
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["cut-short"] and torn.exists()
+    subprocess.run([sys.executable, "-c", tabs + "; webapp.state.startup()"], env=env, check=True, cwd=tmp_path,
+                   timeout=300)
+    assert (tmp_path / "weights" / "default" / "model.safetensors").is_file() and not torn.exists()

@@ -11,8 +11,7 @@ from gpt.runlog import read_log
 from gpt.errors import GPTError
 from webapp import access
 from webapp.state import (DEVICE, WEIGHTS, chart_frame, load_weights, optional_number, refresh_weights, refused,
-                          runner, weights_choices)
-from webapp.train import stop_training
+                          runner, stop_training, weights_choices)
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
 SERIES = {}

@@ -20,18 +20,38 @@ from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
 from gpt.precision import inference_model
+from webapp import access
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
 # a clone keeps runs beside the code; an installed app (gpt-app) in ./weights, where it copies the default once
 WEIGHTS = Path(os.environ.get("GPT_WEIGHTS_DIR") or (ROOT / "weights" if (ROOT / "weights").is_dir() else "weights"))
-if not (WEIGHTS / "default").is_dir():
-    shutil.copytree(weights.default_weights(), WEIGHTS / "default")
 MAX_UPLOAD_MB = 10
 LIVE = "the model training now"
 
 runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
 engines = EngineProcess()  # generation: on a CPU in a process of its own, so the web server never waits on it
 DEVICE = describe_device(pick_device())
+
+
+def startup() -> None:
+    """What the app does once, when it starts (not when a module is imported): the shipped weights in place, and
+    what a server stopped in the middle of a run left behind, found and tidied (TrainingRunner.recover)."""
+    if not (WEIGHTS / "default").is_dir():
+        shutil.copytree(weights.default_weights(), WEIGHTS / "default")
+    runner.recover()
+
+
+def stop_training(profile: gr.OAuthProfile | None, request: gr.Request):
+    """Stop the run after its current step; the best weights so far are kept."""
+    if runner.running and not access.may_stop(profile, request, runner.started_by):
+        raise gr.Error(f"Only whoever started this run ({access.shown_name(runner.started_by)}) or the owner may "
+                       "stop it. It ends by itself; watch it, or start your own when it is done.",
+                       print_exception=False)
+    if runner.stop():
+        return "Stopping after this step; the best weights so far are kept."
+    return "No run is going."
+
+
 
 
 def saved_weights() -> list[str]:

@@ -26,8 +26,8 @@ from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.runner import MAX_STEP_POINTS
 from gpt.trainer import TrainConfig
 from webapp import access
-from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, refused, runner, weights_choices,
-                          weights_folder)
+from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, refused, runner, stop_training,
+                          weights_choices, weights_folder)
 from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
@@ -72,7 +72,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
         if text_source == "My own text":
             if not text_file:
                 raise GPTError("upload a .txt file first, or choose Tiny Shakespeare")
-            values["data"] = str(uploaded_file(text_file, _app["demo"]))  # never a file the server merely has
+            values["data"] = str(uploaded_file(text_file, request))  # never a file the server merely has
         else:
             values["data"] = SHAKESPEARE
         if init_from:
@@ -121,17 +121,6 @@ def time_limit(minutes) -> float:
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes <= MAX_MINUTES:
         raise GPTError(f"Train for: give 0 (run the iterations) up to {MAX_MINUTES} minutes, not {minutes!r}")
     return 60.0 * minutes
-
-
-def stop_training(profile: gr.OAuthProfile | None, request: gr.Request):
-    """Stop the run after its current step; the best weights so far are kept."""
-    if runner.running and not access.may_stop(profile, request, runner.started_by):
-        raise gr.Error(f"Only whoever started this run ({access.shown_name(runner.started_by)}) or the owner may "
-                       "stop it. It ends by itself; watch it, or start your own when it is done.",
-                       print_exception=False)
-    if runner.stop():
-        return "Stopping after this step; the best weights so far are kept."
-    return "No run is going."
 
 
 def training_status() -> dict:
@@ -323,7 +312,6 @@ def poll(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request
             gr.Button(interactive=not running and may_train), gr.Button(interactive=may_stop), running, message)
 
 
-_app: dict = {}  # the Blocks this tab is built into: its record of uploads tells them from the server's own files
 
 
 def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
@@ -397,7 +385,6 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                        api_visibility="private")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
-    _app["demo"] = demo  # (not a functools.partial: Gradio reads the handler's type hints to pass the visitor)
     start_btn.click(start_training,
                     [preset, *settings, text_source, text_file, run_name, minutes, init_from, optimizer, muon_lr],
                     message, api_name="start_training", concurrency_limit=None, js=SCROLL_TO_RUN)
