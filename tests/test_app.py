@@ -53,6 +53,12 @@ def test_only_the_named_endpoints_are_public(client):
     assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate", "/start_ladder",
                               "/attention", "/push_to_hub", "/pull_from_hub", "/publish_space",
                               "/list_runs", "/resume_training"}
+    # the Train tab's one ordered list of inputs is the API's order, and start_training's
+    import inspect
+
+    from webapp.train import INPUTS, start_training
+    assert [p["parameter_name"] for p in endpoints["/start_training"]["parameters"]] == INPUTS
+    assert list(inspect.signature(start_training).parameters)[:len(INPUTS)] == INPUTS
 
 
 def test_train_watch_stop_then_generate(client, app_server):

@@ -33,6 +33,8 @@ from webapp.uploads import uploaded_file
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
           "eval_interval", "seed"]
 OPTIMIZER_FIELDS = ["optimizer", "muon_lr"]  # after the original fields in the API, so old scripts keep working
+# start_training's parameters and the Start button's inputs, in this one order: the API's (a test holds the three)
+INPUTS = ["preset", *FIELDS, "text_source", "text_file", "run_name", "minutes", "init_from", *OPTIMIZER_FIELDS]
 LECTURE_LINE = f"lecture: {LECTURE_VAL}"
 SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["train"], "val": COLORS["val"],
           LECTURE_LINE: COLORS["lecture"]}
@@ -61,10 +63,10 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
     minutes above 0 trains for that long instead of max_iters, ending annealed at the deadline.
     init_from: saved weights to start from (fine-tune; their model shape is used), or empty for from scratch.
     optimizer ("adamw" or "muon") and muon_lr: empty for the preset's. eval_interval 0: about 15 evaluations."""
+    given = dict(locals())  # the inputs, by name (INPUTS)
     access.require_training(profile)
-    values = dict(zip(FIELDS, [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout,
-                               eval_interval, seed]))
-    values.update({k: v for k, v in zip(OPTIMIZER_FIELDS, [optimizer, muon_lr]) if v not in (None, "")})
+    values = {f: given[f] for f in FIELDS}
+    values.update({f: given[f] for f in OPTIMIZER_FIELDS if given[f] not in (None, "")})
     try:
         values["max_time"] = time_limit(minutes)
         if values["max_time"]:
@@ -372,8 +374,8 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                                 tooltip=["series", "step", "loss"])
             samples = gr.Markdown(max_height=520, elem_id="train-samples")
 
-    settings = [n_layer, n_head, n_embd, block_size, batch_size, learning_rate, max_iters, dropout, eval_interval,
-                seed]
+    components = {name: c for name, c in locals().items() if name in INPUTS}  # each input by its name
+    settings = [components[f] for f in FIELDS]
     preset.change(preset_values, preset, [*settings, optimizer, muon_lr], api_visibility="private")
     optimizer.change(lambda o: gr.Number(visible=o == "muon"), optimizer, muon_lr, api_visibility="private")
     running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
@@ -385,9 +387,8 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                        api_visibility="private")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
-    start_btn.click(start_training,
-                    [preset, *settings, text_source, text_file, run_name, minutes, init_from, optimizer, muon_lr],
-                    message, api_name="start_training", concurrency_limit=None, js=SCROLL_TO_RUN)
+    start_btn.click(start_training, [components[name] for name in INPUTS], message, api_name="start_training",
+                    concurrency_limit=None, js=SCROLL_TO_RUN)
     stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
 
