@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from gpt.config import GPTConfig
-from gpt.device import fast_bf16, pick_device
+from gpt.device import pick_device
 from gpt.model import GPTLanguageModel
 from gpt.optim import build_optimizer
 from gpt.trainer import EVAL_POINTS, EVAL_SPACING, FIRST_EVAL_ITERS, TrainConfig
@@ -99,7 +99,7 @@ def _measure(n_layer: int, n_head: int, n_embd: int, block_size: int, batch_size
 def estimate_time(config: TrainConfig) -> Estimate:
     """The time config takes to train on this device (measured the first time a size is asked for)."""
     device = pick_device(config.device)
-    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(device))
+    bf16 = config.uses_bf16(device)
     train, forward, rough = _timings(config.n_layer, config.n_head, config.n_embd, config.block_size,
                                      config.batch_size, config.bias, str(device), bf16, config.optimizer)
     evaluation = 2 * config.eval_iters * forward  # train and val splits

@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -35,9 +34,8 @@ from gpt import runlog
 from gpt.runlog import METRICS_FILE, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.pretrained import GPT
-from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, portable_name
+from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, portable_name
 
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
 ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]

@@ -133,6 +133,10 @@ class TrainConfig:
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
 
+    def uses_bf16(self, device) -> bool:
+        """Whether training autocasts to bfloat16 on device: asked for, or auto where bf16 is native there."""
+        return self.dtype == "bfloat16" or (self.dtype == "auto" and fast_bf16(device))
+
     def eval_every(self) -> int:
         """The steps between evaluations: eval_interval, or with auto (0) about EVAL_POINTS over max_iters."""
         return self.eval_interval or max(1, round(self.max_iters / EVAL_POINTS))
@@ -239,7 +243,7 @@ class Trainer:
         self.rank_batch = config.batch_size // self.world_size  # same global batch, whatever the process count
 
         # bf16 matmuls where they are native: about twice the tokens/s of float32, on CUDA and on recent CPUs
-        use_bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and fast_bf16(self.device))
+        use_bf16 = config.uses_bf16(self.device)
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls: much faster, precise enough here

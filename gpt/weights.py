@@ -272,7 +272,12 @@ def list_weights(root: str | Path = "weights") -> list[str]:
     return [p.name for p in folders]
 
 
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+def new_run_name(preset: str) -> str:
+    """The folder name of a run nobody named: its preset and when it started, cpu-20261202-153000."""
+    return f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # user/name on the Hub
 
 
 def describe_source(name_or_path: str | Path) -> str:

@@ -291,6 +291,10 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     assert not any(f.startswith(("tests/", "bench/", ".venv")) for f in files)
     meta = metadata_load(space / "README.md")
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["sdk_version"]
+    from webapp.space import SPACE
+    import gradio
+    assert meta == SPACE == metadata_load(ROOT / "README.md")  # the project runs as the very same Space
+    assert SPACE["sdk_version"] == gradio.__version__  # the Space runs the Gradio the tests ran
     assert meta["hf_oauth"] is True and "manage-repos" in meta["hf_oauth_scopes"]  # visitors sign in to push
     assert (space / "weights/default/model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     # its requirements are installable (here: already satisfied, offline), and the app starts and generates

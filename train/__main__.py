@@ -91,7 +91,7 @@ def build(args) -> tuple[TrainConfig, Path]:
     if args.init_from and shape:
         raise ConfigError(f"cannot set {', '.join('--' + k.replace('_', '-') for k in shape)} with --init-from: the "
                        f"model's shape comes from the weights it starts from")
-    out = args.out or Path("weights") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or Path("weights") / weights.new_run_name(args.preset)
     if not args.overwrite and ((out / weights.STATE_FILE).exists() or (out / weights.MODEL_FILE).exists()):
         raise ConfigError(f"{out} already holds a run: add --resume to continue it, --overwrite to replace it, "
                           f"or choose another --out")

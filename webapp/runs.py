@@ -15,7 +15,7 @@ from gpt.card import line_chart_png, params_text
 from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from webapp import access
-from webapp.state import WEIGHTS, refused, runner
+from webapp.state import WEIGHTS, duration, refused, runner
 
 MAX_COMPARED = 6  # the chart's legend holds six names
 RUN_COLORS = ["#4f46e5", "#f97316", "#16a34a", "#dc2626", "#0ea5e9", "#a855f7"]
@@ -71,22 +71,13 @@ def delete_run(run_name: str, profile: gr.OAuthProfile | None = None) -> str:
     return f"Deleted weights/{run_name}."
 
 
-def _duration(seconds) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return "under 1 s"  # a rung of the ladder: not "0 s"
-    seconds = int(seconds)
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
 def runs_frame(listed: list[dict]) -> pd.DataFrame:
     rows = []
     for r in listed:
         differs = ", ".join(f"{k}={v}" for k, v in r["differs"].items())
         settings = (r["preset"] + (f" + {differs}" if differs else "")) if r["preset"] else ""
         rows.append((r["name"], r["state"], r["steps"], None if r["best_val"] is None else round(r["best_val"], 4),
-                     _duration(r["time"]), params_text(r["params"]) if r["params"] else "", r["device"],
+                     duration(r["time"]), params_text(r["params"]) if r["params"] else "", r["device"],
                      r["when"], settings))
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -9,16 +9,25 @@ its front matter turns on "Sign in with Hugging Face", and the app runs in publi
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
+from huggingface_hub import SpaceCardData
+
 from gpt import hub
 from gpt.card import params_text
-from gpt.errors import HubError, command
+from gpt.errors import command
 from gpt.pretrained import GPT
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt, README.md
+# the Space's settings (its README's front matter); the project's README.md opens with the same, so the project
+# itself runs as a Space (a test keeps the two equal: editing the docs cannot break publishing)
+SPACE = {
+    "title": "GPT from scratch", "emoji": "🎭", "colorFrom": "indigo", "colorTo": "yellow", "sdk": "gradio",
+    "sdk_version": "6.31.0", "python_version": "3.11", "app_file": "app.py", "suggested_hardware": "cpu-basic",
+    "short_description": "Train a GPT from scratch, watch it learn, write Shakespeare", "hf_oauth": True,
+    "hf_oauth_scopes": ["read-repos", "write-repos", "manage-repos"],
+}
 
 
 def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Path]:
@@ -27,13 +36,9 @@ def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Pa
     for package in ("gpt", "webapp"):
         files.update({f"{package}/{p.name}": p for p in sorted((ROOT / package).glob("*.py"))})
     files.update({f"weights/default/{k}": v for k, v in hub.repo_files(folder, model, "weights/default").items()})
-    # the project's README starts with a Space's front matter (sdk, sdk_version, app_file, ...): reuse it
-    front = re.match(r"---\n.*?\n---\n", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
-    if front is None:
-        raise HubError(f"{ROOT / 'README.md'} lost its Space front matter")
-    front, source = front[0], hub.origin(folder)
-    if source:  # weights pulled from the Hub: the Space links their model repo, whose page then lists the Space
-        front = front[:-4] + f"models:\n- {source}\n---\n"
+    source = hub.origin(folder)
+    # weights pulled from the Hub: the Space links their model repo, whose page then lists the Space
+    front = f"---\n{SpaceCardData(**SPACE, models=[source] if source else None).to_yaml()}\n---\n"
     served = f"\n\nThe weights are [{source}](https://huggingface.co/{source})." if source else ""
     files["README.md"] = f"""{front}
 

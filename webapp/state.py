@@ -115,6 +115,18 @@ def live_model():
         return _live["model"]
 
 
+def duration(seconds) -> str:
+    """Seconds for people: 2 h 05 min, 3 min 07 s, 42 s, under 1 s (a ladder's rung); empty for None."""
+    if seconds is None:
+        return ""
+    if 0 < seconds < 1:
+        return "under 1 s"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 def optional_number(name: str, value, low: int = 0) -> int | None:
     """A whole-number field that may be left empty (a Textbox: gr.Number cannot be empty in the browser).
 

@@ -24,10 +24,11 @@ from gpt.estimate import estimate_time
 from gpt.optim import OPTIMIZERS
 from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.runner import MAX_STEP_POINTS
+from gpt.weights import new_run_name
 from gpt.trainer import TrainConfig
 from webapp import access
-from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, refused, runner, stop_training,
-                          weights_choices, weights_folder)
+from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, duration, refused, runner,
+                          stop_training, weights_choices, weights_folder)
 from webapp.uploads import uploaded_file
 
 FIELDS = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "learning_rate", "max_iters", "dropout",
@@ -80,7 +81,7 @@ def start_training(preset, n_layer, n_head, n_embd, block_size, batch_size, lear
         if init_from:
             values["init_from"] = str(weights_folder(init_from))
         config = TrainConfig.from_preset(preset, **values)
-        name = run_name or f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = run_name or new_run_name(preset)
         if not runner.running:  # a busy runner refuses below, before anything is removed
             access.make_room(WEIGHTS, keep=name)
         out = runner.start(config, name, Path(values["data"]).name, started_by=access.starter(profile, request),
@@ -131,13 +132,6 @@ def training_status() -> dict:
     status["steps"] = [list(s) for s in status["steps"]]
     status["started_by"] = access.shown_name(status["started_by"]) or None  # never an anonymous starter's session
     return status
-
-
-def duration(seconds) -> str:
-    seconds = int(seconds or 0)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 # --- what the chart shows when no run is live: the last run on disk, or the shipped weights' training replayed ---
