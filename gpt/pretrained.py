@@ -86,7 +86,7 @@ _loaded_lock = threading.Lock()
 def load_cached(folder: str | Path, *, inference: bool = False) -> GPTLanguageModel:
     """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
 
-    inference=True gives the copy to generate with (gpt.precision.inference_model: int8 weights where faster).
+    inference=True gives the copy a server generates with (gpt.precision.serving_dtype: int8 where bf16 is native).
     """
     folder = Path(folder)
     try:

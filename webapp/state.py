@@ -19,7 +19,7 @@ from gpt.errors import GPTError
 from gpt.presets import LECTURE_VAL
 from gpt.pretrained import load_cached
 from gpt.runner import TrainingRunner
-from gpt.precision import inference_model
+from gpt.precision import inference_model, serving_dtype
 from webapp import access
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
@@ -110,7 +110,9 @@ def live_model():
         trainer = runner.trainer
         same_run = trainer is not None and _live.get("trainer", lambda: None)() is trainer
         if not same_run or time.monotonic() - _live["taken"] > SHARED_SNAPSHOT_S:
-            model = inference_model(runner.snapshot())  # a BusyError when no run goes
+            snapshot = runner.snapshot()  # a BusyError when no run goes
+            # the server's one rule, as for saved weights (gpt.pretrained): never a timing taken while training runs
+            model = inference_model(snapshot, serving_dtype(snapshot))
             _live.update(trainer=weakref.ref(trainer), taken=time.monotonic(), model=model)
         return _live["model"]
 

@@ -308,8 +308,6 @@ def poll(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request
             gr.Button(interactive=not running and may_train), gr.Button(interactive=may_stop), running, message)
 
 
-
-
 def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     """The Train tab's components and events (call inside `with gr.Tab(...)`); tabs: to send a visitor who may
     not train to the Generate tab."""
