@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from gpt.model import GPTLanguageModel
 from gpt.tokenizer import CharTokenizer
@@ -37,31 +37,40 @@ def prompt_maps(model: GPTLanguageModel, prompt: str) -> tuple[torch.Tensor, str
     return attention_maps(model, torch.tensor([ids], device=device)), text
 
 
-def attention_image(maps: torch.Tensor, text: str) -> Image.Image:
-    """A grid of heatmaps, a row per layer and a column per head; dark = much attention, blank = the future."""
+def attention_image(maps: torch.Tensor, text: str, layer: int = 0) -> Image.Image:
+    """A grid of heatmaps, a row per layer and a column per head (layer N > 0: that layer's heads alone, three to
+    a row, drawn larger); dark = much attention, blank = the future."""
     L, H, T, _ = maps.shape
-    cell = max(4, min(14, 448 // T))  # pixels per character
+    if not 0 <= layer <= L:
+        raise ValueError(f"layer must be 0 (all) or 1 to {L}, not {layer}")
+    cells = [(l, h) for l in ([layer - 1] if layer else range(L)) for h in range(H)]
+    columns = min(H, 3) if layer else H
+    cell = max(6, min(32, (720 if layer else 480) // T))  # pixels per character
     labels = cell >= 9  # room to write the characters along the axes
-    margin = 12 if labels else 0
+    font = ImageFont.load_default(size=max(8, cell - 3))
+    margin = cell + 2 if labels else 0
     size = T * cell + margin
-    pad, title = 14, 16
-    image = Image.new("RGB", (H * (size + pad) + pad, L * (size + title + pad) + pad), "white")
+    pad, title = 16, 22
+    rows = -(-len(cells) // columns)
+    image = Image.new("RGB", (columns * (size + pad) + pad, rows * (size + title + pad) + pad), "white")
     draw = ImageDraw.Draw(image)
+    heading = ImageFont.load_default(size=15)
     shown = ["_" if c == " " else "|" if c == "\n" else c for c in text]  # visible stand-ins for whitespace
-    for layer in range(L):
-        for head in range(H):
-            left = pad + head * (size + pad)
-            top = pad + layer * (size + title + pad) + title
-            draw.text((left, top - title + 2), f"layer {layer + 1} · head {head + 1}", fill="black")
-            w = maps[layer, head].float().cpu()
-            for i in range(T):
-                for j in range(i + 1):  # only the past and the present: the upper triangle stays empty
-                    shade = int(255 * (1 - float(w[i, j]) ** 0.5))  # sqrt: faint attention still shows
-                    x0, y0 = left + margin + j * cell, top + margin + i * cell
-                    draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=(shade, shade, 255))
-            draw.rectangle([left + margin, top + margin, left + size - 1, top + size - 1], outline="#d1d5db")
-            if labels:
-                for t, ch in enumerate(shown):
-                    draw.text((left + margin + t * cell + 1, top), ch, fill="#374151")  # keys, along the top
-                    draw.text((left + 1, top + margin + t * cell), ch, fill="#374151")  # queries, down the side
+    for k, (l, h) in enumerate(cells):
+        left = pad + (k % columns) * (size + pad)
+        top = pad + (k // columns) * (size + title + pad) + title
+        draw.text((left, top - title + 2), f"layer {l + 1} · head {h + 1}", fill="black", font=heading)
+        w = maps[l, h].float().cpu()
+        for i in range(T):
+            for j in range(i + 1):  # only the past and the present: the upper triangle stays empty
+                shade = int(255 * (1 - float(w[i, j]) ** 0.5))  # sqrt: faint attention still shows
+                x0, y0 = left + margin + j * cell, top + margin + i * cell
+                draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=(shade, shade, 255))
+        draw.rectangle([left + margin, top + margin, left + size - 1, top + size - 1], outline="#d1d5db")
+        if labels:
+            for t, ch in enumerate(shown):
+                draw.text((left + margin + t * cell + cell // 2, top + margin // 2), ch, fill="#374151", font=font,
+                          anchor="mm")  # keys, along the top
+                draw.text((left + margin // 2, top + margin + t * cell + cell // 2), ch, fill="#374151", font=font,
+                          anchor="mm")  # queries, down the side
     return image

@@ -199,6 +199,11 @@ def test_attention_heatmap_for_a_prompt(client):
     path = client.predict("default", "ROMEO: what light", api_name="/attention")
     image = Image.open(path)
     assert image.width > 500 and image.height > 500  # a map of 17 x 17 characters per layer and head
+    one, every = Image.open(client.predict("default", "ROMEO: what light", 2, api_name="/attention")), \
+        Image.open(client.predict("default", "ROMEO: what light", 0, api_name="/attention"))
+    assert one.height < every.height and one.width / 3 >= 17 * 20  # one layer: three heads a row, 20 px a character
+    with pytest.raises(Exception, match="layer must be 0 .all. or 1 to 6, not 7"):
+        client.predict("default", "ROMEO:", 7, api_name="/attention")
     with pytest.raises(Exception, match="does not know"):
         client.predict("default", "Café", api_name="/attention")
 

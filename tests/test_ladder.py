@@ -98,6 +98,10 @@ def test_attention_changes_with_the_prompt_and_draws_a_picture(gpt_model):
     assert long.shape[-1] == 32 and len(shown) == 32  # cut to the block size (and at most 64 characters)
     image = attention_image(a, text)
     assert image.width > 3 * 17 and image.height > 2 * 17
+    layer = attention_image(a, text, 1)  # one layer: its heads, larger
+    assert layer.height < image.height and layer.width / min(3, a.shape[1]) > image.width / a.shape[1]
+    with pytest.raises(ValueError, match="layer must be"):
+        attention_image(a, text, a.shape[0] + 1)
 
 
 def test_the_heatmaps_come_from_the_models_own_forward_pass(gpt_model):

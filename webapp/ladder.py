@@ -86,14 +86,16 @@ def poll_ladder(was_running: bool, profile: gr.OAuthProfile | None, request: gr.
             gr.Button(interactive=may_stop), running, message)
 
 
-def show_attention(weights_name, prompt):
-    """Heatmaps of what each character attends to, per layer and head, for prompt (its last 64 characters)."""
+def show_attention(weights_name, prompt, layer=1):
+    """Heatmaps of what each character attends to, per head, for prompt (its last 64 characters): one layer's
+    (drawn large enough to read the characters), or every layer's with layer 0."""
     try:
+        layer = optional_number("layer", layer) or 0
         model = load_weights(weights_name)
         maps, text = prompt_maps(model, prompt)
+        return attention_image(maps, text, layer)
     except (GPTError, ValueError) as e:
         raise refused(e)
-    return attention_image(maps, text)
 
 
 def build(demo: gr.Blocks, tab: gr.Tab) -> None:
@@ -125,9 +127,10 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                                    scale=1)
         attn_prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder",
                                  label=f"Text (up to {MAX_CHARS} characters are shown)", scale=3)
+        attn_layer = gr.Number(1, label="Layer (0: all)", precision=0, minimum=0, scale=1)
     attn_btn = gr.Button("Show attention")
-    attn_image = gr.Image(label="Attention per layer (rows) and head (columns)", type="pil", format="png",
-                          elem_id="attention-maps")
+    attn_image = gr.Image(label="Attention of each head (the full-screen button zooms in)", type="pil",
+                          format="png", elem_id="attention-maps")
 
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
@@ -137,5 +140,5 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt], attn_image,
+    gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt, attn_layer], attn_image,
           api_name="attention", concurrency_limit=4)
