@@ -4,8 +4,6 @@
 Each tab is a module of webapp/ that builds its components and wires its events; this file composes them.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import threading
@@ -27,6 +25,7 @@ CSS = """
 .run-sample { flex: 1 1 0; min-width: 220px; }
 .run-sample pre { white-space: pre-wrap; font-size: 0.85em; }
 #access-notice p { margin: 0; } .gen-error { color: #b91c1c; }
+#runs-table th, #runs-table th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 """
 
 with gr.Blocks(title="GPT from scratch") as demo:

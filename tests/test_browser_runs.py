@@ -6,6 +6,9 @@ from playwright.sync_api import expect
 
 from test_app import TINY, wait_for
 from test_browser import ARTIFACTS, browser, open_app  # noqa: F401  (browser is a fixture)
+from webapp.runs import COLUMNS
+
+COLUMN_WORDS = {w for c in COLUMNS for w in c.split()}
 
 
 def test_runs_tab_overlays_two_curves_and_shows_two_samples(browser, app_server):  # noqa: F811
@@ -23,6 +26,9 @@ def test_runs_tab_overlays_two_curves_and_shows_two_samples(browser, app_server)
     expect(table).to_contain_text("compare-1", timeout=30_000)
     expect(table).to_contain_text("compare-2")
     expect(page.locator("#runs-chart")).to_be_hidden()  # nothing ticked: no empty image box, no empty table
+    for header in table.locator("th").all_inner_texts():  # a header wraps between its words, never inside one
+        words = header.replace("⋮", "").split()
+        assert all(w in COLUMN_WORDS for w in words), (header, words)
     expect(page.locator("#runs-settings")).to_be_hidden()
     picked = page.locator("#runs-picked")
     picked.get_by_label("compare-1", exact=True).check()
