@@ -20,7 +20,7 @@ import torch
 from gpt.config import GPTConfig
 from gpt.device import pick_device
 from gpt.model import GPTLanguageModel
-from gpt.optim import build_optimizer
+from gpt.optim import build_optimizer, resolve
 from gpt.trainer import EVAL_POINTS, EVAL_SPACING, FIRST_EVAL_ITERS, TrainConfig
 
 # after the warm-up, steps are timed for this long (MIN_TIMED_STEPS at least, unless that would take over
@@ -101,7 +101,8 @@ def estimate_time(config: TrainConfig) -> Estimate:
     device = pick_device(config.device)
     bf16 = config.uses_bf16(device)
     train, forward, rough = _timings(config.n_layer, config.n_head, config.n_embd, config.block_size,
-                                     config.batch_size, config.bias, str(device), bf16, config.optimizer)
+                                     config.batch_size, config.bias, str(device), bf16,
+                                     resolve(config.optimizer, device))
     evaluation = 2 * config.eval_iters * forward  # train and val splits
     first = 2 * min(config.eval_iters, FIRST_EVAL_ITERS) * forward
     if config.max_time and not config.eval_interval:  # auto: evaluations spaced over the clock

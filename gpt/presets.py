@@ -17,11 +17,15 @@ PRESETS: dict[str, dict] = {
     # an average of the weights (ema 0.95: about the last 20 steps) instead of the weights themselves, in a run of
     # 1150 steps: 1.833 against 1.903 at step 300, 1.707 / 1.764 at 600, 1.627 / 1.643 at 900, 1.566 / 1.573 at
     # the end (0.9 and 0.98 did no better at step 250-300).
+    # optimizer auto: Muon only where bf16 is native (torch's Muon works in bf16: emulated, a step took 7x as long
+    # on a 2-core AMD EPYC, gpt.optim.resolve); the rates above suit AdamW alone too (1.680 at 2e-3, 1.683 at 4e-3)
+    # eval_iters 15 (not 25): an evaluation cost 3.5 s on that AMD machine, and auto spacing (4x an evaluation)
+    # left a one-minute run 4 of them; with 15, 6 (`python -m train --preset cpu --max-time 60`)
     # eval_interval 0: about 15 evaluations whatever the run's length or time budget (gpt.trainer.EVAL_POINTS)
     "cpu": dict(
         n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False,
-        batch_size=32, max_iters=4000, optimizer="muon", muon_lr=0.035, learning_rate=3.5e-3, min_lr=2e-4,
-        warmup_iters=30, weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=0, eval_iters=25, ema=0.95,
+        batch_size=32, max_iters=4000, optimizer="auto", muon_lr=0.035, learning_rate=3.5e-3, min_lr=2e-4,
+        warmup_iters=30, weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=0, eval_iters=15, ema=0.95,
     ),
     # The lecture's final gpt.py: 10.8M parameters, constant lr 3e-4, AdamW's default weight decay, no clipping.
     # The lecture reports val 1.48 after 5000 steps (about 15 minutes on an A100).

@@ -31,7 +31,7 @@ from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
 from gpt.memory import check_fits
-from gpt.optim import OPTIMIZERS, build_optimizer
+from gpt.optim import OPTIMIZERS, build_optimizer, resolve
 from gpt.presets import PRESETS
 from gpt.pretrained import GPT
 from gpt.decode import generate_text
@@ -55,7 +55,8 @@ class TrainConfig:
     bias: bool = True
     # optimisation: AdamW (or Muon for the Blocks' matrices), linear warmup then cosine decay from learning_rate
     # to min_lr at max_iters; Muon's rate follows the same schedule, scaled by muon_lr / learning_rate
-    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the 2-D weights inside the Blocks, AdamW for the rest
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon for the 2-D weights inside the Blocks, AdamW for the rest;
+    # "auto": Muon where bf16 is native, else AdamW (gpt.optim.resolve), decided when the run starts
     muon_lr: float = 0.02  # Muon's peak learning rate (only with optimizer="muon")
     batch_size: int = 64
     max_iters: int = 5000
@@ -116,8 +117,9 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be from 0 up to (not including) 1, not {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be {' or '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.optimizer == "muon" and self.muon_lr <= 0:
+            raise ConfigError(f"optimizer must be adamw, muon or auto (muon where bf16 is native), not "
+                              f"{self.optimizer!r}")
+        if self.optimizer != "adamw" and self.muon_lr <= 0:
             raise ConfigError(f"muon_lr must be above 0 with optimizer muon, not {self.muon_lr}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"dtype must be auto, float32 or bfloat16, not {self.dtype!r}")
@@ -230,6 +232,7 @@ class Trainer:
 
         self.rank, self.world_size, self.ddp = 0, 1, int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.device = pick_device(config.device)
+        self.config = config = replace(config, optimizer=resolve(config.optimizer, self.device))  # "auto": which
         if self.ddp:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")

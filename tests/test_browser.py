@@ -232,6 +232,15 @@ def test_an_empty_seed_gives_a_new_text_each_time_and_a_typed_seed_the_same(brow
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_text("seed must be a whole number").first).to_be_visible(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "8-seed-7.png", full_page=True)
+    seed.fill("7")
+    page.get_by_label("Prompt").fill("Café")  # a character the model does not know: said where the text would be
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator(".gen-error")).to_contain_text("Nothing generated", timeout=30_000)
+    expect(page.locator(".gen-error")).to_contain_text("does not know: 'é'")
+    expect(output).to_have_value("")  # the last text and its figures went with it
+    page.wait_for_timeout(6_000)  # and it stays, not a toast that fades to a bare "Error"
+    expect(page.locator(".gen-error")).to_contain_text("does not know: 'é'")
+    page.screenshot(path=ARTIFACTS / "8-unknown-character.png", full_page=True)
 
 
 def test_the_ladder_steps_field_starts_empty_not_at_an_invalid_0(browser, app_server):

@@ -82,7 +82,7 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
         (["-m", "train", "--out", str(tmp_path / "b"), "--resume"], "no run to resume", 1),
         (["-m", "train", "--preset", "tiny", "--device", "cuda:7"], "CUDA", 1),
         (["-m", "train", "--preset", "tiny", "--max-time", "soon"], "not a duration", 2),
-        (["-m", "train", "--preset", "tiny", "--optimizer", "sgd"], "optimizer must be adamw or muon", 2),
+        (["-m", "train", "--preset", "tiny", "--optimizer", "sgd"], "optimizer must be adamw, muon or auto", 2),
         (["-m", "gpt.generate", "--weights", str(tmp_path)], "no config.json", 1),
         (["-m", "gpt.generate", "--weights", str(tmp_path / "x" / "y")], "not a Hub repo id", 1),
         (["-m", "gpt.generate", "--temperature", "-1"], "temperature", 2),

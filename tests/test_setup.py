@@ -45,3 +45,16 @@ def test_without_any_way_to_get_a_browser_the_set_up_says_what_to_install(tmp_pa
     assert "playwright install chromium" in result.stderr  # it tried
     assert "sudo apt-get install -y --no-install-recommends chromium" in result.stderr  # and says what to do
     assert "python -m playwright install --with-deps chromium" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_command_the_docs_show_is_a_command_that_answers():
+    """The manual moved to docs/: each `python -m ...` of ours it shows exists and answers --help (the long
+    ones, training and pushing, run in their own tests)."""
+    pages = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    shown = {m for page in pages for m in re.findall(r"python -m ([a-z_.]+)", page.read_text(encoding="utf-8"))}
+    ours = sorted(m for m in shown if m.split(".")[0] in ("gpt", "train", "webapp") and m != "gpt.engine_process")
+    assert {"train", "gpt.generate", "gpt.hub", "webapp.space"} <= set(ours)
+    for module in ours:
+        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout, (module, result.stderr[-500:])

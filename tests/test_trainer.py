@@ -36,7 +36,7 @@ def test_presets_hold_the_lecture_and_nanogpt_recipes():
     (dict(batch_size=0), "batch_size"),
     (dict(learning_rate=0), "learning_rate must be above 0"),
     (dict(dtype="float16"), "dtype"),
-    (dict(optimizer="sgd"), "optimizer must be adamw or muon, not 'sgd'"),
+    (dict(optimizer="sgd"), "optimizer must be adamw, muon or auto .muon where bf16 is native., not 'sgd'"),
     (dict(optimizer="muon", muon_lr=0), "muon_lr must be above 0"),
     (dict(ema=1.0), r"ema must be 0 \(off\) or a fraction below 1, like 0.95, not 1.0"),
     (dict(ema="high"), "ema must be 0"),

@@ -338,9 +338,10 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                     dropout = gr.Number(defaults.dropout, label="Dropout", minimum=0, maximum=0.95, step=0.05)
                 with gr.Row():
                     optimizer = gr.Dropdown(list(OPTIMIZERS), value=defaults.optimizer, label="Optimizer",
-                                            info="muon: Muon for the Blocks' matrices, AdamW for the rest")
+                                            info="muon: Muon for the Blocks' matrices, AdamW for the rest; "
+                                                 "auto: muon where bf16 is native, else adamw")
                     muon_lr = gr.Number(defaults.muon_lr, label="Muon learning rate", minimum=0, step=1e-3,
-                                        visible=defaults.optimizer == "muon")
+                                        visible=defaults.optimizer != "adamw")
                 with gr.Row():
                     learning_rate = gr.Number(defaults.learning_rate, label="Learning rate", minimum=0, step=1e-4)
                     max_iters = gr.Number(defaults.max_iters, label="Iterations", precision=0, minimum=0,
@@ -369,7 +370,7 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     components = {name: c for name, c in locals().items() if name in INPUTS}  # each input by its name
     settings = [components[f] for f in FIELDS]
     preset.change(preset_values, preset, [*settings, optimizer, muon_lr], api_visibility="private")
-    optimizer.change(lambda o: gr.Number(visible=o == "muon"), optimizer, muon_lr, api_visibility="private")
+    optimizer.change(lambda o: gr.Number(visible=o != "adamw"), optimizer, muon_lr, api_visibility="private")
     running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
     gr.on([demo.load, running.change, *(s.change for s in [*settings, optimizer, muon_lr, minutes])], estimate,
           [preset, *settings, optimizer, muon_lr, minutes], time_estimate,
