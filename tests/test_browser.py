@@ -137,7 +137,7 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     page.get_by_role("button", name="Climb the ladder").click()
     expect(page.get_by_text("Climbing rungs 1, 2, 3, 4, 5, 6")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("LayerNorm before attention").first).to_be_visible(timeout=30_000)  # the table
-    expect(page.get_by_role("button", name="Climb the ladder")).to_be_enabled(timeout=120_000)  # all rungs done
+    expect(page.get_by_role("button", name="Climb the ladder")).to_be_enabled(timeout=300_000)  # all rungs done (140 s on a 2-core AMD EPYC)
     expect(page.locator("#ladder-chart canvas, #ladder-chart svg.marks").first).to_be_visible()
     page.get_by_role("button", name="Show attention").click()
     expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
@@ -272,4 +272,4 @@ def test_start_is_in_view_on_load_and_the_run_is_in_view_after_it(browser, app_s
     expect(page.locator("#loss-chart")).to_be_in_viewport(ratio=0.5)
     page.screenshot(path=ARTIFACTS / f"start-{viewport['width']}.png")
     expect(page.locator(".status")).to_contain_text("Finished tiny-", timeout=60_000)
-    expect(page.locator("#train-message")).to_be_empty(timeout=5_000)  # "Started …" went with its run
+    expect(page.locator("#train-message")).to_be_empty(timeout=15_000)  # "Started …" went with its run
