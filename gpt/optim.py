@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from gpt.device import fast_bf16
+
 OPTIMIZERS = ("auto", "adamw", "muon")
 
 
@@ -22,8 +24,6 @@ def resolve(name: str, device) -> str:
     """
     if name != "auto":
         return name
-    from gpt.device import fast_bf16
-
     return "muon" if fast_bf16(torch.device(device)) else "adamw"
 
 

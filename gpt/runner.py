@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from gpt import ladder, weights
-from gpt import runlog
+from gpt import ladder, runlog, weights
 from gpt.card import params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
@@ -48,8 +47,9 @@ class Limits:
 
 
 def limited(config: TrainConfig, limits: Limits | None, trained: float = 0.0, share: int = 1) -> TrainConfig:
-    """config held to limits: its steps (more are refused; a timed run's "no step limit" gets them), and its clock: the minutes
-    become (or clamp) max_time, so the run ends annealed when they are up and its ETA shows them.
+    """config held to limits: its steps (more are refused; a timed run's "no step limit" gets them), and its
+    clock: the minutes become (or clamp) max_time, so the run ends annealed when they are up and its ETA shows
+    them.
 
     trained: seconds the run has trained already (carried on); share: the runs the minutes are split between
     (a ladder's rungs)."""
@@ -154,11 +154,11 @@ class TrainingRunner:
             if not (out / weights.STATE_FILE).is_file():
                 raise ConfigError(f"weights/{out.name} holds no training state, so it cannot be carried on: only runs "
                                   f"trained here can (start a new run from its weights instead)")
-            step = weights.read_training_meta(out)["step"]
-            max_iters = whole_number("steps", max_iters)
-            if max_iters <= step:
-                raise ConfigError(f"{out.name} is already at step {step:,}: give a total of more steps than that")
             meta = weights.read_training_meta(out)
+            max_iters = whole_number("steps", max_iters)
+            if max_iters <= meta["step"]:
+                raise ConfigError(f"{out.name} is already at step {meta['step']:,}: give a total of more steps than "
+                                  f"that")
             # carried on to a number of steps: whatever clock it had is done with (a limited one gets its minutes)
             config = limited(replace(Trainer.saved_config(out), max_iters=max_iters, max_time=0.0), limits,
                              meta["elapsed"])
