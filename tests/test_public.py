@@ -221,19 +221,19 @@ def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(t
     from gpt.trainer import TrainConfig
 
     runner = TrainingRunner(tmp_path)
-    limits = Limits(max_steps=100_000, max_seconds=2, max_params=3_000_000)
+    limits = Limits(max_steps=100_000, max_seconds=5, max_params=3_000_000)  # room for steps on a busy machine
     with pytest.raises(ConfigError, match="at most 100,000 steps here"):  # Start
         runner.start(TrainConfig.from_preset("tiny", max_iters=1_000_000), "greedy", limits=limits)
     config = TrainConfig.from_preset("tiny", max_iters=100_000, eval_interval=50)
     runner.start(config, "limited", started_by="bob", limits=limits)
     time.sleep(0.5)
     running = runner.status()
-    assert running["max_time"] == 2 and 0 < running["eta"] <= 2  # one clock: the minutes are the run's, the ETA too
+    assert running["max_time"] == 5 and 0 < running["eta"] <= 5  # one clock: the minutes are the run's, the ETA too
     status = wait(runner)
     lrs = [e["lr"] for e in events(tmp_path / "limited") if e["event"] == "step"]
     assert status["state"] == "finished" and status["started_by"] == "bob"  # ended by its clock, not cut off
     assert lrs[-1] < config.min_lr + 0.15 * (config.learning_rate - config.min_lr)  # annealed
-    assert status["deadline"] == pytest.approx(status["started_at"] + 2)
+    assert status["deadline"] == pytest.approx(status["started_at"] + 5)
     assert status["step"] < 100_000 and (tmp_path / "limited" / "model.safetensors").is_file()
     # carrying it on: the steps, and only the minutes allowed on top of the time it has had
     with pytest.raises(ConfigError, match="at most 100,000 steps here"):
@@ -241,8 +241,8 @@ def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(t
     runner.resume("limited", 100_000, limits=limits)
     resumed = wait(runner)
     starts = [e for e in events(tmp_path / "limited") if e["event"] == "start"]
-    assert resumed["state"] == "finished" and starts[-1]["max_time"] == pytest.approx(starts[-1]["elapsed"] + 2)
-    assert resumed["elapsed"] < starts[-1]["elapsed"] + 2 + 1
+    assert resumed["state"] == "finished" and starts[-1]["max_time"] == pytest.approx(starts[-1]["elapsed"] + 5)
+    assert resumed["elapsed"] < starts[-1]["elapsed"] + 5 + 1
     # the ladder: the same steps, the minutes shared between the rungs, and no model above the size allowed
     with pytest.raises(ConfigError, match="rung 7 would have 10.79M parameters"):
         runner.start_ladder([6, 7], limits=limits)
