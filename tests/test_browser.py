@@ -206,6 +206,27 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
     context.close()
 
 
+def test_a_stranger_with_no_live_run_watches_the_shipped_weights_learn(browser, space_app):
+    """A public page with nothing training is not empty: it replays how the shipped weights learned, from their
+    own log (curve and samples, noise to Shakespeare), and starts nothing."""
+    from gradio_client import Client
+
+    before = sorted(p.name for p in space_app["weights"].iterdir())
+    page = open_app(browser, space_app["url"], trains=False)  # anonymous
+    expect(page.locator("#train-progress")).to_contain_text("Replay of how the shipped weights learned",
+                                                            timeout=30_000)
+    expect(page.locator("#train-progress")).to_contain_text("Write with these weights in the Generate tab")
+    samples = page.locator("#train-samples")
+    expect(samples).to_contain_text("step 0", timeout=60_000)  # the noise it started from
+    page.wait_for_function(  # then the samples of later evaluations, as the replay plays on
+        "() => (document.querySelector('#train-samples').innerText.match(/step [\\d,]+ · val/g) || []).length >= 3",
+        timeout=60_000)
+    expect(page.locator("#loss-chart canvas, #loss-chart svg").first).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "public-0-replay.png", full_page=True)
+    status = Client(space_app["url"], verbose=False).predict(api_name="/training_status")
+    assert status["state"] == "idle" and sorted(p.name for p in space_app["weights"].iterdir()) == before
+
+
 def test_an_empty_seed_gives_a_new_text_each_time_and_a_typed_seed_the_same(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Generate").click()

@@ -84,7 +84,7 @@ def test_a_copied_run_keeps_its_date_and_the_shipped_weights_are_finished(three_
     listed = {r["name"]: r for r in runs.list_runs(root)}
     original = next(r for r in runs.list_runs(three_runs) if r["name"] == "finished")
     assert listed["finished"]["started"] == original["started"] < (root / "finished" / "config.json").stat().st_mtime
-    assert listed["default"]["state"] == "finished" and listed["default"]["best_val"] == 1.4761
+    assert listed["default"]["state"] == "finished" and round(listed["default"]["best_val"], 4) == 1.4655
 
 
 def test_ladder_rungs_are_grouped_after_the_runs(three_runs, text):
