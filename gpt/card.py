@@ -37,7 +37,7 @@ def best_eval(log: dict) -> dict | None:
     return saved[-1] if saved else None
 
 
-def card_metadata(val_loss: float | None, shakespeare: bool, name: str) -> ModelCardData:
+def card_metadata(val_loss: float | None, shakespeare: bool, name: str, exported: bool = False) -> ModelCardData:
     results = None
     if val_loss is not None:
         results = [EvalResult(task_type="text-generation", dataset_type=DATASET if shakespeare else "custom",
@@ -45,18 +45,81 @@ def card_metadata(val_loss: float | None, shakespeare: bool, name: str) -> Model
                               dataset_split="validation", metric_type="loss", metric_value=round(val_loss, 4),
                               metric_name="validation loss (cross-entropy per character)")]
     return ModelCardData(library_name="gpt-from-scratch", license="mit", pipeline_tag="text-generation",
-                         tags=["gpt-from-scratch", "character-level", "text-generation", "nanogpt"],
+                         tags=["gpt-from-scratch", "character-level", "text-generation", "nanogpt"]
+                         + (["gpt2", "transformers", "transformers.js", "onnx"] if exported else []),
                          datasets=[DATASET] if shakespeare else None, model_name=name, eval_results=results)
 
 
-def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str) -> str:
-    """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given), from its run's log."""
+def ecosystem_section(config: GPTConfig, name: str) -> str:
+    """How to use an exported repo (gpt.export) with transformers, transformers.js and onnxruntime, no code of ours."""
+    return f"""## In transformers, transformers.js and onnxruntime
+
+The repo is also a GPT-2 (ReLU, untied embeddings) with a character-level `tokenizer.json`, so the usual
+libraries load it as they are, without this project. GPT-2 has no position past `block_size`: the prompt and the
+new characters together are at most {config.block_size}. A character outside the vocabulary is left out by
+`tokenizer.json` (this project's own tokenizer refuses it and names it).
+
+[transformers](https://huggingface.co/docs/transformers) (`pip install transformers torch`):
+
+```python
+from transformers import pipeline
+
+generate = pipeline("text-generation", model="{name}")
+print(generate("ROMEO:", max_new_tokens=100, do_sample=True, temperature=0.8, top_k=40)[0]["generated_text"])
+```
+
+[transformers.js](https://huggingface.co/docs/transformers.js) (`npm install @huggingface/transformers`), in Node
+or a web page; `dtype: "q8"` reads `onnx/model_quantized.onnx` (int8 weights, a quarter of the size), `"fp32"`
+reads `onnx/model.onnx`:
+
+```js
+import {{ pipeline }} from "@huggingface/transformers";
+
+const generate = await pipeline("text-generation", "{name}", {{ dtype: "q8" }});
+const [out] = await generate("ROMEO:", {{ max_new_tokens: 100, do_sample: true, temperature: 0.8, top_k: 40 }});
+console.log(out.generated_text);
+```
+
+[onnxruntime](https://onnxruntime.ai) alone (`pip install onnxruntime numpy huggingface_hub`), greedy, with the
+KV cache the graph takes and gives back:
+
+```python
+import json
+
+import numpy as np
+import onnxruntime
+from huggingface_hub import hf_hub_download
+
+config = json.load(open(hf_hub_download("{name}", "config.json"), encoding="utf-8"))
+session = onnxruntime.InferenceSession(hf_hub_download("{name}", "onnx/model.onnx"))
+stoi = {{c: i for i, c in enumerate(config["vocab"])}}
+head = (1, config["n_head"], 0, config["n_embd"] // config["n_head"])
+past = {{f"past_key_values.{{i}}.{{kv}}": np.zeros(head, np.float32)
+        for i in range(config["n_layer"]) for kv in ("key", "value")}}
+tokens = [stoi[c] for c in "ROMEO:"]
+new, seen = tokens, 0
+for _ in range(100):
+    ids = np.array([new], np.int64)
+    mask, positions = np.ones((1, seen + len(new)), np.int64), np.arange(seen, seen + len(new), dtype=np.int64)[None]
+    logits, *present = session.run(None, {{"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past}})
+    past, seen = dict(zip(past, present)), seen + len(new)
+    new = [int(logits[0, -1].argmax())]
+    tokens += new
+print("".join(config["vocab"][i] for i in tokens))
+```
+"""
+
+
+def model_card(config: GPTConfig, vocab: list[str], log: dict | None, name: str, exported: bool = False) -> str:
+    """README.md for a weights folder or Hub repo `name` (what GPT.from_pretrained is given), from its run's log.
+
+    exported: the repo also holds gpt.export's files, and the card says how transformers and ONNX use them."""
     log = log or empty_log()
     params = log["params"] or param_count(config)
     best = best_eval(log)
     settings = log["config"]
     shakespeare = settings.get("data", "shakespeare") == "shakespeare"
-    meta = card_metadata(best["val_loss"] if best else None, shakespeare, name)
+    meta = card_metadata(best["val_loss"] if best else None, shakespeare, name, exported)
     text = "Tiny Shakespeare (1.1M characters; 90% train, 10% validation)" if shakespeare else "the user's own text"
     started = f"Started from the weights of {log['init_from']} (fine-tuned). " if log.get("init_from") else ""
     headline = (f"**Validation loss {best['val_loss']:.4f}** (train {best['train_loss']:.4f}), cross-entropy per "
@@ -95,10 +158,14 @@ for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_
 or `gpt-generate --weights {name} --prompt "ROMEO:"` (also `python -m gpt.generate`), or pick it in the app
 (`gpt-app`).
 """]
+    if exported:
+        sections.append(ecosystem_section(config, name))
     if best and best.get("sample"):
         sections.append(f"## A sample\n\nWhat it wrote at step {best['step']:,} (temperature 1, no prompt):\n\n"
                         f"```text\n{best['sample'].strip()}\n```\n")
     vocab_shown = json.dumps("".join(vocab), ensure_ascii=False)
+    exported_files = ("; for transformers also `generation_config.json`, `tokenizer.json` and `tokenizer_config.json`"
+                      ", and `onnx/model.onnx` and `onnx/model_quantized.onnx` for ONNX" if exported else "")
     sections.append(f"""## The model
 
 | | |
@@ -110,7 +177,7 @@ or `gpt-generate --weights {name} --prompt "ROMEO:"` (also `python -m gpt.genera
 | vocabulary | {config.vocab_size} characters: {vocab_shown} |
 | dropout / bias | {config.dropout} / {config.bias} |
 
-Files: `model.safetensors` (weights), `config.json` (these settings and the vocabulary), this card.
+Files: `model.safetensors` (weights), `config.json` (these settings and the vocabulary), this card{exported_files}.
 """)
     if best:
         steps = f"{best['step']:,} steps, {best['elapsed']:.0f} s" + (f" on {log['device']}" if log["device"] else "")
@@ -126,9 +193,10 @@ Files: `model.safetensors` (weights), `config.json` (these settings and the voca
     return "\n".join(sections)
 
 
-def card_files(config: GPTConfig, vocab: list[str], log: dict | None, name: str) -> dict[str, bytes]:
+def card_files(config: GPTConfig, vocab: list[str], log: dict | None, name: str, exported: bool = False
+               ) -> dict[str, bytes]:
     """The card (README.md), and the loss curve it shows when the run evaluated more than once."""
-    files = {CARD_FILE: model_card(config, vocab, log, name).encode()}
+    files = {CARD_FILE: model_card(config, vocab, log, name, exported).encode()}
     if has_curve(log):
         files[CURVE_FILE] = loss_curve_png(log)
     return files

@@ -56,6 +56,10 @@ class HubError(GPTError):
     """A Hub push, pull or publish that failed: bad repo id, token refused, repo missing, no network, not ours."""
 
 
+class ExportError(GPTError, ValueError):
+    """Weights that transformers or ONNX cannot hold exactly, or an export that would overwrite (exit status 2)."""
+
+
 USAGE = 2  # the command was asked for something impossible (a bad setting): as argparse exits for a bad flag
 FAILURE = 1  # the command could not do what was asked (no such weights, no network, token refused, ...)
 

@@ -33,6 +33,7 @@ from gpt.card import CURVE_FILE, card_files, params_text
 from gpt import runlog
 from gpt.runlog import METRICS_FILE, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
+from gpt.hf_export import try_repo_files
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, portable_name
 
@@ -125,11 +126,11 @@ class ByteCount:
 
 
 class CountingReader(io.BufferedReader):
-    """A file opened for reading that adds the bytes read to a ByteCount."""
+    """A file (or bytes made for the upload) opened for reading that adds the bytes read to a ByteCount."""
 
-    def __init__(self, path: Path, count: ByteCount):
-        super().__init__(io.FileIO(path, "rb"))
-        self.count, self.size = count, path.stat().st_size
+    def __init__(self, src: Path | bytes, count: ByteCount):
+        super().__init__(io.BytesIO(src) if isinstance(src, bytes) else io.FileIO(src, "rb"))
+        self.count, self.size = count, len(src) if isinstance(src, bytes) else src.stat().st_size
 
     def read(self, size: int | None = -1) -> bytes:
         data = super().read(size)
@@ -172,11 +173,19 @@ def check_weights(folder: str | Path) -> tuple[Path, GPT]:
     return folder, GPT.from_pretrained(folder)  # config, vocabulary and every tensor checked
 
 
-def repo_files(folder: Path, model: GPT, name: str) -> dict[str, bytes | Path]:
-    """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log."""
+def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = None) -> dict[str, bytes | Path]:
+    """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log; with the
+    export extra installed, as gpt.hf_export writes them, so transformers, transformers.js and onnxruntime load
+    the same repo (its model.safetensors and config.json are then GPT-2's, which GPT.from_pretrained reads too)."""
+    progress = quiet(progress)
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
+    progress(0.07, "exporting for transformers and ONNX")
+    exported, why_not = try_repo_files(model)
+    files.update(exported)
+    if why_not:
+        progress(0.1, f"without the transformers and ONNX files: {why_not}")
     log = read_log(folder)
-    files.update(card_files(model.config, model.vocab, log, name))  # the same card as GPT.push_to_hub's
+    files.update(card_files(model.config, model.vocab, log, name, bool(exported)))  # as GPT.push_to_hub's
     if log is not None:
         files[METRICS_FILE] = runlog.path(folder)
     return files
@@ -195,7 +204,8 @@ def upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, toke
         count = ByteCount()
         # files as readers that count what is read: the upload reads them in chunks as it sends them, so the bytes
         # read are the bytes sent (huggingface_hub sends file objects over HTTP (LFS), not Xet: a warning says so)
-        readers = {path: CountingReader(src, count) for path, src in files.items() if isinstance(src, Path)}
+        big = {path: src for path, src in files.items() if not isinstance(src, bytes) or len(src) > 2**16}
+        readers = {path: CountingReader(src, count) for path, src in big.items()}  # the card and such: as they are
         try:
             operations = [CommitOperationAdd(path, readers.get(path, src)) for path, src in files.items()]
             count.done = 0  # making the operations read every file once, to hash it
@@ -220,7 +230,7 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     progress(0.05, "checking the weights")
     folder, model = check_weights(folder)
     message = message or f"Upload {folder.name}: a {params_text(model.num_params())}-parameter character-level GPT"
-    return upload(repo_id, repo_files(folder, model, repo_id), repo_type="model", token=token or None,
+    return upload(repo_id, repo_files(folder, model, repo_id, progress), repo_type="model", token=token or None,
                    private=private, message=message, action="push to", progress=progress)
 
 

@@ -21,6 +21,7 @@ from gpt.card import CURVE_FILE, has_curve, loss_curve_png, model_card
 from gpt.runlog import read_log
 from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
+from gpt.hf_export import try_repo_files
 from gpt.memory import check_loadable
 from gpt.model import GPTLanguageModel
 from gpt.precision import inference_model, serving_dtype
@@ -60,17 +61,22 @@ class GPT(
         return model.to(map_location).eval()
 
     def save_pretrained(self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs):
-        """The mixin's save_pretrained, with this project's card naming the folder (or, pushing, the repo)."""
-        card = {"name": str(save_directory), **(model_card_kwargs or {})}
-        return super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+        """The mixin's save_pretrained, with this project's card naming the folder (or, pushing, the repo); with
+        the export extra installed, the folder is also gpt.hf_export's, for transformers and ONNX (so is a push)."""
+        exported, _ = try_repo_files(self)
+        card = {"name": str(save_directory), "exported": bool(exported), **(model_card_kwargs or {})}
+        result = super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+        for name, data in exported.items():  # GPT-2's model.safetensors and config.json replace ours: both load
+            weights.atomic_write(Path(save_directory) / name, lambda tmp, data=data: tmp.write_bytes(data))
+        return result
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs) -> str:
         """The mixin's push_to_hub (create the repo, upload in one commit), with the card naming repo_id."""
         return super().push_to_hub(repo_id, model_card_kwargs={"name": repo_id, **(model_card_kwargs or {})},
                                    **kwargs)
 
-    def generate_model_card(self, name: str = "GPT", **unused) -> ModelCard:
-        return ModelCard(model_card(self.config, self.vocab, self.log, name))
+    def generate_model_card(self, name: str = "GPT", exported: bool = False, **unused) -> ModelCard:
+        return ModelCard(model_card(self.config, self.vocab, self.log, name, exported))
 
     def _save_pretrained(self, save_directory: Path) -> None:
         weights.save_weights(self, save_directory)  # the mixin then writes the card (generate_model_card)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.config import CONFIG_FILE, config_json, read_config, read_raw_config
 from gpt.errors import ConfigError, WeightsError
+from gpt.gpt2 import from_gpt2, is_gpt2
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
            "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
@@ -174,8 +175,11 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def read_state_dict(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The tensors of model.safetensors, checked name by name and shape by shape against model."""
-    state = _load_safetensors(Path(folder) / MODEL_FILE)
-    check_state_dict(state, model, Path(folder) / MODEL_FILE)
+    path = Path(folder) / MODEL_FILE
+    state = _load_safetensors(path)
+    if is_gpt2(state):  # a folder written by gpt.export (a Hub repo that transformers reads too)
+        state = from_gpt2(state, model.config, path)
+    check_state_dict(state, model, path)
     return state
 
 

@@ -32,7 +32,9 @@ SPACE = {
 
 def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Path]:
     """The app, its packages, requirements and the chosen weights as weights/default, with a Space README."""
-    files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": ROOT / "requirements.txt"}
+    # the export extra too: a visitor's push from the Space then loads in transformers and ONNX as well
+    requirements = b"\n".join((ROOT / f).read_bytes() for f in ("requirements.txt", "requirements-export.txt"))
+    files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": requirements}
     for package in ("gpt", "webapp"):
         files.update({f"{package}/{p.name}": p for p in sorted((ROOT / package).glob("*.py"))})
     files.update({f"weights/default/{k}": v for k, v in hub.repo_files(folder, model, "weights/default").items()})
