@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import shutil
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 
 from gpt.errors import ExportError, WeightsError
 from gpt.gpt2 import hf_config, to_gpt2
@@ -53,11 +57,36 @@ def available() -> bool:
         return False
 
 
+class _Advice(logging.Filter):
+    """onnxruntime's quantizer advises, through the root logger, a pre-processing step made for image models."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+@contextmanager
+def quiet():
+    """The exporters' own chatter (progress lines, notes on torchvision, axis names, advice) kept off the console:
+    the command prints one line of what it checked, and a server's log stays readable."""
+    torch_onnx, advice = logging.getLogger("torch.onnx"), _Advice()
+    level = torch_onnx.level
+    torch_onnx.setLevel(logging.ERROR)
+    logging.getLogger().addFilter(advice)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_onnx.setLevel(level)
+        logging.getLogger().removeFilter(advice)
+
+
 # --- transformers: the model, its generation settings, the tokenizer ---
 
 
 def hf_model(model: GPTLanguageModel):
-    """transformers' GPT2LMHeadModel holding our weights (float32), and how far its logits may be from ours."""
+    """transformers' GPT2LMHeadModel holding our weights (float32), its state dict, and how far its logits may be
+    from ours (gpt.gpt2.to_gpt2)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     try:
@@ -71,7 +100,7 @@ def hf_model(model: GPTLanguageModel):
     missing = [k for k in missing if not k.endswith(".attn.bias") and not k.endswith(".attn.masked_bias")]
     if missing or unexpected:  # every tensor of GPT-2 is ours and the other way round
         raise ExportError(f"the GPT-2 mapping is incomplete: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return gpt2, fold_error
+    return gpt2, state, fold_error
 
 
 def generation_config(model: GPTLanguageModel):
@@ -158,9 +187,9 @@ def export_onnx(model: GPTLanguageModel, path: Path) -> None:
     batch, seq = {0: "batch_size", 1: "sequence_length"}, {0: "batch_size", 2: "past_sequence_length"}
     shapes = (batch, {0: "batch_size", 1: "total_sequence_length"}, batch, tuple(seq for _ in past))
     wrapper = _WithPast(model).eval()
-    with torch.no_grad():
+    with torch.no_grad(), quiet():
         program = torch.onnx.export(wrapper, args, dynamo=True, input_names=inputs, output_names=outputs,
-                                    dynamic_shapes=shapes, external_data=False, optimize=True)
+                                    dynamic_shapes=shapes, external_data=False, optimize=True, verbose=False)
     program.save(str(path), external_data=False)
 
 
@@ -168,7 +197,8 @@ def quantize(src: Path, dst: Path) -> None:
     """int8 weights, activations quantized on the fly (onnxruntime's dynamic quantization): about a quarter."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    with quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
 class OnnxModel:
@@ -225,11 +255,12 @@ def export(model: GPTLanguageModel, out: str | Path, *, overwrite: bool = False)
     if not isinstance(model, GPTLanguageModel) or not model.vocab:
         raise ExportError("only a GPT with its vocabulary exports as a GPT-2 (the ladder's earlier rungs do not)")
     model = copy.deepcopy(model).float().eval()  # the caller's model (perhaps a served copy) stays as it was
-    gpt2, fold_error = hf_model(model)
+    gpt2, state, fold_error = hf_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        gpt2.save_pretrained(tmp)
+        gpt2.config.save_pretrained(tmp)
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})  # as save_pretrained, without its bar
         generation_config(model).save_pretrained(tmp)
         hf_tokenizer(model.vocab).save_pretrained(tmp)
         (tmp / ONNX_DIR).mkdir()
