@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from webapp import access, generate, ladder, runs, share, train  # noqa: E402
+from webapp import access, browser, generate, ladder, runs, share, train  # noqa: E402
 from webapp.state import MAX_UPLOAD_MB, engines, startup  # noqa: E402
 
 startup()  # once, before the tabs list the weights: the shipped ones in place, a run a restart cut short found
@@ -68,7 +68,8 @@ def main():
     # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
                                                    css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True,
-                                                   prevent_thread_lock=True, show_error=True)  # refusals say why
+                                                   prevent_thread_lock=True, show_error=True,  # refusals say why
+                                                   head=browser.head(), app_kwargs={"routes": browser.ROUTES})
     print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else
                                                  "  (python app.py --share: a public link too)"), flush=True)
     demo.block_thread()

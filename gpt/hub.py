@@ -37,7 +37,9 @@ from gpt.hf_export import try_repo_files
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, portable_name
 
-SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # all a repo of ours holds
+SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # what a repo of ours always holds
+BROWSER_FILE = "onnx/model.onnx"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
+PULLED = SHARED_FILES + [BROWSER_FILE]
 ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]
 
@@ -259,13 +261,13 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root, ignore_cleanup_errors=True) as scratch:
         progress(0.05, f"looking up {repo_id}")
         with hub_errors("pull", repo_id, token, revision):
-            size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
-                       if f.path in SHARED_FILES)
+            size = sum(getattr(f, "size", 0) or 0 for f in HfApi(token=token).list_repo_tree(
+                repo_id, revision=revision, recursive=True) if f.path in PULLED)
             if max_bytes is not None and size > max_bytes:
                 raise HubError(f"{repo_id} is {size / 1e6:.1f} MB; the limit here is {max_bytes / 1e6:.1f} MB")
             count = ByteCount()
             snapshot = Path(watched(
-                lambda: snapshot_download(repo_id, revision=revision, token=token, allow_patterns=SHARED_FILES,
+                lambda: snapshot_download(repo_id, revision=revision, token=token, allow_patterns=PULLED,
                                           cache_dir=Path(scratch) / "cache", tqdm_class=count.bar),
                 lambda: progress(0.1 + 0.7 * min(1.0, count.done / max(size, 1)),
                                  f"downloading {repo_id}: {count.done / 1e6:.1f} of {size / 1e6:.1f} MB")))
@@ -277,8 +279,9 @@ def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, 
                 from None
         staging = Path(scratch) / name
         staging.mkdir()
-        for file in SHARED_FILES:
+        for file in PULLED:
             if (snapshot / file).is_file():
+                (staging / file).parent.mkdir(exist_ok=True)
                 shutil.copyfile(snapshot / file, staging / file)  # copies the bytes, not the cache's symlinks
         (staging / ORIGIN_FILE).write_text(json.dumps({"repo_id": repo_id, "revision": snapshot.name}) + "\n")
         os.chmod(staging, 0o755)

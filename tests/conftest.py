@@ -169,3 +169,19 @@ def signed_in_cookie(user: str, token: str) -> str:
                          "profile": f"https://huggingface.co/{user}", "picture": ""}}
     key = hashlib.sha256((OAUTH_SECRET + "-v4").encode()).hexdigest()
     return itsdangerous.TimestampSigner(key).sign(base64.b64encode(json.dumps({"oauth_info": info}).encode())).decode()
+
+
+JS = ROOT / "tests" / "js"  # package.json and package-lock.json: the JavaScript the tests run, pinned
+
+
+@pytest.fixture(scope="session")
+def node_modules():
+    """tests/js: transformers.js and onnxruntime-web from npm, as package-lock.json pins them (installed once, from
+    the registry; CI reaches it)."""
+    npm = shutil.which("npm")
+    assert npm and shutil.which("node"), "the transformers.js tests need Node.js and npm: apt-get install nodejs npm"
+    if not (JS / "node_modules" / "@huggingface" / "transformers" / "package.json").is_file():
+        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return JS / "node_modules"

@@ -4,7 +4,6 @@ checked against our own model, and a Hub push (to tests/hub_server.py, the local
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from gpt.weights import save_weights
 
 WRITE, READ, BOB = list(TOKENS)
 DEFAULT = ROOT / "weights" / "default"
-JS = ROOT / "tests" / "js"  # package.json and package-lock.json: transformers.js, pinned
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
 
 
@@ -197,18 +195,6 @@ def test_weights_gpt2_cannot_express_are_refused_in_one_line_and_nothing_is_writ
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-
-
-@pytest.fixture(scope="session")
-def node_modules():
-    """transformers.js from npm, as package-lock.json pins it (installed once; the registry is reachable here)."""
-    npm = shutil.which("npm")
-    assert npm and shutil.which("node"), "the transformers.js tests need Node.js and npm: apt-get install nodejs npm"
-    if not (JS / "node_modules" / "@huggingface" / "transformers" / "package.json").is_file():
-        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS,
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-    return JS / "node_modules"
 
 
 def run_node(node_modules, script: str, tmp_path: Path) -> str:

@@ -10,9 +10,44 @@ import gradio as gr
 
 from gpt.engine import MAX_STREAMS
 from gpt.errors import GPTError
+from webapp import access
 from webapp.state import optional_number, refresh_weights, refused, text_stream, weights_choices
 
 MAX_NEW_TOKENS = 5000
+RUN_ON = ["this browser", "the server"]
+# Generate's click, in the page: webapp/browser.js generates, streaming into the text box; the server's event
+# (the hidden button) runs when the server is chosen, or when the browser cannot, and the page says why
+GENERATE_JS = """
+(runOn, name, prompt, maxNew, temperature, topK, topP, seedText) => {
+  const box = document.querySelector('#gen-output textarea');
+  const stats = document.querySelector('#gen-stats');
+  const where = document.querySelector('#gen-where');
+  const say = (html) => { where.innerHTML = `<div class='gen-where'>${html}</div>`; };
+  const put = (text) => { box.value = text; box.dispatchEvent(new Event('input', { bubbles: true })); };
+  const escape = (t) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const server = (why) => {
+    stats.style.display = '';
+    say(why ? `Generated on the server: ${escape(why)}.` : 'Generated on the server.');
+    document.querySelector('#generate-server').click();
+  };
+  if (runOn !== 'this browser' || !window.gptBrowser) { server(window.gptBrowser ? '' : 'the page could not load its browser code'); return []; }
+  const seed = /^\\s*\\d+\\s*$/.test(seedText || '') ? Number(seedText) % 2147483648 : Math.floor(Math.random() * 2147483647);
+  const opts = { name, prompt: prompt || '', maxNew: Math.max(1, Math.min(Number(maxNew) || 1, MAX_NEW)), temperature: Number(temperature),
+                 topK: Number(topK) || 0, topP: Number(topP) || 1, seed };
+  stats.style.display = 'none'; put(opts.prompt);  // the server's figures of an earlier text go (the line below says)
+  say('Generating in this browser…');
+  const rate = (n, s) => `${n.toLocaleString()} characters in ${s.toFixed(2)} s · <b>${Math.round(n / Math.max(s, 1e-3)).toLocaleString()} characters/s</b>`;
+  window.gptBrowser.generate(opts, (text, n, s) => { put(text); say(`Generating in this browser · ${rate(n, s)}`); },
+                             (bytes) => say(`Loading the model into this browser: ${(bytes / 1e6).toFixed(1)} MB, once…`))
+    .then((r) => { put(r.text); say(`▶ Generated in this browser: ${rate(r.n, r.seconds)} · weights: ${escape(name)} · ` +
+                   `<b>seed ${seed}</b> (type it in Seed to make this text again in this browser)`); })
+    .catch((e) => {
+      if (e instanceof window.gptBrowser.Refusal) { put(''); say(`<span class='gen-error'>⚠ <b>Nothing generated:</b> ${escape(e.message)}</span>`); }
+      else server(e instanceof window.gptBrowser.Fallback ? e.message : `the browser failed (${e.message || e})`);
+    });
+  return [];
+}
+""".replace("MAX_NEW", str(MAX_NEW_TOKENS))
 MAX_SEED = 2**31 - 1  # a seed drawn for an empty field: short enough to read and type again
 
 
@@ -75,14 +110,28 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
                           info="a whole number repeats a text")  # can be empty: a gr.Number shows and sends 0
     with gr.Row():
         gen_btn = gr.Button("Generate", variant="primary", scale=3)
-        gen_stop = gr.Button("Stop generating", scale=1)
-    output = gr.Textbox(label="Generated text", lines=16, max_lines=40)
-    stats = gr.Markdown()
+        gen_stop = gr.Button("Stop generating", scale=1, elem_id="gen-stop")  # stops the browser too (browser.js)
+        run_on = gr.Radio(RUN_ON, value=RUN_ON[1], label="Run on", scale=2, elem_id="run-on",
+                          info="this browser: the model comes to you once, then runs here")
+    # the server's generation: what Generate runs on the server (and where the browser cannot), and the API
+    server_btn = gr.Button("Generate on the server", elem_id="generate-server", elem_classes=["gpt-hidden"])
+    output = gr.Textbox(label="Generated text", lines=16, max_lines=40, elem_id="gen-output")
+    stats = gr.Markdown(elem_id="gen-stats")
+    where = gr.HTML(elem_id="gen-where")  # which of the two made the text, and how fast (written by browser.js)
 
     gr.on([demo.load, tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    generating = gr.on([gen_btn.click, prompt.submit], generate,
-                       [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed], [output, stats],
-                       api_name="generate", concurrency_limit=MAX_STREAMS)  # nobody queues: the engine batches them
+    demo.load(default_run_on, None, run_on, api_visibility="private", concurrency_limit=None)
+    # Generate: in this browser when chosen (no request to the server but for the model file), else the server
+    gr.on([gen_btn.click, prompt.submit], None,
+          [run_on, weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed], None, js=GENERATE_JS)
+    generating = server_btn.click(generate, [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed],
+                                  [output, stats], api_name="generate",
+                                  concurrency_limit=MAX_STREAMS)  # nobody queues: the engine batches them
     gen_stop.click(None, cancels=[generating], api_visibility="private")
     return weights_dd
+
+
+def default_run_on() -> str:
+    """A public app lets each visitor's browser generate; a laptop's own server is as close as its browser."""
+    return RUN_ON[0] if access.current().public else RUN_ON[1]

@@ -1,0 +1,141 @@
+// Generation in the visitor's browser (webapp/browser.py serves what it needs; onnxruntime-web runs the graph).
+// The same loop as gpt/decode.py: the prompt in one pass, then one character at a time through the KV cache;
+// when the window is full, the cache is rebuilt from the last half window. Sampling as gpt/sampling.py:
+// temperature, then top-k, then top-p, one uniform number per character from a seeded generator.
+window.gptBrowser = (() => {
+  const sessions = new Map(); // graph address -> its session (the file comes once, then from the browser's cache)
+  let stopped = false;
+
+  class Fallback extends Error {} // the browser cannot: the server generates instead, and the page says why
+  class Refusal extends Error {} // nobody can (an unknown character): said where the text would be
+
+  function seeded(seed) { // mulberry32: small, and the same seed gives the same numbers in any browser
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  function sample(logits, { temperature, topK, topP }, random) {
+    const V = logits.length;
+    let best = 0;
+    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    const u = random(); // drawn for greedy too, as the server draws it: a row's numbers never depend on settings
+    if (temperature === 0) return best;
+    const order = Array.from({ length: V }, (_, i) => i).sort((i, j) => logits[j] - logits[i] || i - j);
+    const k = topK > 0 ? Math.min(topK, V) : V;
+    const probs = new Float64Array(k);
+    let total = 0;
+    for (let r = 0; r < k; r++) total += (probs[r] = Math.exp((logits[order[r]] - logits[order[0]]) / temperature));
+    let kept = 0, cum = 0;
+    for (let r = 0; r < k; r++) { // top-p: the smallest set whose probabilities add up to topP (the first always)
+      if (topP < 1 && r > 0 && cum >= topP) break;
+      cum += probs[r] / total;
+      kept = r + 1;
+    }
+    let mass = 0;
+    for (let r = 0; r < kept; r++) mass += probs[r];
+    let target = u * mass;
+    for (let r = 0; r < kept; r++) if ((target -= probs[r]) < 0) return order[r];
+    return order[kept - 1];
+  }
+
+  // onnxruntime-web runs on this page's thread and its awaits resolve at once: without a pause now and then, the
+  // page would neither draw the text nor see a click on Stop until the end. A message port's task is not throttled
+  // (a 0 ms timeout waits 4 ms once nested), so a pause every 50 ms costs next to nothing.
+  let paused = 0;
+  const breathe = () => new Promise((resolve) => {
+    if (performance.now() - paused < 50) return resolve();
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => { paused = performance.now(); resolve(); };
+    channel.port2.postMessage(0);
+  });
+
+  async function session(info) {
+    if (!sessions.has(info.url)) {
+      ort.env.wasm.wasmPaths = window.GPT_ORT_BASE;
+      const made = ort.InferenceSession.create(info.url, { executionProviders: ["wasm"] });
+      sessions.set(info.url, made);
+      made.catch(() => sessions.delete(info.url)); // a failed load is tried again next time
+    }
+    return sessions.get(info.url);
+  }
+
+  async function forward(s, info, ids, past) { // -> the last position's logits, and the new past
+    const T = ids.length, P = past ? past[0].dims[2] : 0;
+    const feeds = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, T]),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(P + T).fill(1n), [1, P + T]),
+      position_ids: new ort.Tensor("int64", BigInt64Array.from({ length: T }, (_, i) => BigInt(P + i)), [1, T]),
+    };
+    const empty = [1, info.n_head, 0, info.head_size];
+    for (let i = 0; i < info.n_layer; i++) {
+      feeds[`past_key_values.${i}.key`] = past ? past[2 * i] : new ort.Tensor("float32", new Float32Array(0), empty);
+      feeds[`past_key_values.${i}.value`] = past ? past[2 * i + 1] : new ort.Tensor("float32", new Float32Array(0), empty);
+    }
+    const out = await s.run(feeds);
+    const present = [];
+    for (let i = 0; i < info.n_layer; i++) present.push(out[`present.${i}.key`], out[`present.${i}.value`]);
+    const V = info.vocab.length;
+    return { logits: out.logits.data.slice((T - 1) * V, T * V), past: present };
+  }
+
+  // opts: {name, prompt, maxNew, temperature, topK, topP, seed}; show(text, n, seconds) as it streams;
+  // loading(bytes) before this page fetches a model file (a later page gets it from the browser's cache)
+  async function generate(opts, show, loading = () => {}) {
+    stopped = false;
+    let info;
+    try {
+      info = await (await fetch(`/browser/info/${encodeURIComponent(opts.name)}`)).json();
+    } catch (e) {
+      throw new Fallback(`the model's details could not be fetched (${e.message})`);
+    }
+    if (info.reason) throw new Fallback(info.reason);
+    const stoi = new Map(info.vocab.map((c, i) => [c, i]));
+    const unknown = [...new Set([...opts.prompt].filter((c) => !stoi.has(c)))];
+    if (unknown.length) {
+      const shown = unknown.slice(0, 20).map((c) => `'${c}' (U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")})`);
+      throw new Refusal(`The text contains ${unknown.length} character(s) this model does not know: ${shown.join(", ")}. ` +
+        `It only knows the ${info.vocab.length} characters of the text it was trained on.`);
+    }
+    if (typeof ort === "undefined" || typeof WebAssembly === "undefined") {
+      throw new Fallback("this browser cannot run WebAssembly (or onnxruntime-web did not load)");
+    }
+    let s;
+    try {
+      if (!sessions.has(info.url)) loading(info.bytes);
+      s = await session(info);
+    } catch (e) {
+      throw new Fallback(`the model file did not load in this browser (${e.message || e})`);
+    }
+    const block = info.block_size, rebuild = Math.floor(block / 2), random = seeded(opts.seed);
+    let context = opts.prompt ? [...opts.prompt].map((c) => stoi.get(c)) : [stoi.get("\n") ?? 0];
+    context = context.slice(-block);
+    const start = performance.now();
+    let { logits, past } = await forward(s, info, context, null);
+    let text = opts.prompt, n = 0, shown = 0;
+    while (n < opts.maxNew && !stopped) {
+      const token = sample(logits, opts, random);
+      text += info.vocab[token];
+      n += 1;
+      context = context.concat([token]).slice(-block);
+      const now = performance.now();
+      if (now - shown > 100) { shown = now; show(text, n, (now - start) / 1000); } // 10 updates a second
+      if (n === opts.maxNew) break;
+      await breathe();
+      if (stopped) break;
+      ({ logits, past } = past[0].dims[2] === block
+        ? await forward(s, info, context.slice(-rebuild), null) // no position `block`: start again, recent half
+        : await forward(s, info, [token], past));
+    }
+    return { text, n, seconds: (performance.now() - start) / 1000, bytes: info.bytes };
+  }
+
+  // Stop generating ends the browser's text too (a listener of the page: the button's own event goes to the server)
+  document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest("#gen-stop")) stopped = true; }, true);
+
+  return { generate, stop: () => { stopped = true; }, Fallback, Refusal, sample, seeded };
+})();
