@@ -161,9 +161,10 @@ def test_the_model_file_is_named_by_its_content_and_cached_for_good(public_app):
 
 def test_the_cdn_copy_is_the_pinned_npm_file(node_modules):
     """On a Space the page loads onnxruntime-web from the CDN, checked by its hash: the hash of the npm file."""
-    from webapp.browser import ORT_SCRIPT, ORT_SCRIPT_SRI, ORT_VERSION
+    from webapp.browser import ORT_SCRIPT, ORT_SCRIPT_SRI, ORT_VERSION, ORT_WASM_BYTES
 
     dist = node_modules / "onnxruntime-web"
     assert json.loads((dist / "package.json").read_text())["version"] == ORT_VERSION
     script = (dist / "dist" / ORT_SCRIPT).read_bytes()
     assert ORT_SCRIPT_SRI == "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode()
+    assert (dist / "dist" / "ort-wasm-simd-threaded.wasm").stat().st_size == ORT_WASM_BYTES  # the size the page says

@@ -54,9 +54,25 @@ window.gptBrowser = (() => {
     channel.port2.postMessage(0);
   });
 
+  let library = null;
+  function loadLibrary() { // onnxruntime-web, once, from where the server says (GPT_ORT: base, script, integrity)
+    if (!library) {
+      library = new Promise((resolve, reject) => {
+        const tag = document.createElement("script");
+        tag.src = window.GPT_ORT.base + window.GPT_ORT.script;
+        if (window.GPT_ORT.integrity) { tag.integrity = window.GPT_ORT.integrity; tag.crossOrigin = "anonymous"; }
+        tag.onload = () => (typeof ort === "undefined" ? reject(new Error("it defined nothing")) : resolve());
+        tag.onerror = () => reject(new Error(`${tag.src} did not load`));
+        document.head.appendChild(tag);
+      });
+      library.catch(() => { library = null; }); // tried again next time
+    }
+    return library;
+  }
+
   async function session(info) {
     if (!sessions.has(info.url)) {
-      ort.env.wasm.wasmPaths = window.GPT_ORT_BASE;
+      ort.env.wasm.wasmPaths = window.GPT_ORT.base;
       const made = ort.InferenceSession.create(info.url, { executionProviders: ["wasm"] });
       sessions.set(info.url, made);
       made.catch(() => sessions.delete(info.url)); // a failed load is tried again next time
@@ -84,7 +100,7 @@ window.gptBrowser = (() => {
   }
 
   // opts: {name, prompt, maxNew, temperature, topK, topP, seed}; show(text, n, seconds) as it streams;
-  // loading(bytes) before this page fetches a model file (a later page gets it from the browser's cache)
+  // loading(model bytes, runtime bytes) before this page fetches them (a later page gets them from the browser's cache)
   async function generate(opts, show, loading = () => {}) {
     stopped = false;
     let info;
@@ -101,12 +117,16 @@ window.gptBrowser = (() => {
       throw new Refusal(`The text contains ${unknown.length} character(s) this model does not know: ${shown.join(", ")}. ` +
         `It only knows the ${info.vocab.length} characters of the text it was trained on.`);
     }
-    if (typeof ort === "undefined" || typeof WebAssembly === "undefined") {
-      throw new Fallback("this browser cannot run WebAssembly (or onnxruntime-web did not load)");
+    if (typeof WebAssembly === "undefined") throw new Fallback("this browser cannot run WebAssembly");
+    const runtime = typeof ort === "undefined" ? info.runtime_bytes : 0; // its WebAssembly comes with the first model
+    try {
+      await loadLibrary();
+    } catch (e) {
+      throw new Fallback(`onnxruntime-web did not load in this browser (${e.message})`);
     }
     let s;
     try {
-      if (!sessions.has(info.url)) loading(info.bytes);
+      if (!sessions.has(info.url)) loading(info.bytes, runtime);
       s = await session(info);
     } catch (e) {
       throw new Fallback(`the model file did not load in this browser (${e.message || e})`);

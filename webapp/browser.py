@@ -31,6 +31,7 @@ ORT_VERSION = "1.30.0"  # onnxruntime-web, as tests/js/package-lock.json pins it
 ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
 ORT_SCRIPT = "ort.wasm.min.js"  # the WebAssembly build only; it fetches the two files below from the same place
 ORT_SCRIPT_SRI = "sha384-Bw6URI+Gvoadw0do7/QrSHUC9D1vCYYK5OSqChFyhyV5mzPL4oe2rOAFljAnS8Sq"  # of ORT_SCRIPT, this version
+ORT_WASM_BYTES = 14_239_897  # its ort-wasm-simd-threaded.wasm, which the page fetches too (said before it does)
 ORT_FILES = {ORT_SCRIPT: "text/javascript", "ort-wasm-simd-threaded.mjs": "text/javascript",
              "ort-wasm-simd-threaded.wasm": "application/wasm"}
 GRAPH = "onnx/model.onnx"  # float32: in WebAssembly twice as fast as the int8 graph, and our own text exactly
@@ -51,12 +52,13 @@ def ort_base() -> str:
 
 
 def head() -> str:
-    """What the page's <head> gets: onnxruntime-web (integrity-checked when it comes from the CDN), then ours."""
-    integrity = "" if local_ort() else f' integrity="{ORT_SCRIPT_SRI}" crossorigin="anonymous"'
+    """What the page's <head> gets: our code, told where onnxruntime-web is. The library itself is fetched only
+    when the browser first generates (a laptop that generates on its server never asks the CDN for anything),
+    integrity-checked when it comes from the CDN."""
     script = (Path(__file__).with_name("browser.js")).read_text(encoding="utf-8")
+    where = {"base": ort_base(), "script": ORT_SCRIPT, "integrity": None if local_ort() else ORT_SCRIPT_SRI}
     return ('<style>.gpt-hidden { display: none !important; } .gen-where { color: #374151; }</style>\n'
-            f'<script src="{ort_base()}{ORT_SCRIPT}"{integrity}></script>\n'
-            f'<script>window.GPT_ORT_BASE = {json.dumps(ort_base())};</script>\n<script>{script}</script>')
+            f'<script>window.GPT_ORT = {json.dumps(where)};</script>\n<script>{script}</script>')
 
 
 def digest(path: Path) -> str:
@@ -91,6 +93,7 @@ def info(name: str) -> dict:
     except GPTError as e:
         return {"reason": f"{name} cannot run in the browser ({e}): it runs on the server"}
     return {"name": name, "url": f"/browser/model/{name}/{digest(path)}.onnx", "bytes": path.stat().st_size,
+            "runtime_bytes": ORT_WASM_BYTES,
             "vocab": vocab, "block_size": config.block_size, "n_layer": config.n_layer, "n_head": config.n_head,
             "head_size": config.head_size}
 

@@ -38,7 +38,8 @@ GENERATE_JS = """
   say('Generating in this browser…');
   const rate = (n, s) => `${n.toLocaleString()} characters in ${s.toFixed(2)} s · <b>${Math.round(n / Math.max(s, 1e-3)).toLocaleString()} characters/s</b>`;
   window.gptBrowser.generate(opts, (text, n, s) => { put(text); say(`Generating in this browser · ${rate(n, s)}`); },
-                             (bytes) => say(`Loading the model into this browser: ${(bytes / 1e6).toFixed(1)} MB, once…`))
+                             (model, runtime) => say(`Loading the model into this browser: ${(model / 1e6).toFixed(1)} MB` +
+                               (runtime ? ` and onnxruntime-web, ${(runtime / 1e6).toFixed(1)} MB` : '') + ', once; then it is cached…'))
     .then((r) => { put(r.text); say(`▶ Generated in this browser: ${rate(r.n, r.seconds)} · weights: ${escape(name)} · ` +
                    `<b>seed ${seed}</b> (type it in Seed to make this text again in this browser)`); })
     .catch((e) => {
