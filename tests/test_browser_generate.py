@@ -98,6 +98,25 @@ def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_
     visitor.context.close()
 
 
+FETCHED = """() => performance.getEntriesByType('resource').filter((e) => e.name.includes('/browser/') &&
+  !e.name.includes('/browser/info/')).reduce((bytes, e) => bytes + e.transferSize, 0)"""
+
+
+def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(browser, public_app):
+    visitor = Page(browser, public_app)
+    visitor.generate(n=20)
+    first = visitor.page.evaluate(FETCHED)
+    assert first > 20e6  # the model (11 MB) and the runtime's WebAssembly (14 MB)
+    visitor.page.reload(wait_until="load")  # a later visit, in the same browser
+    expect(visitor.page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
+    visitor.page.get_by_role("tab", name="Generate").click()
+    started = visitor.page.evaluate("() => performance.now()")
+    visitor.generate(n=20)
+    assert visitor.page.evaluate(FETCHED) < 100e3  # the library's small script at most: the rest from the cache
+    assert visitor.page.evaluate("() => performance.now()") - started < 30_000
+    visitor.context.close()
+
+
 def test_stop_ends_a_long_text_in_the_browser(browser, public_app):
     visitor = Page(browser, public_app)
     page = visitor.page

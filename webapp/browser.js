@@ -70,10 +70,34 @@ window.gptBrowser = (() => {
     return library;
   }
 
+  // The model and the runtime's WebAssembly, kept in this site's Cache Storage: a later visit reads them from disk
+  // (the HTTP cache may drop files of this size; a private window keeps them until it closes). Where the page has
+  // no Cache Storage (plain http off localhost), they are fetched as usual.
+  async function cachedBytes(url, sameKind) {
+    const store = typeof caches === "undefined" ? null : await caches.open("gpt-from-scratch").catch(() => null);
+    let response = store && (await store.match(url));
+    if (!response) {
+      response = await fetch(url);
+      if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+      if (store) {
+        for (const old of await store.keys()) if (sameKind(old.url) && !old.url.endsWith(url)) await store.delete(old);
+        await store.put(url, response.clone()).catch(() => {}); // a full quota only costs the next visit a download
+      }
+    }
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
   async function session(info) {
     if (!sessions.has(info.url)) {
-      ort.env.wasm.wasmPaths = window.GPT_ORT.base;
-      const made = ort.InferenceSession.create(info.url, { executionProviders: ["wasm"] });
+      const made = (async () => {
+        if (!ort.env.wasm.wasmBinary) {
+          const wasm = `${window.GPT_ORT.base}ort-wasm-simd-threaded.wasm`;
+          ort.env.wasm.wasmPaths = window.GPT_ORT.base;
+          ort.env.wasm.wasmBinary = await cachedBytes(wasm, (u) => u.endsWith("ort-wasm-simd-threaded.wasm"));
+        }
+        const model = await cachedBytes(info.url, (u) => u.includes(`/browser/model/${info.name}/`));
+        return ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
+      })();
       sessions.set(info.url, made);
       made.catch(() => sessions.delete(info.url)); // a failed load is tried again next time
     }
