@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from gpt import weights
 from gpt.errors import GPTError
+from gpt.hub import BROWSER_FILE
 from webapp.state import LIVE, WEIGHTS, saved_weights
 
 ORT_VERSION = "1.30.0"  # onnxruntime-web, as tests/js/package-lock.json pins it
@@ -34,7 +35,7 @@ ORT_SCRIPT_SRI = "sha384-Bw6URI+Gvoadw0do7/QrSHUC9D1vCYYK5OSqChFyhyV5mzPL4oe2rOA
 ORT_WASM_BYTES = 14_239_897  # its ort-wasm-simd-threaded.wasm, which the page fetches too (said before it does)
 ORT_FILES = {ORT_SCRIPT: "text/javascript", "ort-wasm-simd-threaded.mjs": "text/javascript",
              "ort-wasm-simd-threaded.wasm": "application/wasm"}
-GRAPH = "onnx/model.onnx"  # float32: in WebAssembly twice as fast as the int8 graph, and our own text exactly
+GRAPH = BROWSER_FILE  # onnx/model.onnx, float32: in WebAssembly twice as fast as the int8 graph, and our own text exactly
 FOREVER = "public, max-age=31536000, immutable"  # an address named by its content never changes
 
 _digests: dict[tuple[str, int, int], str] = {}
