@@ -33,12 +33,12 @@ from gpt.card import CURVE_FILE, card_files, params_text
 from gpt import runlog
 from gpt.runlog import METRICS_FILE, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
-from gpt.hf_export import try_repo_files
+from gpt.hf_export import ONNX_DIR, ONNX_FILE, try_repo_files
 from gpt.pretrained import GPT
 from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, portable_name
 
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # what a repo of ours always holds
-BROWSER_FILE = "onnx/model.onnx"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
+BROWSER_FILE = f"{ONNX_DIR}/{ONNX_FILE}"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
 PULLED = SHARED_FILES + [BROWSER_FILE]
 ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]
