@@ -110,10 +110,8 @@ def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(browse
     visitor.page.reload(wait_until="load")  # a later visit, in the same browser
     expect(visitor.page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
     visitor.page.get_by_role("tab", name="Generate").click()
-    started = visitor.page.evaluate("() => performance.now()")
     visitor.generate(n=20)
     assert visitor.page.evaluate(FETCHED) < 100e3  # the library's small script at most: the rest from the cache
-    assert visitor.page.evaluate("() => performance.now()") - started < 30_000
     visitor.context.close()
 
 
