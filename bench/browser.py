@@ -171,6 +171,7 @@ def main():
                 if run != "cold":
                     visitor.open()  # the page loaded again: the model and runtime from the browser's cache
                 visitor.set(args.chars, 1)
+                time.sleep(3)  # the page's own start (its first events, a session) and the server's last work settle
                 before = cpu_seconds(proc.pid)
                 visitor.start()
                 result = visitor.finish()
