@@ -10,7 +10,7 @@ GPT-2 with ReLU instead of GELU, untied embeddings and a zero bias on q/k/v is e
 GPT-2's Conv1D stores a weight as (in, out), nn.Linear as (out, in): transposed. GPT-2's lm_head has no bias and
 ours may: logits = W·LN(h) + b, and ln_f's bias β enters them as W·β, so a β' with W·β' = W·β + b gives the same
 logits. It exists when b lies in W's column space (always when W, vocab x n_embd, has full row rank); found by
-least squares and refused when the residual is not tiny. Only torch here: the export's libraries are gpt.export's.
+least squares and refused when the residual is not tiny. Only torch here: the export's libraries are gpt.hf_export's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from gpt.config import GPTConfig
-from gpt.errors import WeightsError
+from gpt.errors import ExportError, WeightsError
 
 MAX_FOLD_ERROR = 1e-5  # the largest logit change folding lm_head's bias into ln_f may cause (measured, refused above)
 
@@ -63,7 +63,7 @@ def fold_lm_head_bias(W: torch.Tensor, beta: torch.Tensor, b: torch.Tensor) -> t
 def to_gpt2(state: dict[str, torch.Tensor], config: GPTConfig) -> tuple[dict[str, torch.Tensor], float]:
     """Our state dict as GPT2LMHeadModel's, and the largest logit change it causes (0 without lm_head's bias).
 
-    Raises WeightsError when lm_head's bias cannot be carried by ln_f's (the one thing GPT-2 cannot say)."""
+    Raises ExportError when lm_head's bias cannot be carried by ln_f's (the one thing GPT-2 cannot say)."""
     out, C = {}, config.n_embd
     for ours, theirs, transposed in _ours_to_gpt2(config):
         t = state[ours].detach().float().cpu()
@@ -80,7 +80,7 @@ def to_gpt2(state: dict[str, torch.Tensor], config: GPTConfig) -> tuple[dict[str
     if config.bias and state["lm_head.bias"].abs().max() > 0:
         beta, error = fold_lm_head_bias(out["lm_head.weight"], beta, state["lm_head.bias"].float().cpu())
         if error > MAX_FOLD_ERROR:
-            raise WeightsError(
+            raise ExportError(
                 f"GPT-2 has no bias on lm_head and this model's ({config.vocab_size} characters) cannot be moved into "
                 f"ln_f's: n_embd {C} is too narrow for it (the logits would change by up to {error:.2g}); a model "
                 f"without biases (bias false) or with n_embd >= {config.vocab_size} exports exactly")
@@ -96,12 +96,13 @@ def from_gpt2(state: dict[str, torch.Tensor], config: GPTConfig, where) -> dict[
     """A GPT2LMHeadModel state dict (as to_gpt2 wrote it) as ours again: the same logits.
 
     A model with biases gets lm_head's as zero (it was folded into ln_f's); one without needs GPT-2's to be zero."""
-    out = {}
+    out, mapping = {}, _ours_to_gpt2(config)
+    mapped = {theirs for _, theirs, _ in mapping}
     try:
-        for ours, theirs, transposed in _ours_to_gpt2(config):
+        for ours, theirs, transposed in mapping:
             t = state[theirs]
             out[ours] = (t.t() if transposed else t).contiguous()
-        extra = [k for k in state if k.endswith(".bias") and not any(k == t for _, t, _ in _ours_to_gpt2(config))]
+        extra = [k for k in state if k.endswith(".bias") and k not in mapped]
         if config.bias:
             out["ln_f.bias"] = state["transformer.ln_f.bias"]
             out["lm_head.bias"] = torch.zeros(config.vocab_size, dtype=state["lm_head.weight"].dtype)

@@ -89,10 +89,7 @@ def hf_model(model: GPTLanguageModel):
     from ours (gpt.gpt2.to_gpt2)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    try:
-        state, fold_error = to_gpt2(model.state_dict(), model.config)
-    except WeightsError as e:
-        raise ExportError(str(e)) from None
+    state, fold_error = to_gpt2(model.state_dict(), model.config)
     ours = {k: getattr(model.config, k) for k in ("block_size", "dropout", "bias")}  # read by gpt.config
     config = GPT2Config(**hf_config(model.config), **ours, vocab=model.vocab)
     gpt2 = GPT2LMHeadModel(config).eval()
@@ -210,7 +207,7 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.config = config
+        self.config, self.inputs = config, onnx_names(config.n_layer)[0]
 
     def empty_past(self, batch: int = 1):
         import numpy as np
@@ -224,8 +221,7 @@ class OnnxModel:
 
         past = self.empty_past() if past is None else past
         P, T = past[0].shape[2], len(ids)
-        inputs, _ = onnx_names(self.config.n_layer)
-        feed = dict(zip(inputs, [np.array([ids], dtype=np.int64), np.ones((1, P + T), dtype=np.int64),
+        feed = dict(zip(self.inputs, [np.array([ids], dtype=np.int64), np.ones((1, P + T), dtype=np.int64),
                                  np.arange(P, P + T, dtype=np.int64)[None], *past]))
         logits, *present = self.session.run(None, feed)
         return logits[0], present

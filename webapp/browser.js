@@ -175,11 +175,11 @@ window.gptBrowser = (() => {
         ? await forward(s, info, context.slice(-rebuild), null) // no position `block`: start again, recent half
         : await forward(s, info, [token], past));
     }
-    return { text, n, seconds: (performance.now() - start) / 1000, bytes: info.bytes };
+    return { text, n, seconds: (performance.now() - start) / 1000 };
   }
 
   // Stop generating ends the browser's text too (a listener of the page: the button's own event goes to the server)
   document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest("#gen-stop")) stopped = true; }, true);
 
-  return { generate, stop: () => { stopped = true; }, Fallback, Refusal, sample, seeded };
+  return { generate, Fallback, Refusal };
 })();
