@@ -95,6 +95,8 @@ class TextData:
         self.splits = {"train": data[:n], "val": data[n:]}
         self.block_size = block_size
         self.device = torch.device(device)
+        if self.device.type == "cuda":  # a few MB: kept on the GPU, a batch is gathered there from its offsets
+            self.splits = {split: d.to(self.device) for split, d in self.splits.items()}
         if len(self.splits["val"]) <= block_size:
             raise DataError(
                 f"the text has {len(text):,} characters; with block_size {block_size} its last 10% (the validation "
@@ -105,9 +107,10 @@ class TextData:
     def get_batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
         """x, y of shape (B, T): y is x shifted one character to the left, the next-character targets."""
         data = self.splits[split]
-        ix = torch.randint(len(data) - self.block_size, (batch_size,), generator=generator)
+        ix = torch.randint(len(data) - self.block_size, (batch_size,), generator=generator)  # on the CPU: same
+        # batches on every device for a seed
+        if self.device.type == "cuda":  # pinned, the offsets' copy never waits for the GPU's work
+            ix = ix.pin_memory().to(self.device, non_blocking=True)
         windows = data.unfold(0, self.block_size + 1, 1)[ix]  # (B, T+1), one gather instead of a Python loop
         x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T), (B, T)
-        if self.device.type == "cuda":  # pinned memory lets the copy overlap with the GPU's work
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device), y.to(self.device)

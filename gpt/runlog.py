@@ -1,10 +1,13 @@
 """A run folder's log, metrics.jsonl: the one module that writes or reads it; everything else asks here.
 
 One JSON object per line, appended as the run goes. Every line has "event" and "step":
-- start: config (the TrainConfig's fields), params, vocab_size, device, world_size, tokens_per_step, resumed,
-  command, max_iters, max_time, elapsed (seconds trained before this start), time (Unix seconds), init_from.
+- start: config (the TrainConfig's fields), params, vocab_size, device, world_size, backend (torchrun's: nccl or
+  gloo; null without torchrun), compile_seconds (torch.compile's, before the clock started), tokens_per_step,
+  resumed, command, max_iters, max_time, elapsed (seconds trained before this start), time (Unix seconds),
+  init_from.
   A resumed run writes another start and goes on.
-- step: loss (this batch's), lr, tokens_per_sec, elapsed.
+- step: loss (this batch's), lr, tokens_per_sec, elapsed (with log_every above 1, read and written that many at
+  once: their elapsed spread evenly over the time the batch of steps took).
 - eval: train_loss, val_loss, best_val, saved (weights saved at this evaluation), sample, elapsed.
 - done (the last step was reached) or stopped (stopped early, best weights kept): how the run ended.
 A line cut short by a kill or a full disk is skipped by every reader: the rest of the log still tells the story.

@@ -77,6 +77,9 @@ class TrainConfig:
     eval_interval: int = 500
     eval_iters: int = 200
     sample_length: int = 200
+    # steps between reads of the loss: each read waits for the device to finish, so on a GPU, where a small model's
+    # step takes milliseconds, the losses are kept there and read (and logged) this many at once
+    log_every: int = 1
     # where and how
     data: str = SHAKESPEARE  # "shakespeare" or the path of a UTF-8 text file
     init_from: str = ""  # fine-tune: a weights folder or Hub repo id to start from ("" = from scratch)
@@ -93,7 +96,7 @@ class TrainConfig:
             if value is None:
                 raise ConfigError(f"{f.name} is empty: give it a value")
         self.model_config(vocab_size=1)  # GPTConfig validates the model fields
-        positive = ["batch_size", "eval_iters"]
+        positive = ["batch_size", "eval_iters", "log_every"]
         non_negative = ["max_iters", "warmup_iters", "sample_length", "eval_interval"]
         if isinstance(self.max_time, str):
             self.max_time = parse_duration(self.max_time)
@@ -200,13 +203,13 @@ def estimate_loss(model: GPT, data: TextData, eval_iters: int, batch_size: int, 
     generator = torch.Generator().manual_seed(seed)  # its own RNG: evaluating never changes the training run
     out = {}
     for split in ("train", "val"):
-        losses = torch.zeros(eval_iters)
+        losses = []
         for k in range(eval_iters):
             X, Y = data.get_batch(split, batch_size, generator)
             with autocast():
                 _, loss = model(X, Y)
-            losses[k] = loss.item()
-        out[split] = losses.mean().item()
+            losses.append(loss.float())
+        out[split] = torch.stack(losses).mean().item()  # one wait for the device, not one per batch
     model.train(was_training)
     return out
 
@@ -230,7 +233,8 @@ class Trainer:
         self.stop = stop or threading.Event()
         self.lock = threading.Lock()  # held during each step, so snapshot() never sees half an update
 
-        self.rank, self.world_size, self.ddp = 0, 1, int(os.environ.get("WORLD_SIZE", "1")) > 1
+        # started by torchrun: DistributedDataParallel, one process too (as nanoGPT), over the device's backend
+        self.rank, self.world_size, self.ddp = 0, 1, "RANK" in os.environ
         self.device = pick_device(config.device)
         self.config = config = replace(config, optimizer=resolve(config.optimizer, self.device))  # "auto": which
         if self.ddp:
@@ -290,6 +294,7 @@ class Trainer:
 
             self.train_model = DistributedDataParallel(
                 self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.compile_seconds = self._compile_now() if config.compile else 0.0
 
     def _fine_tune_source(self, text: str) -> tuple[Path, list[str]]:
         """The weights folder to start from; the model's shape and vocabulary become theirs (dropout stays ours)."""
@@ -305,6 +310,24 @@ class Trainer:
                               f"cannot represent: {shown}{more}. They know {len(vocab)} characters: remove or "
                               f"replace the others, or train from scratch")
         return source, vocab
+
+    def _compile_now(self) -> float:
+        """torch.compile compiles at the first call: make that call before the run's clock starts, so that a timed
+        run's minutes are all training. A forward and backward whose gradients are dropped, with the random state
+        put back: the run itself is the same as without it. Returns the seconds it took."""
+        began = time.perf_counter()
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        X, Y = self.data.get_batch("train", self.rank_batch, torch.Generator().manual_seed(0))
+        with self.autocast():
+            _, loss = self.train_model(X, Y)
+        loss.backward()
+        loss.item()  # waits for the compiled kernels' first run
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, self.device)
+        return time.perf_counter() - began
 
     @staticmethod
     def saved_config(out_dir: str | Path) -> TrainConfig:
@@ -362,7 +385,9 @@ class Trainer:
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
-                   "tokens_per_step": tokens_per_step, "resumed": self.step > 0, "command": self.command,
+                   "tokens_per_step": tokens_per_step, "backend": dist.get_backend() if self.ddp else None,
+                   "compile_seconds": self.compile_seconds,
+                   "resumed": self.step > 0, "command": self.command,
                    "max_time": config.max_time, "elapsed": self.elapsed_before, "time": time.time(),
                    "init_from": weights.describe_source(config.init_from) if config.init_from else None})
 
@@ -370,6 +395,7 @@ class Trainer:
         elapsed = lambda: self.elapsed_before + time.perf_counter() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it
         last_eval, stopped, rate, dt = (self.step if self.step > 0 else None), False, None, 0.0
+        pending, window_began = [], started  # steps whose loss is still on the device (log_every)
         next_eval_at = self.elapsed_before if self.step == 0 else self._next_eval_time(self.elapsed_before)
         model.train()
         while True:
@@ -377,7 +403,10 @@ class Trainer:
             # the run ends at max_iters, or at max_time, whichever comes first (a timed run's max_iters 0: no limit)
             done = bool(config.max_iters or not config.max_time) and self.step >= config.max_iters
             done = done or bool(config.max_time) and self._out_of_time(elapsed(), dt)
-            if self._eval_due(elapsed(), next_eval_at) or done or stopping:
+            due = self._eval_due(elapsed(), next_eval_at)
+            if pending and (due or done or stopping):  # the steps are logged before the evaluation that follows
+                dt, rate = self._log_steps(pending, window_began, started, rate)
+            if due or done or stopping:
                 if last_eval != self.step:
                     began = time.perf_counter()
                     self._evaluate(elapsed())
@@ -391,7 +420,8 @@ class Trainer:
                 stopped = stopping and not done
                 break
 
-            t0 = time.perf_counter()
+            if not pending:
+                window_began = time.perf_counter()
             lr = get_lr(self.step, config, self._progress(elapsed()))
             with self.lock:
                 for group in self.optimizer.param_groups:
@@ -408,13 +438,9 @@ class Trainer:
                 if self.average is not None:
                     self.average.update_parameters(self.model)
                 self.step += 1
-            loss = loss.item()  # waits for the step to finish, so dt below is honest
-            dt = time.perf_counter() - t0
-            rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
-            if not math.isfinite(loss):
-                raise ConfigError(f"the loss became {loss} at step {self.step}: lower the learning rate")
-            self.emit({"event": "step", "step": self.step, "loss": loss, "lr": lr,
-                       "tokens_per_sec": rate, "elapsed": elapsed()})
+            pending.append((self.step, loss.detach(), lr))
+            if len(pending) >= config.log_every or self.step == 1:  # the first step's time shows compiling
+                dt, rate = self._log_steps(pending, window_began, started, rate)
 
         result = {"event": "stopped" if stopped else "done", "step": self.step, "best_val": self.best_val,
                   "elapsed": elapsed(), "out_dir": str(self.out_dir)}
@@ -423,6 +449,22 @@ class Trainer:
             dist.barrier()
             dist.destroy_process_group()
         return result
+
+    def _log_steps(self, pending: list, window_began: float, started: float, rate: float | None):
+        """Read the pending steps' losses from the device at once and log them; (seconds per step, tokens/s)."""
+        losses = torch.stack([loss for _, loss, _ in pending]).float().tolist()  # waits for the steps to finish
+        now = time.perf_counter()
+        dt = (now - window_began) / len(pending)
+        tokens_per_step = self.config.batch_size * self.config.block_size
+        window_end = self.elapsed_before + now - started
+        for i, ((step, _, lr), loss) in enumerate(zip(pending, losses)):
+            if not math.isfinite(loss):
+                raise ConfigError(f"the loss became {loss} at step {step}: lower the learning rate")
+            rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
+            self.emit({"event": "step", "step": step, "loss": loss, "lr": lr, "tokens_per_sec": rate,
+                       "elapsed": window_end - (len(pending) - 1 - i) * dt})
+        pending.clear()
+        return dt, rate
 
     def _process_0_decides(self, flag: bool) -> bool:
         """A decision taken by the clock: under DDP every process must agree, so process 0's clock decides."""

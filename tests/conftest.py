@@ -35,6 +35,22 @@ if "TINYSHAKESPEARE_PATH" not in os.environ:
         os.environ["TINYSHAKESPEARE_PATH"] = str(tiny_shakespeare_path())
 
 
+# the device the GPU-relevant tests (test_device.py, test_trainer.py) run on: cpu, or cuda where bench/gpu.py points
+# the suite at a GPU. Asked for and missing, the run stops at once rather than testing the CPU twice.
+TEST_DEVICE = os.environ.get("GPT_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    import torch
+
+    if TEST_DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        pytest.exit(f"GPT_TEST_DEVICE={TEST_DEVICE}, but PyTorch sees no CUDA GPU here", returncode=1)
+    if TEST_DEVICE == "mps" and not torch.backends.mps.is_available():
+        pytest.exit("GPT_TEST_DEVICE=mps, but Apple MPS is not available here", returncode=1)
+    return TEST_DEVICE
+
+
 def small_gpt(*, seed: int = 0, weight_std: float | None = None, dtype=None, **overrides):
     """A small GPT over VOCAB (block 16, 2 layers, 2 heads, 32 wide, no dropout), in eval mode.
 

@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from conftest import TEST_DEVICE
 from gpt import ConfigError, GPT
 from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
 
@@ -12,7 +13,7 @@ from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr, parse_durat
 def tiny(small_text, **overrides) -> TrainConfig:
     steps = {} if "max_time" in overrides else {"max_iters": 40}  # a timed run: its clock alone, unless told
     return TrainConfig.from_preset("tiny", **{"data": str(small_text), **steps, "eval_interval": 10,
-                                              "sample_length": 20, **overrides})
+                                              "sample_length": 20, "device": TEST_DEVICE, **overrides})
 
 
 def read_metrics(folder):

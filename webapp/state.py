@@ -31,6 +31,7 @@ LIVE = "the model training now"
 runner = TrainingRunner(WEIGHTS, max_text_bytes=MAX_UPLOAD_MB * 1_000_000)
 engines = EngineProcess()  # generation: on a CPU in a process of its own, so the web server never waits on it
 DEVICE = describe_device(pick_device())
+PRESET = "gpu" if pick_device().type == "cuda" else "cpu"  # what the Train tab offers first
 
 
 def startup() -> None:

@@ -27,7 +27,7 @@ from gpt.runner import MAX_STEP_POINTS
 from gpt.weights import new_run_name
 from gpt.trainer import TrainConfig
 from webapp import access
-from webapp.state import (DEVICE, MAX_UPLOAD_MB, WEIGHTS, chart_frame, duration, refused, runner,
+from webapp.state import (DEVICE, MAX_UPLOAD_MB, PRESET, WEIGHTS, chart_frame, duration, refused, runner,
                           stop_training, weights_choices, weights_folder)
 from webapp.uploads import uploaded_file
 
@@ -43,7 +43,8 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S, REPLAY_HOLD_S = 45.0, 15.0  # the shipped weights' training, replayed in 45 s, then held 15 s, round again
-PRESET_HINT = ("cpu: small and quick, made for a CPU · lecture: the lecture's final model, made for a GPU · "
+PRESET_HINT = ("cpu: small and quick, made for a CPU · gpu: the lecture's model, trained fast on a CUDA GPU · "
+               "lecture: the lecture's final model and recipe · "
                "nanogpt-char: nanoGPT's recipe at the lecture's size · tiny: a toy, seconds")
 SCROLL_TO_RUN = """(...args) => {
   document.querySelector('#train-progress')?.scrollIntoView({behavior: 'smooth', block: 'start'});
@@ -311,11 +312,11 @@ def poll(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request
 def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     """The Train tab's components and events (call inside `with gr.Tab(...)`); tabs: to send a visitor who may
     not train to the Generate tab."""
-    defaults = TrainConfig.from_preset("cpu")
+    defaults = TrainConfig.from_preset(PRESET)
     with gr.Row():
         with gr.Column(scale=1, min_width=320) as form:
             with gr.Row():
-                preset = gr.Dropdown(list(PRESETS), value="cpu", label="Preset", info=PRESET_HINT, min_width=150)
+                preset = gr.Dropdown(list(PRESETS), value=PRESET, label="Preset", info=PRESET_HINT, min_width=150)
                 minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
                                     elem_id="train-minutes", min_width=150,
                                     info="0: the preset's iterations. Else stop then, annealed")
