@@ -40,7 +40,7 @@ TARGET_VAL = 1.48  # the lecture's final val
 # the tests that exercise what differs on a GPU (test_device.py is written for it; the rest take the device too)
 GPU_TESTS = ["tests/test_device.py", "tests/test_trainer.py"]
 # seconds each part may take on the GPU (the whole run stays near 8 minutes); a dry run's parts take a few each
-LIMITS = {"tests": 150, "train": 210, "generate": 60, "app": 100}
+LIMITS = {"tests": 110, "train": 180, "generate": 45, "app": 100}  # 7.3 minutes at most
 DRY_LIMITS = {"tests": 40, "train": 40, "generate": 20, "app": 60}
 # the dry run's sizes: the same code at toy scale
 TOY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=16, dropout=0.0, eval_iters=2,
@@ -233,7 +233,7 @@ def part_app(args) -> dict:
         message = client.predict(
             preset=preset, n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
             batch_size=c.batch_size, learning_rate=c.learning_rate, max_iters=100_000, dropout=c.dropout,
-            eval_interval=25 if args.dry_run else 100, seed=1337, text_source="Tiny Shakespeare", text_file=None,
+            eval_interval=25 if args.dry_run else 50, seed=1337, text_source="Tiny Shakespeare", text_file=None,
             run_name="proof", minutes=0, api_name="/start_training")
         out["start_message"] = message
         points, status = 3, {}

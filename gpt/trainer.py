@@ -294,7 +294,7 @@ class Trainer:
 
             self.train_model = DistributedDataParallel(
                 self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.compile_seconds = self._compile_now() if config.compile else 0.0
+        self.compile_seconds = 0.0  # run() compiles first, before its clock starts
 
     def _fine_tune_source(self, text: str) -> tuple[Path, list[str]]:
         """The weights folder to start from; the model's shape and vocabulary become theirs (dropout stays ours)."""
@@ -382,6 +382,8 @@ class Trainer:
                 runlog.trim(self.out_dir, self.step)  # forget what came after the saved step
             else:
                 runlog.remove(self.out_dir)
+        if config.compile:  # in run(), so that an app's Start returns at once and its thread does the waiting
+            self.compile_seconds = self._compile_now()
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),
                    "params": model.num_params(), "vocab_size": self.tokenizer.vocab_size,
                    "device": describe_device(self.device), "world_size": self.world_size,
