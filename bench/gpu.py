@@ -109,7 +109,8 @@ def trained(config, folder: Path, target: float | None = None) -> dict:
             "tokens_per_sec": round(rate) if rate else None, "compile_seconds": round(trainer.compile_seconds, 1),
             "evals": evals, "seconds_to_target": reached[1] if reached else None,
             "step_at_target": reached[0] if reached else None,
-            "seconds_in_steps": round(sum(s["elapsed"] - p["elapsed"] for p, s in zip(steps, steps[1:])), 2)}
+            "seconds_in_steps": round(sum(s["elapsed"] - p["elapsed"] for p, s in zip(steps, steps[1:])), 2),
+            "last_eval_seconds": round(trainer.eval_seconds, 2)}  # an evaluation, its sample and its saves
 
 
 def part_train(args) -> dict:

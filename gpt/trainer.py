@@ -190,6 +190,12 @@ def training_bytes(config: TrainConfig, vocab_size: int) -> int:
     return (20 if config.ema else 16) * params + 4 * kept_for_backward
 
 
+def moving_average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """A copy of the weights that follows them slowly: after each step, average = decay * average + (1 - decay) *
+    weights. It smooths out the last steps' noise, as a decayed learning rate would, long before the end."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))  # .update_parameters(model) each step
+
+
 def _seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # a tuple of ints hashes the same in every run
 
@@ -282,7 +288,7 @@ class Trainer:
         self.eval_seconds = 0.0  # what the last evaluation (with its saves) took: a timed run keeps room for one
         self.average = None
         if config.ema:
-            self.average = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
+            self.average = moving_average(self.model, config.ema)
         if saved is not None:
             self._restore(*saved)
 

@@ -129,9 +129,27 @@ def test_train_for_minutes_in_the_browser(browser, app_server):
     page.screenshot(path=ARTIFACTS / "2c-timed-run-finished.png", full_page=True)
 
 
+def pick_rung(page, label):
+    box = page.locator("#rung-pick input")
+    box.click()
+    box.fill(label)
+    page.get_by_role("option", name=label).click()
+
+
 def test_ladder_and_attention_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Ladder").click()
+    code = page.locator("#rung-code")
+    # before any climb: the code a rung adds, its idea, and the lecture's number
+    expect(code).to_contain_text("Rung 2 · self-attention head", timeout=30_000)
+    expect(code).to_contain_text("not yet")
+    pick_rung(page, "11 · rotary positions")
+    expect(code).to_contain_text("RotaryAttention.forward")
+    expect(code).to_contain_text("replaces MultiHeadAttention.forward of gpt/model.py")
+    code.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "6a-rung-code-before-a-climb.png", full_page=True)
+    pick_rung(page, "6 · layer norm")
+    expect(code).to_contain_text("the lecture's val")
     page.get_by_label("Steps per rung").fill("60")
     page.get_by_label("Steps per rung").press("Tab")
     page.get_by_role("button", name="Climb the ladder").click()
@@ -139,6 +157,11 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     expect(page.get_by_text("LayerNorm before attention").first).to_be_visible(timeout=30_000)  # the table
     expect(page.get_by_role("button", name="Climb the ladder")).to_be_enabled(timeout=300_000)  # all rungs done (140 s on a 2-core AMD EPYC)
     expect(page.locator("#ladder-chart canvas, #ladder-chart svg.marks").first).to_be_visible()
+    # after it: the view fills in what the rung reached, against the rung before
+    expect(code).to_contain_text(re.compile(r"climbed here: val \d\.\d{3}, [+-]\d\.\d{3} against rung 5"),
+                                 timeout=30_000)
+    code.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "6b-rung-code-after-a-climb.png", full_page=True)
     page.get_by_role("button", name="Show attention").click()
     expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "6-ladder.png", full_page=True)

@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from gpt import GPT, WeightsError, ladder
+from gpt import GPT, WeightsError, ladder, rung_code
+from gpt.kv_cache import KVCache
 from gpt.attention import attention_image, attention_maps, prompt_maps
 from gpt.decode import generate_text
 from gpt.trainer import Trainer
@@ -13,8 +14,8 @@ from conftest import ROOT, VOCAB, small_gpt
 
 
 def test_the_rungs_follow_the_lecture():
-    assert [r.number for r in ladder.RUNGS] == [1, 2, 3, 4, 5, 6, 7]
-    assert [r.lecture_val for r in ladder.RUNGS] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06, 1.48]
+    assert [r.number for r in ladder.LECTURE] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.lecture_val for r in ladder.LECTURE] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06, 1.48]
     for r in ladder.RUNGS[1:6]:  # the lecture's small settings
         c = ladder.train_config(r)
         assert (c.block_size, c.batch_size, c.n_embd, c.learning_rate, c.max_iters) == (8, 32, 32, 1e-3, 5000)
@@ -22,7 +23,7 @@ def test_the_rungs_follow_the_lecture():
     assert (big.n_layer, big.n_head, big.n_embd, big.block_size, big.batch_size, big.dropout) == (6, 6, 384, 256, 64, 0.2)
 
 
-@pytest.mark.parametrize("rung", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("rung", [r.number for r in ladder.RUNGS])
 def test_every_rung_is_a_causal_language_model(rung):
     torch.manual_seed(0)
     config = ladder.train_config(ladder.RUNGS[rung - 1]).model_config(len(VOCAB))
@@ -38,7 +39,7 @@ def test_every_rung_is_a_causal_language_model(rung):
 
 
 def test_rungs_grow_one_idea_at_a_time():
-    sizes = [ladder.build(r.number, ladder.train_config(r).model_config(65)).num_params() for r in ladder.RUNGS]
+    sizes = [ladder.build(r.number, ladder.train_config(r).model_config(65)).num_params() for r in ladder.LECTURE]
     assert sizes[0] == 65 * 65  # a lookup table
     assert sizes[1] == sizes[2]  # 4 heads of a quarter the size have as many weights as one wide head
     assert sizes[2] < sizes[3] < sizes[4] < sizes[5] < sizes[6]
@@ -65,7 +66,7 @@ def test_ladder_command_prints_the_table(small_text, tmp_path):
                              "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("rung what changed"):]
-    for r in ladder.RUNGS[:6]:
+    for r in ladder.LECTURE[:6]:
         assert f"{r.number}    {r.name}" in table and f"{r.lecture_val:.2f}" in table
     assert (tmp_path / "rung-6" / "model.safetensors").exists()
 
@@ -114,3 +115,105 @@ def test_the_heatmaps_come_from_the_models_own_forward_pass(gpt_model):
     torch.testing.assert_close(gpt_model(idx)[0], logits, rtol=1e-4, atol=1e-5)  # both paths compute the same
     for block in gpt_model.blocks:
         block.sa.keep_wei = False
+
+
+# --- what each rung adds, and the second flight ---
+
+def _resolve(path: str, name: str):
+    module = __import__(path.removesuffix(".py").replace("/", "."), fromlist=["_"])
+    if name.startswith("BODIES["):
+        return module.BODIES[int(name[7:-1])]
+    obj = module
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("number", [r.number for r in ladder.RUNGS])
+def test_each_rungs_diff_is_the_code_of_the_module_that_builds_it(number):
+    """Every name a rung's code view shows exists where it says, and the diff is its source, line for line:
+    the kept and added lines make the object as it is, the kept and removed ones what it replaces."""
+    rung = ladder.BY_NUMBER[number]
+    shown = rung_code.pieces(number)
+    assert shown or rung_code.settings_diff(rung)  # every rung shows what it changes
+    for piece in shown:
+        after = _resolve(piece.path, piece.name)
+        assert [line[1:] for line in piece.diff if line[0] in " +"] == rung_code.source(after)
+        if piece.replaces:
+            before = _resolve(piece.replaces[1], piece.replaces[0])
+            assert [line[1:] for line in piece.diff if line[0] in " -"] == rung_code.source(before)
+            assert any(line[0] in "+-" for line in piece.diff)  # it changes something
+        else:
+            assert all(line[0] == "+" for line in piece.diff)
+    # the model this rung builds really uses the classes its view shows
+    model = ladder.build(number, ladder.train_config(rung).model_config(65))
+    for piece in shown:
+        cls = _resolve(piece.path, piece.name.split(".")[0])
+        if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+            assert any(isinstance(m, cls) for m in model.modules()), cls
+
+
+def test_a_rungs_settings_diff_is_what_it_trains_with():
+    rung = ladder.BY_NUMBER[9]
+    lines = rung_code.settings_diff(rung)
+    assert "-learning_rate=0.001" in lines and "+learning_rate=0.0035" in lines and "+warmup_iters=30" in lines
+    before = ladder.train_config(ladder.BY_NUMBER[rung.before])
+    assert f"-warmup_iters={before.warmup_iters!r}" in lines
+    assert rung_code.settings_diff(ladder.BY_NUMBER[11]) == []  # an idea in the code alone
+    assert ladder.BY_NUMBER[11].before == 9  # the flight goes on from AdamW's schedule, past Muon
+
+
+@pytest.mark.parametrize("number", [r.number for r in ladder.FLIGHT])
+def test_the_second_flight_trains_saves_and_loads_like_every_rung(number, small_text, tmp_path):
+    rung = ladder.BY_NUMBER[number]
+    config = ladder.train_config(rung, max_time=0, max_iters=4, eval_interval=2, eval_iters=1, sample_length=10,
+                                 n_layer=1, n_embd=32, n_head=2, block_size=16, data=str(small_text))
+    trainer = Trainer(config, tmp_path, model_factory=lambda c, v: ladder.build(number, c, v))
+    trainer.run()
+    loaded = ladder.load(tmp_path)
+    assert type(loaded) is type(trainer.eval_model) and loaded.config == trainer.eval_model.config
+    idx = torch.randint(loaded.config.vocab_size, (1, 8))
+    torch.testing.assert_close(loaded(idx)[0], trainer.eval_model.eval()(idx)[0])
+    if number in (8, 9, 10):  # the lecture's GPT, trained another way
+        GPT.from_pretrained(tmp_path)
+    else:
+        with pytest.raises(WeightsError, match=f"rung {number} of the lecture ladder"):
+            GPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("number", [11, 12, 13])
+def test_rotary_rungs_generate_through_the_kv_cache_as_without_it(number):
+    torch.manual_seed(0)
+    config = ladder.train_config(ladder.BY_NUMBER[number], n_layer=2, n_embd=32, n_head=2,
+                                 block_size=16).model_config(len(VOCAB))
+    model = ladder.build(number, config, VOCAB).eval()
+    for p in model.parameters():
+        if p.dim() >= 2:
+            torch.nn.init.normal_(p, std=0.3)  # a context-dependent model: the check has teeth
+    idx = torch.randint(len(VOCAB), (2, 16))
+    full, _ = model(idx)
+    cache = KVCache(config, 2)
+    model(idx[:, :9], cache=cache)
+    for t in range(9, 16):
+        step, _ = model(idx[:, t:t + 1], cache=cache)
+        torch.testing.assert_close(step[:, -1], full[:, t], atol=1e-5, rtol=1e-4)
+    shifted = torch.roll(idx, 1, dims=1)  # positions matter: the same characters elsewhere give other logits
+    assert not torch.allclose(model(shifted)[0][:, -1], full[:, -1])
+
+
+def test_the_ladder_command_lists_the_rungs_and_shows_one_rungs_code():
+    listed = subprocess.run([sys.executable, "-m", "train", "--ladder", "--list"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    for r in ladder.RUNGS:
+        assert r.change[:40] in listed.stdout
+    shown = subprocess.run([sys.executable, "-m", "train", "--ladder", "--show", "12"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "QKNormAttention.forward (replaces RotaryAttention.forward of gpt/beyond.py)" in shown.stdout
+    assert "+    q, k = self.q_norm(q), self.k_norm(k)" in shown.stdout
+    wrong = subprocess.run([sys.executable, "-m", "train", "--ladder", "--show", "99"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "rungs 1 to 14" in wrong.stderr and "Traceback" not in wrong.stderr
+    from train.__main__ import parse_rungs
+    assert parse_rungs("beyond") == list(range(8, 15)) and parse_rungs("lecture") == list(range(1, 8))

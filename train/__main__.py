@@ -14,13 +14,14 @@ import functools
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import ladder, runs, weights
+from gpt import ladder, rung_code, runs, weights
 from gpt.card import params_text
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
@@ -41,9 +42,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="retrace the lecture rung by rung and print the table (weights in --out, default "
                              "weights/ladder)")
     parser.add_argument("--list", action="store_true",
-                        help="list the runs in --out (default weights/): state, steps, best val, time, settings")
+                        help="list the runs in --out (default weights/): state, steps, best val, time, settings; "
+                             "with --ladder: the rungs, what each adds and its figures")
     parser.add_argument("--sort", default="newest", choices=["newest", "best val"], help="with --list: the order")
-    parser.add_argument("--rungs", default="1-6", help="with --ladder: which rungs, e.g. 1-6, 3,5 or 7 (default 1-6)")
+    parser.add_argument("--rungs", default="1-6",
+                        help="with --ladder: which rungs, e.g. 1-6, 3,5 or 7; 'beyond' for the second flight, 8-14 "
+                             "(default 1-6)")
+    parser.add_argument("--show", type=int, metavar="N",
+                        help="with --ladder: print what rung N adds (the idea, and its code as a diff), train nothing")
     overrides = parser.add_argument_group("settings (override the preset)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -144,6 +150,9 @@ class ProgressBar:
 
 
 def parse_rungs(text: str) -> list[int]:
+    flights = {"lecture": ladder.LECTURE, "beyond": ladder.FLIGHT}
+    if text.strip() in flights:
+        return [r.number for r in flights[text.strip()]]
     rungs = set()
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
@@ -154,6 +163,36 @@ def parse_rungs(text: str) -> list[int]:
     if not rungs <= known:
         raise ConfigError(f"the ladder has rungs {min(known)} to {max(known)}, not {sorted(rungs - known)}")
     return sorted(rungs)
+
+
+def rungs_table() -> str:
+    """Every rung: what it adds, its parameters, the lecture's val, and the second flight's measured one."""
+    bench, where = rung_code.flight_figures()
+    lines = [f"{'rung':<5}{'flight':<9}{'what it adds':<58}{'params':>10}{'lecture':>9}{'measured':>10}"]
+    for r in ladder.RUNGS:
+        params = rung_code.params_added(r.number)
+        measured = f"{bench[r.number]['val_mean']:.4f}" if r.number in bench else ""
+        lecture = f"{r.lecture_val}" if r.lecture_val is not None else ""
+        lines.append(f"{r.number:<5}{r.flight:<9}{r.change[:56]:<58}{params:>+10,}{lecture:>9}{measured:>10}")
+    lines.append("params: what each rung adds to the one it builds on. python -m train --ladder --show N: its code")
+    if where:
+        lines.append(f"measured: {where}")
+    return "\n".join(lines)
+
+
+def show_rung(number: int) -> str:
+    if number not in ladder.BY_NUMBER:
+        raise ConfigError(f"the ladder has rungs 1 to {len(ladder.RUNGS)}, not {number}")
+    rung = ladder.BY_NUMBER[number]
+    before = f"builds on rung {rung.before}" if rung.before else "the first rung"
+    out = [f"rung {rung.number}: {rung.name} — {rung.change} ({before})", "", textwrap.fill(rung.why, 100)]
+    settings = rung_code.settings_diff(rung)
+    if settings:
+        out += ["", "settings it changes:", *settings]
+    for piece in rung_code.pieces(number):
+        replaces = f" (replaces {piece.replaces[0]} of {piece.replaces[1]})" if piece.replaces else " (new)"
+        out += ["", f"{piece.path}: {piece.name}{replaces}", *piece.diff]
+    return "\n".join(out)
 
 
 def run_ladder(args) -> int:
@@ -168,9 +207,12 @@ def run_ladder(args) -> int:
                           callbacks=[ProgressBar()], model_factory=functools.partial(ladder.build, rung.number))
         result = trainer.run()
         rows.append((rung, trainer.model.num_params(), result["best_val"], result["elapsed"]))
-    print(f"\n{'rung':<5}{'what changed':<26}{'params':>9}{'val':>8}{'lecture':>9}{'time':>8}")
+    print(f"\n{'rung':<5}{'what changed':<26}{'params':>9}{'val':>8}{'lecture':>9}{'vs before':>11}{'time':>8}")
+    vals = {rung.number: val for rung, _, val, _ in rows}
     for rung, params, val, elapsed in rows:
-        print(f"{rung.number:<5}{rung.name:<26}{params:>9,}{val:>8.3f}{rung.lecture_val:>9.2f}{elapsed:>7.0f}s")
+        lecture = f"{rung.lecture_val:.2f}" if rung.lecture_val is not None else ""
+        gap = f"{val - vals[rung.before]:+.3f}" if rung.before in vals else ""
+        print(f"{rung.number:<5}{rung.name:<26}{params:>9,}{val:>8.3f}{lecture:>9}{gap:>11}{elapsed:>7.0f}s")
     print(f"total {time.perf_counter() - started:.0f} s; weights in {out}/rung-N")
     return 0
 
@@ -178,8 +220,14 @@ def run_ladder(args) -> int:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.list:
+    if args.list and not args.ladder:
         print(runs.runs_table(runs.list_runs(args.out or Path("weights"), sort=args.sort)))
+        return 0
+    if args.ladder and args.list:
+        print(rungs_table())
+        return 0
+    if args.ladder and args.show is not None:
+        print(show_rung(args.show))
         return 0
     if args.ladder:
         return run_ladder(args)

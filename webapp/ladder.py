@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 import pandas as pd
 
-from gpt import ladder
+from gpt import ladder, rung_code
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.runlog import read_log
 from gpt.errors import GPTError
@@ -13,11 +15,13 @@ from webapp import access
 from webapp.state import (DEVICE, WEIGHTS, chart_frame, load_weights, optional_number, refresh_weights, refused,
                           runner, stop_training, weights_choices)
 
-RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626"]
+RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626",
+               "#0f766e", "#a16207", "#4338ca", "#be123c", "#15803d", "#7c3aed", "#b45309"]
 SERIES = {}
 for r, color in zip(ladder.RUNGS, RUNG_COLORS):
     SERIES[f"{r.number} {r.name}"] = color
-    SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
+    if r.lecture_val is not None:
+        SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
 
 
 def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request: gr.Request):
@@ -40,23 +44,77 @@ def ladder_frame(s: dict) -> pd.DataFrame:
     for r in s["ladder"]:
         rows += [(step, val, f"{r['rung']} {r['name']}") for step, val in r["curve"]]
         end = max((step for step, _ in r["curve"]), default=0)
-        if end:  # the lecture's number, level across the rung's steps
+        if end and r["lecture_val"] is not None:  # the lecture's number, level across the rung's steps
             rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
                      (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
     if not rows:  # nothing climbed yet: the lecture's number for every rung, the levels a climb aims for
-        for r in ladder.RUNGS:
+        for r in ladder.LECTURE:
             name = f"{r.number} lecture {r.lecture_val}"
             rows += [(0, r.lecture_val, name), (r.settings["max_iters"], r.lecture_val, name)]
     return chart_frame(rows, SERIES, ["step", "val loss", "rung"])
 
 
 def ladder_table(s: dict) -> pd.DataFrame:
+    vals = {r["rung"]: r["val"] for r in s["ladder"]}
+
+    def gap(a, b):
+        return None if a is None or b is None else round(a - b, 3)
+
     rows = [(r["rung"], r["change"], r["params"], None if r["val"] is None else round(r["val"], 3), r["lecture_val"],
-             None if r["val"] is None else round(r["val"] - r["lecture_val"], 3),
+             gap(r["val"], r["lecture_val"]), gap(r["val"], vals.get(ladder.BY_NUMBER[r["rung"]].before)),
              f"{r['time']:.0f} s" if r["time"] else r["state"], " ".join(r["sample"].split())[:80])
             for r in s["ladder"]]
-    return pd.DataFrame(rows, columns=["rung", "what changed", "parameters", "our val", "lecture's val", "difference",
-                                       "time", "sample"])
+    return pd.DataFrame(rows, columns=["rung", "what changed", "parameters", "our val", "lecture's val",
+                                       "vs lecture", "vs rung before", "time", "sample"])
+
+
+DIFF_STYLE = {"+": "background:rgba(34,197,94,.18)", "-": "background:rgba(239,68,68,.16)", " ": ""}
+
+
+def diff_html(lines: list[str]) -> str:
+    """Diff lines as a block of code, added lines green and removed ones red (in light and dark themes alike)."""
+    rows = "".join(f'<span style="display:block;{DIFF_STYLE[line[:1] or " "]}">{html.escape(line) or " "}</span>'
+                   for line in lines)
+    return f'<pre class="rung-diff" style="font-size:.8em;overflow-x:auto"><code>{rows}</code></pre>'
+
+
+def rung_view(number, s: dict | None = None) -> str:
+    """What a rung adds: the idea in words, the parameters, the val it reached, and the code, as diffs."""
+    try:
+        rung = ladder.BY_NUMBER[int(number)]
+    except (KeyError, TypeError, ValueError):
+        raise refused(GPTError(f"the ladder has rungs 1 to {len(ladder.RUNGS)}, not {number!r}"))
+    before = ladder.BY_NUMBER.get(rung.before)
+    ours = {r["rung"]: r["val"] for r in climbed(s or runner.status())["ladder"]}
+    bench, where = rung_code.flight_figures()
+    added = rung_code.params_added(rung.number)
+    facts = [f"- **builds on**: {f'rung {before.number} · {before.name}' if before else 'nothing: the first rung'}",
+             f"- **parameters it adds**: {added:+,}" if before else f"- **parameters**: {added:,}"]
+    if rung.lecture_val is not None:
+        facts.append(f"- **the lecture's val**: {rung.lecture_val}")
+    if ours.get(rung.number) is not None:
+        vs = (f", {ours[rung.number] - ours[before.number]:+.3f} against rung {before.number}"
+              if before and ours.get(before.number) is not None else "")
+        facts.append(f"- **climbed here**: val {ours[rung.number]:.3f}{vs}")
+    else:
+        facts.append("- **climbed here**: not yet (tick it above and press Climb the ladder)")
+    if rung.number in bench:
+        row = bench[rung.number]
+        gap = f", {row['gap_mean']:+.4f} against rung {row['before']}" if "gap_mean" in row else ""
+        verdict = ("" if "helps" not in row else ": **helps**" if row["helps"] else ": **does not help here**")
+        facts.append(f"- **measured**: val {row['val_mean']:.4f} over the whole val split{gap}{verdict} "
+                     f"<small>({where})</small>")
+    parts = [f"#### Rung {rung.number} · {rung.name}", f"*{rung.change}*", rung.why, "\n".join(facts)]
+    settings = rung_code.settings_diff(rung)
+    if settings:
+        parts.append("**The settings it changes**\n\n" + diff_html(settings))
+    for piece in rung_code.pieces(rung.number):
+        head = f"**`{piece.path}` · `{piece.name}`**" + (
+            f" — replaces `{piece.replaces[0]}` of `{piece.replaces[1]}`" if piece.replaces else " — new")
+        parts.append(head + "\n\n" + diff_html(piece.diff))
+    if not settings and not rung_code.pieces(rung.number):
+        parts.append("*No code changes: the same code as the rung before.*")
+    return "\n\n".join(parts)
 
 
 def climbed(s: dict) -> dict:
@@ -76,14 +134,16 @@ def climbed(s: dict) -> dict:
     return {**s, "ladder": rows}
 
 
-def poll_ladder(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request):
+def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, request: gr.Request):
     s = climbed(runner.status())
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     running = s["state"] in ("running", "stopping")
-    message = "" if was_running and not running else gr.skip()  # "Climbing …" goes when the climb ends
+    ended = was_running and not running
+    message = "" if ended else gr.skip()  # "Climbing …" goes when the climb ends
+    view = rung_view(shown, s) if ended else gr.skip()  # the code view fills in the figures just measured
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop), running, message)
+            gr.Button(interactive=may_stop), running, message, view)
 
 
 def show_attention(weights_name, prompt, layer=1):
@@ -104,7 +164,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         "### Retrace the lecture, rung by rung\n"
         "The lecture improves its model one idea at a time and quotes the validation loss at each step. "
         "Rungs 1-6 use its small settings (block 8, batch 32, 32 channels, lr 1e-3, 5000 steps) and take "
-        "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU.")
+        "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU. "
+        "Rungs 8-14 go **past the lecture**: one idea from the years since per rung, on the lecture's model at a "
+        "CPU's size, each trained for the same 90 seconds.")
     with gr.Row():
         # values are strings: Gradio's API page documents a CheckboxGroup's choices as strings
         rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", str(r.number)) for r in ladder.RUNGS],
@@ -119,6 +181,11 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                         colors_in_legend=[k for k in SERIES if " lecture " not in k],  # the faded levels need none
                         title="Validation loss of each rung (faded: the lecture's number)", elem_id="ladder-chart")
     table = gr.Dataframe(label="The ladder", wrap=True)
+    gr.Markdown("### What each rung adds\nThe code a rung adds to the one before, read from the modules that "
+                "train it, with the idea in words and what it bought.")
+    shown = gr.Dropdown([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS], value=2, label="Rung",
+                        elem_id="rung-pick")
+    view = gr.Markdown(elem_id="rung-code")
     gr.Markdown("### What attention looks at\nEach map shows, for every character (row), how much it attends "
                 "to each earlier character (column); the future is blank, because the mask hides it.")
     choices = weights_choices()
@@ -136,8 +203,11 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
     timer = gr.Timer(1.0)
     climbing = gr.State(False)
-    gr.on([timer.tick, demo.load], poll_ladder, climbing, [chart, table, ladder_btn, ladder_stop, climbing, message],
+    gr.on([timer.tick, demo.load], poll_ladder, [climbing, shown],
+          [chart, table, ladder_btn, ladder_stop, climbing, message, view],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([shown.change, tab.select, demo.load], rung_view, shown, view, api_visibility="private", concurrency_limit=None,
+          show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt, attn_layer], attn_image,
