@@ -118,6 +118,5 @@ def flight_figures() -> tuple[dict[int, dict], str]:
         report = json.loads(BENCH.read_text())
     except (OSError, ValueError):
         return {}, ""
-    where = (f"{report['machine']}, {report['seconds_per_rung']:g} s a rung, {len(report['seeds'])} seeds, "
-             f"{report['date']}: `{report['command']}`")
+    where = f"{report['machine']}, {report['seconds_per_rung']:g} s a rung, {report['date']}: `{report['command']}`"
     return {row["rung"]: row for row in report["rungs"]}, where

@@ -100,7 +100,8 @@ def rung_view(number, s: dict | None = None) -> str:
         facts.append("- **climbed here**: not yet (tick it above and press Climb the ladder)")
     if rung.number in bench:
         row = bench[rung.number]
-        gap = f", {row['gap_mean']:+.4f} against rung {row['before']}" if "gap_mean" in row else ""
+        gap = (f", {row['gap_mean']:+.4f} against rung {row['before']} over {row['seeds_paired']} seeds"
+               if "gap_mean" in row else "")
         verdict = ("" if "helps" not in row else ": **helps**" if row["helps"] else ": **does not help here**")
         facts.append(f"- **measured**: val {row['val_mean']:.4f} over the whole val split{gap}{verdict} "
                      f"<small>({where})</small>")
