@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "max_time": "train for this long instead of the preset's steps (with --max-iters too: whichever "
                                  "comes first): seconds, or 90s, 2m, 1h; the learning rate decays over the time so "
                                  "the run ends annealed, evaluations included",
+                     "log_every": "read (and log) the loss every N steps: each read waits for the device, so on a "
+                                  "GPU the gpu preset reads 50 at a time",
                      "ema": "0 (off) or e.g. 0.95: evaluate, sample and save a moving average of the weights, this "
                             "much of it kept at each step"}
             overrides.add_argument(flag, dest=f.name, type=kind, default=None, help=helps.get(f.name))
