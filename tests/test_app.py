@@ -79,8 +79,11 @@ def test_train_watch_stop_then_generate(client, app_server):
     first = generate(client, LIVE, n=20, seed=5)[0]
     assert generate(client, LIVE, n=20, seed=5)[0] == first
     texts = [None] * 4
-    visitors = [threading.Thread(target=lambda i=i: texts.__setitem__(i, generate(Client(
-        app_server["url"], analytics_enabled=False, verbose=False), LIVE, n=100, seed=5)[0])) for i in range(4)]
+    # four clients connected first, so that their requests leave together (connecting takes a second or more on a
+    # loaded machine, more than the window)
+    classroom = [Client(app_server["url"], analytics_enabled=False, verbose=False) for _ in range(4)]
+    visitors = [threading.Thread(target=lambda i=i: texts.__setitem__(i, generate(classroom[i], LIVE, n=100,
+                                                                                 seed=5)[0])) for i in range(4)]
     for v in visitors:
         v.start()
     for v in visitors:

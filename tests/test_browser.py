@@ -140,10 +140,10 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Ladder").click()
     code = page.locator("#rung-code")
-    # before any climb: the code a rung adds, its idea, and the lecture's number
+    # before a climb (rung 11: no other test climbs it): the code a rung adds, its idea, its figures
     expect(code).to_contain_text("Rung 2 · self-attention head", timeout=30_000)
-    expect(code).to_contain_text("not yet")
     pick_rung(page, "11 · rotary positions")
+    expect(code).to_contain_text("climbed here: not yet")
     expect(code).to_contain_text("RotaryAttention.forward")
     expect(code).to_contain_text("replaces MultiHeadAttention.forward of gpt/model.py")
     code.scroll_into_view_if_needed()
@@ -155,7 +155,9 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     page.get_by_role("button", name="Climb the ladder").click()
     expect(page.get_by_text("Climbing rungs 1, 2, 3, 4, 5, 6")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("LayerNorm before attention").first).to_be_visible(timeout=30_000)  # the table
-    expect(page.get_by_role("button", name="Climb the ladder")).to_be_enabled(timeout=300_000)  # all rungs done (140 s on a 2-core AMD EPYC)
+    climb = page.get_by_role("button", name="Climb the ladder")
+    expect(climb).to_be_disabled(timeout=30_000)  # the climb is going (not the button before the page knew it)
+    expect(climb).to_be_enabled(timeout=300_000)  # all rungs done (140 s on a 2-core AMD EPYC)
     expect(page.locator("#ladder-chart canvas, #ladder-chart svg.marks").first).to_be_visible()
     # after it: the view fills in what the rung reached, against the rung before
     expect(code).to_contain_text(re.compile(r"climbed here: val \d\.\d{3}, [+-]\d\.\d{3} against rung 5"),
