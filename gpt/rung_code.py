@@ -8,6 +8,7 @@ shows the settings that change and the code they switch on.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import textwrap
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def pieces(number: int) -> list[Piece]:
     return found
 
 
+@functools.lru_cache(maxsize=None)  # builds two models (rung 7 has 10.8M parameters): once per rung
 def params_added(number: int, vocab_size: int = 65) -> int | None:
     """Parameters this rung's model has more than the rung before's (at each one's own settings)."""
     rung = ladder.BY_NUMBER[number]
