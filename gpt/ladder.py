@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from gpt import beyond, weights
 from gpt.config import GPTConfig
-from gpt.errors import WeightsError
+from gpt.errors import ConfigError, WeightsError
 from gpt.memory import check_loadable
 from gpt.model import Head, MultiHeadAttention, next_token_loss
 from gpt.presets import LECTURE_VAL
@@ -47,8 +47,12 @@ class Rung:
     change: str  # what this rung adds, in the lecture's words (the second flight: ours)
     lecture_val: float | None  # the validation loss the lecture quotes (None past the lecture)
     settings: dict = field(default_factory=lambda: dict(SMALL))
-    why: str = ""  # the idea and why it lowers the loss, in a few sentences of our own
     flight: str = "lecture"  # or "beyond": after the lecture
+
+    @property
+    def why(self) -> str:
+        """The idea and why it lowers the loss, in a few sentences of our own (WHY)."""
+        return WHY[self.number]
 
     @property
     def before(self) -> int | None:
@@ -104,48 +108,42 @@ WHY = {
 
 RUNGS = [
     Rung(1, "bigram", "a lookup table of next-character logits", 2.5,
-         dict(SMALL, learning_rate=1e-2, min_lr=1e-2, max_iters=3000, eval_interval=300),
-         why=WHY[1]),  # as bigram.py
-    Rung(2, "self-attention head", "one head of self-attention, with token and position embeddings", 2.4,
-         why=WHY[2]),
-    Rung(3, "multi-head attention", "4 heads of a quarter the size, in parallel", 2.28,
-         why=WHY[3]),
-    Rung(4, "feed-forward", "computation after communication: a feed-forward layer after attention", 2.24,
-         why=WHY[4]),
-    Rung(5, "residual blocks", "3 blocks with residual connections and projections", 2.08,
-         why=WHY[5]),
-    Rung(6, "layer norm", "LayerNorm before attention and feed-forward, and a final one", 2.06,
-         why=WHY[6]),
+         dict(SMALL, learning_rate=1e-2, min_lr=1e-2, max_iters=3000, eval_interval=300)),  # as bigram.py
+    Rung(2, "self-attention head", "one head of self-attention, with token and position embeddings", 2.4),
+    Rung(3, "multi-head attention", "4 heads of a quarter the size, in parallel", 2.28),
+    Rung(4, "feed-forward", "computation after communication: a feed-forward layer after attention", 2.24),
+    Rung(5, "residual blocks", "3 blocks with residual connections and projections", 2.08),
+    Rung(6, "layer norm", "LayerNorm before attention and feed-forward, and a final one", 2.06),
     Rung(7, "scaled up", "6 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2",
          LECTURE_VAL, dict(SMALL, block_size=256, batch_size=64, n_embd=384, n_head=6, n_layer=6, dropout=0.2,
-                    learning_rate=3e-4, min_lr=3e-4, sample_length=200),
-         why=WHY[7]),
-    # past the lecture: one idea per rung, on top of the rung before, each for the same 90 seconds (rung 11 on builds on 9: see Rung.before)
+                    learning_rate=3e-4, min_lr=3e-4, sample_length=200)),
+    # past the lecture: one idea per rung, on top of the rung before, each for the same 90 seconds (rung 11 on
+    # builds on 9: see Rung.before)
     Rung(8, "lecture at CPU size", "the lecture's model and recipe, 4 layers, 128 wide, block 64, for 90 seconds",
-         None, dict(BEYOND), flight="beyond",
-         why=WHY[8]),
+         None, dict(BEYOND), flight="beyond"),
     Rung(9, "warmup + cosine", "a learning rate that warms up, peaks higher and decays by cosine; clipping",
-         None, dict(BEYOND, **SCHEDULE), flight="beyond",
-         why=WHY[9]),
+         None, dict(BEYOND, **SCHEDULE), flight="beyond"),
     Rung(10, "Muon", "Muon for the matrices inside the Blocks, AdamW for the rest",
-         None, dict(BEYOND, **SCHEDULE, **MUON), flight="beyond",
-         why=WHY[10]),
+         None, dict(BEYOND, **SCHEDULE, **MUON), flight="beyond"),
     Rung(11, "rotary positions", "positions as rotations of queries and keys (RoPE) instead of a learned table",
-         None, dict(BEYOND, **SCHEDULE), flight="beyond",
-         why=WHY[11]),
+         None, dict(BEYOND, **SCHEDULE), flight="beyond"),
     Rung(12, "QK-norm", "each head's queries and keys normalised before their dot products",
-         None, dict(BEYOND, **SCHEDULE), flight="beyond",
-         why=WHY[12]),
+         None, dict(BEYOND, **SCHEDULE), flight="beyond"),
     Rung(13, "ReLU²", "relu(x)² in the feed-forward instead of relu(x)",
-         None, dict(BEYOND, **SCHEDULE), flight="beyond",
-         why=WHY[13]),
+         None, dict(BEYOND, **SCHEDULE), flight="beyond"),
     Rung(14, "weight averaging", "evaluate and keep a moving average of the weights (ema 0.95)",
-         None, dict(BEYOND, **SCHEDULE, ema=0.95), flight="beyond",
-         why=WHY[14]),
+         None, dict(BEYOND, **SCHEDULE, ema=0.95), flight="beyond"),
 ]
 LECTURE = [r for r in RUNGS if r.flight == "lecture"]
 FLIGHT = [r for r in RUNGS if r.flight == "beyond"]
 BY_NUMBER = {r.number: r for r in RUNGS}
+
+
+def rung(number: int) -> Rung:
+    """The rung called number, or a ConfigError saying which there are."""
+    if number not in BY_NUMBER:
+        raise ConfigError(f"the ladder has rungs 1 to {len(RUNGS)}, not {number!r}")
+    return BY_NUMBER[number]
 
 
 class LadderModel(nn.Module):

@@ -183,9 +183,7 @@ def rungs_table() -> str:
 
 
 def show_rung(number: int) -> str:
-    if number not in ladder.BY_NUMBER:
-        raise ConfigError(f"the ladder has rungs 1 to {len(ladder.RUNGS)}, not {number}")
-    rung = ladder.BY_NUMBER[number]
+    rung = ladder.rung(number)
     before = f"builds on rung {rung.before}" if rung.before else "the first rung"
     out = [f"rung {rung.number}: {rung.name} — {rung.change} ({before})", "", textwrap.fill(rung.why, 100)]
     settings = rung_code.settings_diff(rung)
@@ -222,17 +220,14 @@ def run_ladder(args) -> int:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.list and not args.ladder:
+    if args.ladder:
+        if args.list or args.show is not None:
+            print(rungs_table() if args.list else show_rung(args.show))
+            return 0
+        return run_ladder(args)
+    if args.list:
         print(runs.runs_table(runs.list_runs(args.out or Path("weights"), sort=args.sort)))
         return 0
-    if args.ladder and args.list:
-        print(rungs_table())
-        return 0
-    if args.ladder and args.show is not None:
-        print(show_rung(args.show))
-        return 0
-    if args.ladder:
-        return run_ladder(args)
     config, out = build(args)
     line = shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)])
     progress = ProgressBar()
