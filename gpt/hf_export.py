@@ -239,12 +239,39 @@ def check_prompts(model: GPTLanguageModel) -> list[list[int]]:
             torch.randint(model.config.vocab_size, (model.config.block_size,), generator=g).tolist()]
 
 
-def export(model: GPTLanguageModel, out: str | Path, *, overwrite: bool = False) -> dict:
-    """Write the export folder `out` (made aside, then moved into place); returns what was measured:
-    the largest logit difference of transformers and onnxruntime against ours, and the files' sizes."""
-    require_libraries()
+def onnx_error(model: GPTLanguageModel, path: Path) -> float:
+    """The largest difference of onnxruntime's logits from the graph at path against ours, on check_prompts."""
     import numpy as np
 
+    onnx, error = OnnxModel(path, model.config), 0.0
+    with torch.no_grad():
+        for ids in check_prompts(model):
+            logits, _ = onnx.forward(ids)
+            error = max(error, float(np.abs(model(torch.tensor([ids]))[0][0].numpy() - logits).max()))
+    return error
+
+
+def reused(model: GPTLanguageModel, graph: Path | None, dst: Path) -> bool:
+    """Copy graph (an earlier export's float32 graph: shipped or pulled beside the weights) to dst if onnxruntime
+    gives our logits from it, as a fresh export must: exporting again takes 30-60 s of a 2-core machine."""
+    if graph is None or not graph.is_file():
+        return False
+    shutil.copyfile(graph, dst)
+    try:
+        if onnx_error(model, dst) <= MAX_LOGIT_ERROR:
+            return True
+    except Exception:  # not a graph onnxruntime runs with our inputs (another export's, a damaged file): export anew
+        pass
+    dst.unlink()
+    return False
+
+
+def export(model: GPTLanguageModel, out: str | Path, *, overwrite: bool = False, graph: Path | None = None) -> dict:
+    """Write the export folder `out` (made aside, then moved into place); returns what was measured:
+    the largest logit difference of transformers and onnxruntime against ours, and the files' sizes.
+
+    graph: an onnx/model.onnx that may already hold these weights, used instead of exporting when it does."""
+    require_libraries()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} is not empty: choose another folder, or pass --overwrite to replace it")
@@ -260,17 +287,15 @@ def export(model: GPTLanguageModel, out: str | Path, *, overwrite: bool = False)
         generation_config(model).save_pretrained(tmp)
         hf_tokenizer(model.vocab).save_pretrained(tmp)
         (tmp / ONNX_DIR).mkdir()
-        export_onnx(model, tmp / ONNX_DIR / ONNX_FILE)
-        quantize(tmp / ONNX_DIR / ONNX_FILE, tmp / ONNX_DIR / QUANTIZED_FILE)
-        onnx = OnnxModel(tmp / ONNX_DIR / ONNX_FILE, model.config)
-        errors = {"transformers": 0.0, "onnxruntime": 0.0}
+        graph_path = tmp / ONNX_DIR / ONNX_FILE
+        if not reused(model, graph, graph_path):
+            export_onnx(model, graph_path)
+        quantize(graph_path, tmp / ONNX_DIR / QUANTIZED_FILE)
+        errors = {"transformers": 0.0, "onnxruntime": onnx_error(model, graph_path)}
         with torch.no_grad():
             for ids in check_prompts(model):
-                ours = model(torch.tensor([ids]))[0][0]
-                theirs = gpt2(torch.tensor([ids])).logits[0]
+                ours, theirs = model(torch.tensor([ids]))[0][0], gpt2(torch.tensor([ids])).logits[0]
                 errors["transformers"] = max(errors["transformers"], (ours - theirs).abs().max().item())
-                logits, _ = onnx.forward(ids)
-                errors["onnxruntime"] = max(errors["onnxruntime"], float(np.abs(ours.numpy() - logits).max()))
         for who, error in errors.items():
             if not error <= MAX_LOGIT_ERROR:
                 raise ExportError(f"{who}'s logits differ from ours by {error:.2g} (more than {MAX_LOGIT_ERROR}): "
@@ -298,14 +323,14 @@ def fingerprint(model: GPTLanguageModel) -> str:
     return h.hexdigest()
 
 
-def repo_files(model: GPTLanguageModel) -> dict[str, bytes]:
+def repo_files(model: GPTLanguageModel, graph: Path | None = None) -> dict[str, bytes]:
     """The export folder's files, as a Hub push uploads them beside the card (made aside, read back). The same
-    weights pushed again (the shipped ones, by visitor after visitor) reuse the last export."""
+    weights pushed again (the shipped ones, by visitor after visitor) reuse the last export; graph as export's."""
     key = fingerprint(model)
     with _made_lock:
         if key not in _made:
             with tempfile.TemporaryDirectory(prefix="gpt-export.") as tmp:
-                export(model, Path(tmp) / "out")
+                export(model, Path(tmp) / "out", graph=graph)
                 _made[key] = {name: (Path(tmp) / "out" / name).read_bytes() for name in EXPORTED}
             while len(_made) > KEEP:
                 _made.popitem(last=False)
@@ -313,11 +338,11 @@ def repo_files(model: GPTLanguageModel) -> dict[str, bytes]:
         return dict(_made[key])
 
 
-def try_repo_files(model: GPTLanguageModel) -> tuple[dict[str, bytes], str | None]:
-    """(repo_files(model), None), or ({}, why not): a push without them still serves this project's own code."""
+def try_repo_files(model: GPTLanguageModel, graph: Path | None = None) -> tuple[dict[str, bytes], str | None]:
+    """(repo_files(model, graph), None), or ({}, why not): a push without them still serves our own code."""
     if not available():
         return {}, f"the export extra is not installed ({EXTRA})"
     try:
-        return repo_files(model), None
+        return repo_files(model, graph), None
     except ExportError as e:
         return {}, str(e)

@@ -182,7 +182,7 @@ def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = 
     progress = quiet(progress)
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
     progress(0.07, "exporting for transformers and ONNX")
-    exported, why_not = try_repo_files(model)
+    exported, why_not = try_repo_files(model, folder / BROWSER_FILE)  # a shipped or pulled graph: not made again
     files.update(exported)
     if why_not:
         progress(0.1, f"without the transformers and ONNX files: {why_not}")

@@ -25,11 +25,15 @@ from gpt.weights import save_weights
 WRITE, READ, BOB = list(TOKENS)
 DEFAULT = ROOT / "weights" / "default"
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+ARCHITECTURE = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # what an export depends on, not the recipe
+SHAPES: dict[tuple, str] = {}  # the first preset of each architecture (gpu trains the lecture's: exported once)
+for name in PRESETS:
+    SHAPES.setdefault(tuple(PRESETS[name][k] for k in ARCHITECTURE), name)
 
 
 def random_model(preset: str, vocab: list[str], seed: int = 0) -> GPTLanguageModel:
     """A preset's shape with random weights, biases and LayerNorm gains included (none left at 0 or 1)."""
-    fields = {k: PRESETS[preset][k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias")}
+    fields = {k: PRESETS[preset][k] for k in ARCHITECTURE}
     model = GPTLanguageModel(GPTConfig(vocab_size=len(vocab), dropout=0.0, **fields), vocab).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -123,8 +127,8 @@ def check_against_ours(model: GPTLanguageModel, out: Path, report: dict, text: s
     assert greedy(onnx_forward(onnx), prompt, 200, block, block) == ours_greedy(model, prompt, 200, block)
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "tiny"])  # tiny: too narrow, refused below
-def test_every_preset_exports_exactly_to_transformers_and_onnx(preset, vocab, tmp_path, shakespeare):
+@pytest.mark.parametrize("preset", [p for p in SHAPES.values() if p != "tiny"])  # tiny: too narrow, refused below
+def test_every_preset_architecture_exports_exactly_to_transformers_and_onnx(preset, vocab, tmp_path, shakespeare):
     model = random_model(preset, vocab)
     report = export(model, tmp_path / preset)
     if model.config.bias:  # lm_head's bias, carried by ln_f's: the logits did not move
@@ -177,6 +181,26 @@ def test_the_tokenizer_gives_our_ids_and_text_back(default_export, shakespeare):
     assert theirs("héllo")["input_ids"] == ours.encode("hllo")
     with pytest.raises(ValueError, match="é"):
         ours.encode("héllo")
+
+
+def test_an_earlier_graph_of_the_same_weights_is_reused_and_no_other_is(vocab, tmp_path, monkeypatch):
+    from gpt import hf_export
+
+    a, b = random_model("cpu", vocab, seed=1), random_model("cpu", vocab, seed=2)
+    export(a, tmp_path / "a")
+    graph = tmp_path / "a" / ONNX_DIR / "model.onnx"
+    made = []
+    real = hf_export.export_onnx
+    monkeypatch.setattr(hf_export, "export_onnx", lambda model, path: (made.append(path), real(model, path)))
+    report = export(a, tmp_path / "again", graph=graph)  # a shipped or pulled folder's graph of these weights
+    assert made == [] and (tmp_path / "again" / ONNX_DIR / "model.onnx").read_bytes() == graph.read_bytes()
+    assert report["max_logit_error"]["onnxruntime"] <= MAX_LOGIT_ERROR  # measured on the copy, as on a new graph
+
+    dst = tmp_path / "dst.onnx"
+    assert not hf_export.reused(b, graph, dst) and not dst.exists()  # another model's graph: not these logits
+    (tmp_path / "damaged.onnx").write_bytes(graph.read_bytes()[:4096])
+    assert not hf_export.reused(a, tmp_path / "damaged.onnx", dst) and not dst.exists()
+    assert not hf_export.reused(a, tmp_path / "missing.onnx", dst)
 
 
 def test_weights_gpt2_cannot_express_are_refused_in_one_line_and_nothing_is_written(vocab, tmp_path):
