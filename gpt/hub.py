@@ -181,11 +181,11 @@ def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = 
     the same repo (its model.safetensors and config.json are then GPT-2's, which GPT.from_pretrained reads too)."""
     progress = quiet(progress)
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}
-    progress(0.07, "exporting for transformers and ONNX")
+    progress(0.15, "exporting for transformers and ONNX")
     exported, why_not = try_repo_files(model, folder / BROWSER_FILE)  # a shipped or pulled graph: not made again
     files.update(exported)
     if why_not:
-        progress(0.1, f"without the transformers and ONNX files: {why_not}")
+        progress(0.2, f"without the transformers and ONNX files: {why_not}")
     log = read_log(folder)
     files.update(card_files(model.config, model.vocab, log, name, bool(exported)))  # as GPT.push_to_hub's
     if log is not None:
@@ -193,14 +193,19 @@ def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = 
     return files
 
 
-def upload(repo_id: str, files: dict[str, bytes | Path], *, repo_type: str, token: str | None, private: bool,
-           message: str, action: str, progress: Progress) -> str:
-    """Create the repo if needed and commit files to it in one commit. Returns the repo's URL."""
+def upload(repo_id: str, make_files: Callable[[], dict[str, bytes | Path]], *, repo_type: str, token: str | None,
+           private: bool, message: str, action: str, progress: Progress) -> str:
+    """Create the repo if needed and commit make_files() to it in one commit. Returns the repo's URL.
+
+    The files are made once the Hub has taken the token and the repo: a refusal, or no network, is said at once,
+    not after the export's half minute."""
     api = HfApi(token=token)
     with hub_errors(action, repo_id, token):
-        progress(0.15, f"creating {repo_id}")
+        progress(0.07, f"creating {repo_id}")
         url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
                               space_sdk="gradio" if repo_type == "space" else None)
+    files = make_files()
+    with hub_errors(action, repo_id, token):
         size = sum(len(v) if isinstance(v, bytes) else v.stat().st_size for v in files.values())
         progress(0.3, f"uploading {len(files)} files ({size / 1e6:.1f} MB)")
         count = ByteCount()
@@ -232,8 +237,8 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     progress(0.05, "checking the weights")
     folder, model = check_weights(folder)
     message = message or f"Upload {folder.name}: a {params_text(model.num_params())}-parameter character-level GPT"
-    return upload(repo_id, repo_files(folder, model, repo_id, progress), repo_type="model", token=token or None,
-                   private=private, message=message, action="push to", progress=progress)
+    return upload(repo_id, lambda: repo_files(folder, model, repo_id, progress), repo_type="model",
+                  token=token or None, private=private, message=message, action="push to", progress=progress)
 
 
 def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",

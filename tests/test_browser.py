@@ -16,7 +16,7 @@ ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:  # CHROMIUM: found or installed by conftest.py (tests/browser_setup.py)
         browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
@@ -24,6 +24,15 @@ def browser():
             "--disable-sync", "--disable-dev-shm-usage"])
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's Chromium, and after each test the pages it opened closed: an open page polls the app every
+    second, and a module's pages left open took most of the two cores from every later test."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 def open_app(browser, url, viewport=None, trains=True):

@@ -14,7 +14,7 @@ from conftest import ROOT, running_app
 from gpt import GPT
 from gpt.config import read_config
 from gpt.tokenizer import CharTokenizer
-from test_browser import ARTIFACTS, browser  # noqa: F401 - the module's browser fixture
+from test_browser import ARTIFACTS, browser, chromium  # noqa: F401 - the module's browser fixtures
 from test_export import ours_greedy
 
 DEFAULT = ROOT / "weights" / "default"

@@ -71,7 +71,7 @@ def publish_space(space_id: str, weights: str | Path, *, token: str | None = Non
     space_id = hub.check_repo_id(space_id, "Space")
     progress(0.05, "checking the weights")
     folder, model = hub.check_weights(weights)
-    return hub.upload(space_id, space_files(folder, model, space_id), repo_type="space", token=token or None,
+    return hub.upload(space_id, lambda: space_files(folder, model, space_id), repo_type="space", token=token or None,
                       private=private, message=message or f"Publish the app with weights {folder.name}",
                       action="publish the Space", progress=progress)
 
