@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -277,8 +278,10 @@ def test_no_network_is_explained(run, tmp_path):
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     env = {"HF_ENDPOINT": closed, "HF_TOKEN": WRITE, "HF_HOME": str(tmp_path / "hf")}
-    for args in (["pull", "alice/anything", "--root", str(tmp_path)], ["push", str(run), "alice/anything"]):
-        result = hub_cli(*args, env_extra=env)
+    commands = (["pull", "alice/anything", "--root", str(tmp_path)], ["push", str(run), "alice/anything"])
+    with ThreadPoolExecutor(2) as pool:  # side by side: each waits out huggingface_hub's retries (about 25 s)
+        results = list(pool.map(lambda args: hub_cli(*args, env_extra=env), commands))
+    for result in results:
         assert result.returncode == 1, result.stderr  # a runtime failure, not a usage error
         assert "Could not reach the Hub" in result.stderr and "Traceback" not in result.stderr
         assert WRITE not in result.stderr
