@@ -205,7 +205,11 @@ def test_pull_never_writes_outside_weights(hub_server, run, tmp_path, name):
     (READ, "alice/x", r"\(403\): it needs write access"),
     (BOB, "alice/x", r"\(403\)"),
 ])
-def test_push_errors_say_what_is_wrong_with_the_token(hub_server, run, token, repo_id, message):
+def test_push_errors_say_what_is_wrong_with_the_token(hub_server, run, token, repo_id, message, monkeypatch):
+    from gpt import hub
+
+    # said before the files are made: an export takes half a minute, a refusal should not
+    monkeypatch.setattr(hub, "repo_files", lambda *a, **k: pytest.fail("made the files before the Hub took the token"))
     with pytest.raises(HubError, match=message) as e:
         push(run, repo_id, token=token)
     assert not token or token not in str(e.value)
