@@ -253,7 +253,7 @@ def onnx_error(model: GPTLanguageModel, path: Path) -> float:
 
 def reused(model: GPTLanguageModel, graph: Path | None, dst: Path) -> bool:
     """Copy graph (an earlier export's float32 graph: shipped or pulled beside the weights) to dst if onnxruntime
-    gives our logits from it, as a fresh export must: exporting again takes 30-60 s of a 2-core machine."""
+    gives our logits from it, as a fresh export must: tracing again takes 15 s to a minute on two cores."""
     if graph is None or not graph.is_file():
         return False
     shutil.copyfile(graph, dst)
