@@ -139,8 +139,12 @@ FLIGHT = [r for r in RUNGS if r.flight == "beyond"]
 BY_NUMBER = {r.number: r for r in RUNGS}
 
 
-def rung(number: int) -> Rung:
-    """The rung called number, or a ConfigError saying which there are."""
+def rung(number: int | str) -> Rung:
+    """The rung called number (an int, or a page's text of one), or a ConfigError saying which there are."""
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        pass  # not a number: refused below, as it was written
     if number not in BY_NUMBER:
         raise ConfigError(f"the ladder has rungs 1 to {len(RUNGS)}, not {number!r}")
     return BY_NUMBER[number]

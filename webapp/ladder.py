@@ -81,11 +81,9 @@ def diff_html(lines: list[str]) -> str:
 def rung_view(number, s: dict | None = None) -> str:
     """What a rung adds: the idea in words, the parameters, the val it reached, and the code, as diffs."""
     try:
-        rung = ladder.rung(int(number))
-    except GPTError as e:  # before ValueError: a ConfigError is one
+        rung = ladder.rung(number)
+    except GPTError as e:
         raise refused(e)
-    except (TypeError, ValueError):
-        raise refused(GPTError(f"the ladder has rungs 1 to {len(ladder.RUNGS)}, not {number!r}"))
     before = ladder.BY_NUMBER.get(rung.before)
     ours = {r["rung"]: r["val"] for r in climbed(s or runner.status())["ladder"]}
     bench, where = rung_code.flight_figures()
