@@ -1,10 +1,15 @@
 """A newcomer's set-up: the README's two commands are what CI runs, and the test command gets its own browser."""
 
+import importlib.metadata
 import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from browser_setup import ensure_chromium
 from conftest import ROOT
@@ -58,3 +63,54 @@ def test_every_command_the_docs_show_is_a_command_that_answers():
         result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0 and "usage:" in result.stdout, (module, result.stderr[-500:])
+
+
+def pins(path: Path) -> dict[str, str]:
+    """A lock's (or an .in file's) `name==version` lines, names normalised as pip compares them."""
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(encoding="utf-8"), re.M)
+    return {canonicalize_name(name): version for name, version in found}
+
+
+def closure(direct: list[str]) -> set[str]:
+    """Every package `direct` needs on this machine, following the installed packages' own requirements."""
+    seen: set[str] = set()
+    todo = [canonicalize_name(Requirement(line).name) for line in direct]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return seen
+
+
+LOCKS = {"requirements.txt": ["requirements.in"], "requirements-export.txt": ["requirements-export.in"],
+         "requirements-dev.txt": ["requirements.in", "requirements-export.in", "requirements-dev.in"]}
+
+
+@pytest.mark.parametrize("lock_name", LOCKS)
+def test_each_lock_is_exactly_what_its_requirements_need(lock_name):
+    """A requirement added or changed in a .in file without `.ci/lock` run fails here: the lock holds every direct
+    requirement at a version it allows, and exactly the packages they need (nothing missing, nothing stale)."""
+    lock = pins(ROOT / lock_name)
+    direct = [line.split("#")[0].strip() for name in LOCKS[lock_name]
+              for line in (ROOT / name).read_text(encoding="utf-8").splitlines()]
+    direct = [line for line in direct if line and not line.startswith("-r")]
+    for line in direct:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name in lock and req.specifier.contains(lock[name], prereleases=True), \
+            f"{line} is not what {lock_name} holds ({lock.get(name)}): run .ci/lock"
+    assert set(lock) == closure(direct) - {"pip", "setuptools"}, f"{lock_name} is stale: run .ci/lock"
+
+
+def test_the_locks_agree_and_the_test_command_installed_exactly_the_lock():
+    dev = pins(ROOT / "requirements-dev.txt")
+    for name in ("requirements.txt", "requirements-export.txt"):
+        assert pins(ROOT / name).items() <= dev.items(), f"{name} and requirements-dev.txt disagree: run .ci/lock"
+    for name, version in dev.items():  # torch's local build is 2.13.0+cpu: the lock's 2.13.0 without the label
+        assert importlib.metadata.version(name).split("+")[0] == version, name
+    assert "+" not in dev["torch"]  # PyPI has no local builds: a Space or a laptop must be able to install the lock
