@@ -226,13 +226,27 @@ def estimate_loss(model: GPT, data: TextData, eval_iters: int, batch_size: int, 
 FIRST_EVAL_ITERS = 4
 
 
+class SteadyClock:
+    """A clock that moves `tick` seconds at each reading: a timed run under it takes the same steps and evaluations
+    on any machine, however busy (the tests' and the GPU proof's dry run; a real run uses time.perf_counter)."""
+
+    def __init__(self, tick: float = 0.005):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 class Trainer:
     """Builds model, data and optimizer from a TrainConfig, then `run()` trains and reports events."""
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                  callbacks: list[Callable[[dict], None]] = (), stop: threading.Event | None = None,
-                 model_factory: Callable[[GPTConfig, list[str]], torch.nn.Module] = GPT, command: str | None = None):
+                 model_factory: Callable[[GPTConfig, list[str]], torch.nn.Module] = GPT, command: str | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.config = config
+        self.clock = clock  # seconds, for max_time, evaluations by the clock and tokens/s; tests pass their own
         self.command = command  # the command line that started the run, for the model card
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
@@ -321,7 +335,7 @@ class Trainer:
         """torch.compile compiles at the first call: make that call before the run's clock starts, so that a timed
         run's minutes are all training. A forward and backward whose gradients are dropped, with the random state
         put back: the run itself is the same as without it. Returns the seconds it took."""
-        began = time.perf_counter()
+        began = self.clock()
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         X, Y = self.data.get_batch("train", self.rank_batch, torch.Generator().manual_seed(0))
@@ -333,7 +347,7 @@ class Trainer:
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, self.device)
-        return time.perf_counter() - began
+        return self.clock() - began
 
     @staticmethod
     def saved_config(out_dir: str | Path) -> TrainConfig:
@@ -399,8 +413,8 @@ class Trainer:
                    "max_time": config.max_time, "elapsed": self.elapsed_before, "time": time.time(),
                    "init_from": weights.describe_source(config.init_from) if config.init_from else None})
 
-        started = time.perf_counter()
-        elapsed = lambda: self.elapsed_before + time.perf_counter() - started
+        started = self.clock()
+        elapsed = lambda: self.elapsed_before + self.clock() - started
         # a saved state is always written right after an eval: a resumed run does not repeat it
         last_eval, stopped, rate, dt = (self.step if self.step > 0 else None), False, None, 0.0
         pending, window_began = [], started  # steps whose loss is still on the device (log_every)
@@ -416,11 +430,11 @@ class Trainer:
                 dt, rate = self._log_steps(pending, window_began, started, rate)
             if due or done or stopping:
                 if last_eval != self.step:
-                    began = time.perf_counter()
+                    began = self.clock()
                     self._evaluate(elapsed())
                     if self.master:
                         self._save_state(elapsed())
-                    self.eval_seconds = time.perf_counter() - began  # the evaluation, its sample and saves
+                    self.eval_seconds = self.clock() - began  # the evaluation, its sample and saves
                     last_eval, next_eval_at = self.step, self._next_eval_time(elapsed())
                     if config.max_time and not done:  # time ran out during it: it was the final evaluation
                         done = self._out_of_time(elapsed(), dt)
@@ -429,7 +443,7 @@ class Trainer:
                 break
 
             if not pending:
-                window_began = time.perf_counter()
+                window_began = self.clock()
             lr = get_lr(self.step, config, self._progress(elapsed()))
             with self.lock:
                 for group in self.optimizer.param_groups:
@@ -461,7 +475,7 @@ class Trainer:
     def _log_steps(self, pending: list, window_began: float, started: float, rate: float | None):
         """Read the pending steps' losses from the device at once and log them; (seconds per step, tokens/s)."""
         losses = torch.stack([loss for _, loss, _ in pending]).float().tolist()  # waits for the steps to finish
-        now = time.perf_counter()
+        now = self.clock()
         dt = (now - window_began) / len(pending)
         tokens_per_step = self.config.batch_size * self.config.block_size
         window_end = self.elapsed_before + now - started

@@ -72,11 +72,41 @@ def small_gpt(*, seed: int = 0, weight_std: float | None = None, dtype=None, **o
     return model.eval()
 
 
+def run_main(main, *argv) -> subprocess.CompletedProcess:
+    """A command line's main(argv) run in this process, as its console script runs it: (exit status, stdout,
+    stderr), without the ~3 s a new Python takes to import torch. Each command still gets one real subprocess in
+    tests/test_cli.py, test_install.py and test_setup.py; the signal handlers a training command sets are put back."""
+    import contextlib
+    import io
+    import signal
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(argv))
+            except SystemExit as e:  # argparse: --help, or a usage error
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
+    """Every test of a test_browser*.py file is marked `browser`: `-m "not browser"` is the quick loop."""
+    for item in items:
+        if item.path.name.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)
+
+
+def pytest_collection_finish(session):
     """Browser tests selected: find or install Chromium now, or stop at once saying what to install."""
     from browser_setup import BrowserMissing, ensure_chromium
 
-    if any(item.path.name.startswith("test_browser") for item in items):
+    if any(item.get_closest_marker("browser") for item in session.items):
         try:
             os.environ["CHROMIUM"] = ensure_chromium()
         except BrowserMissing as e:

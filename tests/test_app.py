@@ -185,13 +185,13 @@ def test_the_charts_have_axes_to_fill_before_anything_is_measured():
 
 
 def test_ladder_runs_in_the_background_and_fills_its_table(client):
-    message = client.predict(["1", "2", "3", "4", "5", "6"], 40, api_name="/start_ladder")
+    message = client.predict(["1", "2", "3", "4", "5", "6"], 20, api_name="/start_ladder")
     assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")
     assert "already going" in refusal(start, client, run_name="during-ladder")  # one run at a time, ladder included
     status = wait_for(client, lambda s: s["state"] == "finished")
     rows = status["ladder"]
     assert [r["rung"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert all(r["val"] and r["time"] and r["curve"][-1][0] == 40 and r["sample"] for r in rows)
+    assert all(r["val"] and r["time"] and r["curve"][-1][0] == 20 and r["sample"] for r in rows)
     assert [r["lecture_val"] for r in rows] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06]
     assert "choose at least one rung" in refusal(client.predict, [], None, api_name="/start_ladder")
 

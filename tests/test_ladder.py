@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -9,8 +6,8 @@ from gpt.kv_cache import KVCache
 from gpt.attention import attention_image, attention_maps, prompt_maps
 from gpt.decode import generate_text
 from gpt.trainer import Trainer
-from conftest import ROOT, VOCAB, small_gpt
-
+from conftest import VOCAB, run_main, small_gpt
+from train.__main__ import main as train_main
 
 
 def test_the_rungs_follow_the_lecture():
@@ -61,9 +58,8 @@ def test_rung_weights_use_the_same_format_and_are_told_apart(small_text, tmp_pat
 
 
 def test_ladder_command_prints_the_table(small_text, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "train", "--ladder", "--rungs", "1-6", "--max-iters", "30",
-                             "--eval-interval", "15", "--eval-iters", "5", "--data", str(small_text),
-                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    result = run_main(train_main, "--ladder", "--rungs", "1-6", "--max-iters", "30", "--eval-interval", "15",
+                      "--eval-iters", "5", "--data", str(small_text), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("rung what changed"):]
     for r in ladder.LECTURE[:6]:
@@ -202,18 +198,15 @@ def test_rotary_rungs_generate_through_the_kv_cache_as_without_it(number):
 
 
 def test_the_ladder_command_lists_the_rungs_and_shows_one_rungs_code():
-    listed = subprocess.run([sys.executable, "-m", "train", "--ladder", "--list"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    listed = run_main(train_main, "--ladder", "--list")
     assert listed.returncode == 0, listed.stderr
     for r in ladder.RUNGS:
         assert r.change[:40] in listed.stdout
-    shown = subprocess.run([sys.executable, "-m", "train", "--ladder", "--show", "12"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    shown = run_main(train_main, "--ladder", "--show", "12")
     assert shown.returncode == 0, shown.stderr
     assert "QKNormAttention.forward (replaces RotaryAttention.forward of gpt/beyond.py)" in shown.stdout
     assert "+    q, k = self.q_norm(q), self.k_norm(k)" in shown.stdout
-    wrong = subprocess.run([sys.executable, "-m", "train", "--ladder", "--show", "99"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    wrong = run_main(train_main, "--ladder", "--show", "99")
     assert wrong.returncode == 2 and "rungs 1 to 14" in wrong.stderr and "Traceback" not in wrong.stderr
     from train.__main__ import parse_rungs
     assert parse_rungs("beyond") == list(range(8, 15)) and parse_rungs("lecture") == list(range(1, 8))

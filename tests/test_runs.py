@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -16,7 +14,8 @@ from gpt.card import model_card, params_text
 from gpt.runlog import read_log
 from gpt.errors import ConfigError
 from gpt.trainer import TrainConfig, Trainer
-from conftest import ROOT
+from conftest import ROOT, run_main
+from train.__main__ import main as train_main
 
 
 def tiny(text, **overrides) -> TrainConfig:
@@ -154,9 +153,7 @@ def test_a_pulled_repo_is_named_by_its_hub_id(three_runs):
 
 
 def test_the_command_line_lists_runs_and_fine_tunes(three_runs, tmp_path, text):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cli = lambda *args: subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=env,  # noqa: E731
-                                       capture_output=True, text=True, timeout=240)
+    cli = lambda *args: run_main(train_main, *args)  # noqa: E731  in-process; tests/test_cli.py runs the real command
     listed = cli("--list", "--out", str(three_runs), "--sort", "best val")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()

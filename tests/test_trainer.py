@@ -7,7 +7,7 @@ import torch
 
 from conftest import TEST_DEVICE
 from gpt import ConfigError, GPT
-from gpt.trainer import TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
+from gpt.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
 
 
 def tiny(small_text, **overrides) -> TrainConfig:
@@ -292,7 +292,7 @@ def test_auto_evaluations_follow_the_run_length_and_the_clock(small_text, tmp_pa
     events = []
     config = TrainConfig.from_preset("tiny", data=str(small_text), max_time=6, eval_interval=0, eval_iters=2,
                                      sample_length=10, max_iters=10**6)
-    Trainer(config, tmp_path / "timed", callbacks=[events.append]).run()
+    Trainer(config, tmp_path / "timed", callbacks=[events.append], clock=SteadyClock(tick=0.02)).run()
     evals = [e for e in events if e["event"] == "eval"]
     steps = [e for e in events if e["event"] == "step"]
     assert 8 <= len(evals) <= EVAL_POINTS + 2, [e["elapsed"] for e in evals]  # spaced over the 6 s, not by steps
@@ -318,19 +318,10 @@ def test_timed_learning_rate_follows_the_clock_to_min_lr_at_the_deadline():
     assert get_lr(c.warmup_iters, c, progress=1.0) == pytest.approx(c.min_lr)
 
 
-@pytest.fixture
-def one_thread():
-    """Timed runs measure the clock: one thread keeps them steady on a machine shared with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_a_timed_run_stops_on_time_annealed_with_its_best_weights_and_card(small_text, tmp_path, one_thread):
+def test_a_timed_run_stops_on_time_annealed_with_its_best_weights_and_card(small_text, tmp_path):
     config = tiny(small_text, max_time=4.0, eval_interval=50, eval_iters=4)
     assert config.max_iters == 0  # a timed run: the clock alone ends it
-    result = Trainer(config, tmp_path).run()
+    result = Trainer(config, tmp_path, clock=SteadyClock()).run()
     events = read_metrics(tmp_path)
     steps = [e for e in events if e["event"] == "step"]
     assert events[0]["max_time"] == 4.0
@@ -353,13 +344,13 @@ def test_a_run_with_both_a_clock_and_steps_ends_at_the_first_annealed(small_text
     assert lrs[-1] < config.min_lr + 0.05 * (config.learning_rate - config.min_lr)  # annealed by its steps
 
 
-def test_a_stopped_timed_run_resumes_with_the_time_it_has_left(small_text, tmp_path, one_thread):
+def test_a_stopped_timed_run_resumes_with_the_time_it_has_left(small_text, tmp_path):
     config = tiny(small_text, max_time=4.0, eval_interval=50, eval_iters=4)
     stop = threading.Event()
     halfway = lambda e: e["event"] == "step" and e["elapsed"] > 1.5 and stop.set()
-    first = Trainer(config, tmp_path, stop=stop, callbacks=[halfway]).run()
+    first = Trainer(config, tmp_path, stop=stop, callbacks=[halfway], clock=SteadyClock()).run()
     assert first["event"] == "stopped" and 1.5 < first["elapsed"] < 3.5
-    result = Trainer(config, tmp_path, resume=True).run()
+    result = Trainer(config, tmp_path, resume=True, clock=SteadyClock()).run()
     events = read_metrics(tmp_path)
     assert result["event"] == "done" and result["step"] > first["step"]
     resumed_at = [e for e in events if e["event"] == "start"][-1]
