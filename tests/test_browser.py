@@ -166,7 +166,7 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
         page.get_by_label(f"{rung.number} · {rung.name}", exact=True).uncheck()
     page.get_by_role("button", name="Climb the ladder").click()
     expect(page.get_by_text("Climbing rungs 5, 6 ")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("LayerNorm before attention").first).to_be_visible(timeout=30_000)  # the table
+    expect(page.get_by_text("LayerNorm before attention").locator("visible=true").first).to_be_visible(timeout=30_000)  # the table
     climb = page.get_by_role("button", name="Climb the ladder")
     expect(climb).to_be_disabled(timeout=30_000)  # the climb is going (not the button before the page knew it)
     expect(climb).to_be_enabled(timeout=300_000)  # both rungs done
