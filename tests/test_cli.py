@@ -1,4 +1,6 @@
-"""The command lines, run as a user runs them: in a subprocess, from the repository root."""
+"""The command lines, run as a user runs them: in a subprocess, from the repository root. Where a test asks many
+things of a command line, the real process answers one of them (its exit status as the shell sees it) and its
+main(argv), the very function `python -m ...` calls, the rest in this process (conftest.run_main)."""
 
 import json
 import os
@@ -9,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from conftest import run_main
 from gpt import GPT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +28,8 @@ def evals(folder):
 
 
 def test_train_save_resume_generate_end_to_end(tmp_path, small_text):
+    from train.__main__ import main
+
     out = tmp_path / "my-run"
     first = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-iters", "60",
                 "--eval-interval", "20")
@@ -33,8 +38,8 @@ def test_train_save_resume_generate_end_to_end(tmp_path, small_text):
     losses = [e["val_loss"] for e in evals(out)]
     assert losses[-1] < losses[0] - 0.8  # it learned
 
-    again = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out))
-    assert again.returncode == 2 and "already holds a run" in again.stderr and "Traceback" not in again.stderr
+    again = run_main(main, "--preset", "tiny", "--data", str(small_text), "--out", str(out))
+    assert again.returncode == 2 and "already holds a run" in again.stderr  # (a traceback fails the test here)
 
     resumed = run("-m", "train", "--out", str(out), "--resume", "--max-iters", "80")
     assert resumed.returncode == 0, resumed.stderr
@@ -61,9 +66,10 @@ def test_generate_reads_the_prompt_from_standard_input_with_a_dash():
 
 
 def test_generate_streams_before_it_is_done(tmp_path, small_text):
-    out = tmp_path / "run"
-    assert run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out),
-               "--max-iters", "5").returncode == 0
+    from gpt.trainer import TrainConfig, Trainer
+
+    out = tmp_path / "run"  # weights to generate from (trained here: the command line's training has its own tests)
+    Trainer(TrainConfig.from_preset("tiny", data=str(small_text), max_iters=5), out).run()
     proc = subprocess.Popen([sys.executable, "-m", "gpt.generate", "--weights", str(out), "--max-new-tokens",
                              "100000", "--seed", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -74,7 +80,11 @@ def test_generate_streams_before_it_is_done(tmp_path, small_text):
         proc.wait()
 
 
-def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_failures(tmp_path, small_text):
+def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_failures(tmp_path, small_text,
+                                                                                          monkeypatch):
+    from gpt.generate import main as generate_main
+    from train.__main__ import main as train_main
+
     checks = [  # 2: the command was asked for something impossible; 1: it could not do what was asked
         (["-m", "train", "--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "a")],
          "no text file", 1),
@@ -89,17 +99,34 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
         (["-m", "gpt.generate", "--temperature", "-1"], "temperature", 2),
         (["-m", "gpt.generate", "--prompt", "café"], "does not know", 2),
     ]
-    with ThreadPoolExecutor(2) as pool:  # each command mostly imports torch, on one core: two at a time
-        results = list(pool.map(lambda check: run(*check[0], OMP_NUM_THREADS="1"), checks))
-    for (args, message, status), result in zip(checks, results):
+    # each entry point's real process, for one failure and one usage error: the status main returns is the exit
+    # status the shell sees, and the message reaches stderr with no traceback
+    real = [checks[3], checks[9]]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda check: run(*check[0], OMP_NUM_THREADS="1"), real))
+    for (args, message, status), result in zip(real, results):
         assert result.returncode == status, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    # the whole table through the same main(argv) those processes run (a traceback would fail the test here)
+    monkeypatch.chdir(tmp_path)  # a run folder made by mistake lands here, not in the repository's weights/
+    mains = {"train": train_main, "gpt.generate": generate_main}
+    for args, message, status in checks:
+        result = run_main(mains[args[1]], *args[2:])
+        assert result.returncode == status and message in result.stderr, (args, result.stderr)
 
 
-def test_max_time_trains_for_a_duration_and_counts_down_the_seconds(tmp_path, small_text):
+def test_max_time_trains_for_a_duration_and_counts_down_the_seconds(tmp_path, small_text, monkeypatch):
+    import train.__main__ as cli
+    from gpt.trainer import SteadyClock, Trainer
+
+    class SteadyTrainer(Trainer):  # the command line's trainer on a clock this test controls: about 200 steps in 10 s
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, clock=SteadyClock(0.01), **kwargs)
+
+    monkeypatch.setattr(cli, "Trainer", SteadyTrainer)
     out = tmp_path / "timed"
-    result = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-time", "10s",
-                 "--eval-interval", "1000000", OMP_NUM_THREADS="1")  # steady on a shared machine
+    result = run_main(cli.main, "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-time", "10s",
+                      "--eval-interval", "1000000")
     assert result.returncode == 0, result.stderr
     assert "/10 s" in result.stderr and "finished at step" in result.stdout  # the bar counts seconds, not steps
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

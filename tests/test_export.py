@@ -31,10 +31,19 @@ for name in PRESETS:
     SHAPES.setdefault(tuple(PRESETS[name][k] for k in ARCHITECTURE), name)
 
 
+def small_shape(preset: str) -> dict:
+    """A preset's architecture at a size that exports in seconds: its heads and its biases, at most 2 layers (still a
+    past per layer), 16 channels a head and a 32-character window; tiny is this already. The shipped weights (6
+    layers, 192 wide, block 128) are the full-size check."""
+    p = PRESETS[preset]
+    return dict(n_layer=min(p["n_layer"], 2), n_head=p["n_head"], n_embd=min(p["n_embd"], 16 * p["n_head"]),
+                block_size=min(p["block_size"], 32), bias=p["bias"])
+
+
 def random_model(preset: str, vocab: list[str], seed: int = 0) -> GPTLanguageModel:
-    """A preset's shape with random weights, biases and LayerNorm gains included (none left at 0 or 1)."""
-    fields = {k: PRESETS[preset][k] for k in ARCHITECTURE}
-    model = GPTLanguageModel(GPTConfig(vocab_size=len(vocab), dropout=0.0, **fields), vocab).eval()
+    """A preset's architecture (small_shape) with random weights, biases and LayerNorm gains included (none left at
+    0 or 1)."""
+    model = GPTLanguageModel(GPTConfig(vocab_size=len(vocab), dropout=0.0, **small_shape(preset)), vocab).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -130,6 +139,7 @@ def check_against_ours(model: GPTLanguageModel, out: Path, report: dict, text: s
 @pytest.mark.parametrize("preset", [p for p in SHAPES.values() if p != "tiny"])  # tiny: too narrow, refused below
 def test_every_preset_architecture_exports_exactly_to_transformers_and_onnx(preset, vocab, tmp_path, shakespeare):
     model = random_model(preset, vocab)
+    assert model.config.bias == PRESETS[preset]["bias"] and model.config.n_head == PRESETS[preset]["n_head"]
     report = export(model, tmp_path / preset)
     if model.config.bias:  # lm_head's bias, carried by ln_f's: the logits did not move
         assert 0 < report["fold_error"] <= 1e-5
@@ -205,6 +215,7 @@ def test_an_earlier_graph_of_the_same_weights_is_reused_and_no_other_is(vocab, t
 
 def test_weights_gpt2_cannot_express_are_refused_in_one_line_and_nothing_is_written(vocab, tmp_path):
     model = random_model("tiny", vocab)  # 32 channels, 65 characters, lm_head with a bias: no exact GPT-2
+    assert {k: getattr(model.config, k) for k in ARCHITECTURE} == {k: PRESETS["tiny"][k] for k in ARCHITECTURE}
     save_weights(model, tmp_path / "tiny")
     out = tmp_path / "exports" / "tiny"
     result = subprocess.run([sys.executable, "-m", "gpt.export", str(tmp_path / "tiny"), str(out)], cwd=ROOT,

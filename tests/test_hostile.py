@@ -1,7 +1,8 @@
 """Hostile and clumsy input (issue 17): the app and the command lines answer with a message and stay up.
 
 App items go through the running app (`python app.py`): gradio_client, or raw HTTP where gradio_client would
-not send the payload. Command-line items run the command lines in a subprocess. A full disk is a real one: a
+not send the payload. Command-line items run the command lines in a subprocess, or, for a refusal, their main(argv)
+in this process (test_cli runs each command line's real process for its exit statuses). A full disk is a real one: a
 tiny tmpfs mounted in a private mount namespace (`unshare -m`, needs root), so nothing outside the test sees it.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import ROOT
+from conftest import ROOT, run_main
 from test_app import TINY, client, generate, start, wait_for  # noqa: F401,F811 (client: the fixture)
 from test_cli import run
 
@@ -168,15 +169,17 @@ def test_pulling_an_enormous_config_is_refused(hub_server, client, app_server):
 
 
 def test_a_seed_outside_64_bits_gets_a_message(client):
+    from gpt.generate import main as generate_main
+    from train.__main__ import main as train_main
+
     with pytest.raises(Exception, match=r"seed must be a whole number from 0 to 18446744073709551615"):
         generate(client, "default", seed=10**30)
     assert "seed must be a whole number from 0 to" in answer(lambda: start(client, seed=10**30))
     assert client.predict(api_name="/training_status")["state"] != "running"
-    for args in (["-m", "train", "--preset", "tiny", "--seed", str(10**30), "--out", "/nonexistent/x"],
-                 ["-m", "gpt.generate", "--seed", "-1", "--max-new-tokens", "5"]):
-        cli = run(*args)
-        assert cli.returncode == 2 and "seed must be a whole number from 0 to" in cli.stderr
-        assert "Traceback" not in cli.stderr
+    for main, args in ((train_main, ["--preset", "tiny", "--seed", str(10**30), "--out", "/nonexistent/x"]),
+                       (generate_main, ["--seed", "-1", "--max-new-tokens", "5"])):
+        cli = run_main(main, *args)
+        assert cli.returncode == 2 and "seed must be a whole number from 0 to" in cli.stderr, cli.stderr
 
 
 # --- 4. Gradio's own input checks carry a message ---
@@ -247,10 +250,10 @@ def test_the_status_names_an_uploaded_text_not_its_server_path(client, tmp_path,
 
 
 def test_resume_after_a_torn_metrics_line_and_a_killed_save(tmp_path, small_text):
-    out = tmp_path / "run"
-    first = run("-m", "train", "--preset", "tiny", "--data", str(small_text), "--out", str(out), "--max-iters", "20",
-                "--eval-interval", "10")
-    assert first.returncode == 0, first.stderr
+    from gpt.trainer import TrainConfig, Trainer
+
+    out = tmp_path / "run"  # a run of 20 steps, made by the trainer here (the command line resumes it below)
+    Trainer(TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=10), out).run()
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"event": "step", "step": 21, "lo')  # a kill in the middle of an append
     (out / ".model.safetensors.k1ll3d.tmp").write_bytes(b"half a file")  # a kill in the middle of a save
@@ -267,22 +270,27 @@ def test_resume_after_a_torn_metrics_line_and_a_killed_save(tmp_path, small_text
 
 @needs_mounts
 def test_a_full_disk_ends_training_with_one_line_and_keeps_the_earlier_weights(tmp_path, small_text):
-    disk, copy = tmp_path / "disk", tmp_path / "copy"
+    full, disk, copy = tmp_path / "full", tmp_path / "disk", tmp_path / "copy"
+    full.mkdir()
     disk.mkdir()
-    train = (f"{sys.executable} -m train --preset tiny --data {small_text} --out {disk}/run --eval-interval 10 "
-             f"--eval-iters 10 --sample-length 0")
-    # 1: no room for the first save; 2: room for one set of files but not for the next save beside it;
-    # 3: space freed, the run resumes
+    train = (f"{sys.executable} -m train --preset tiny --data {small_text} --eval-interval 10 --eval-iters 10 "
+             f"--sample-length 0 --max-iters 20 --out")
+    # 1: no room for the first save; 2: room for one set of files but not for the next save beside it (1 and 2 side
+    # by side, each on its own tmpfs); 3: space freed, the run resumes (and the copy of 2's files generates)
     script = f"""
-        mount -t tmpfs -o size=64k none {disk}
+        mount -t tmpfs -o size=64k none {full}
+        mount -t tmpfs -o size=600k none {disk}
         set +e
-        {train} --max-iters 20 2> {tmp_path}/first.err; echo $? > {tmp_path}/first.rc
-        umount {disk}; mount -t tmpfs -o size=600k none {disk}
-        {train} --max-iters 20 2> {tmp_path}/second.err; echo $? > {tmp_path}/second.rc
+        ({train} {full}/run 2> {tmp_path}/first.err; echo $? > {tmp_path}/first.rc) &
+        {train} {disk}/run 2> {tmp_path}/second.err; echo $? > {tmp_path}/second.rc
+        wait
         cp -r {disk}/run {copy}
         mount -o remount,size=4m {disk}
+        ({sys.executable} -m gpt.generate --weights {copy} --max-new-tokens 20 > {tmp_path}/copy.out 2>&1
+         echo $? > {tmp_path}/copy.rc) &
         {sys.executable} -m train --out {disk}/run --resume --max-iters 30 > {tmp_path}/resumed.out 2>&1
         echo $? > {tmp_path}/resumed.rc
+        wait
     """
     subprocess.run(in_namespace(script), cwd=ROOT, check=True, timeout=300)
     first = (tmp_path / "first.err").read_text()
@@ -292,7 +300,7 @@ def test_a_full_disk_ends_training_with_one_line_and_keeps_the_earlier_weights(t
     second = (tmp_path / "second.err").read_text()
     assert (tmp_path / "second.rc").read_text().strip() == "1" and "Traceback" not in second
     assert "no space left on device" in second and "intact" in second
-    assert run("-m", "gpt.generate", "--weights", str(copy), "--max-new-tokens", "20").returncode == 0  # intact
+    assert (tmp_path / "copy.rc").read_text().strip() == "0", (tmp_path / "copy.out").read_text()  # intact
     assert not list(copy.glob(".*.tmp"))
     assert (tmp_path / "resumed.rc").read_text().strip() == "0", (tmp_path / "resumed.out").read_text()
 
@@ -318,10 +326,12 @@ def test_the_train_tab_says_why_a_run_could_not_save(tmp_path):
 
 
 def test_names_windows_reserves_are_refused(client, tmp_path):
+    from gpt.hub import main
+
     for name in ("CON", "nul", "com1", "LPT9.txt", "run."):
         assert "cannot name a folder on Windows" in answer(lambda: start(client, run_name=name)), name
-    pulled = run("-m", "gpt.hub", "pull", "alice/anything", "--name", "AUX", "--root", str(tmp_path))
-    assert pulled.returncode == 1 and "Windows" in pulled.stderr and "Traceback" not in pulled.stderr
+    pulled = run_main(main, "pull", "alice/anything", "--name", "AUX", "--root", str(tmp_path))
+    assert pulled.returncode == 1 and "Windows" in pulled.stderr  # (a traceback would have failed the test here)
 
 
 def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path):

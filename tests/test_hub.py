@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import torch
 from huggingface_hub import HfApi, constants, metadata_load, snapshot_download
 from PIL import Image
 
-from conftest import ROOT, TOKENS
+from conftest import ROOT, TOKENS, run_main
 from gpt import GPT, HubError
 from gpt.card import best_eval
 from gpt.runlog import read_log
@@ -259,36 +259,66 @@ def hub_cli(*args, env_extra=None, cwd=ROOT):
                           text=True, timeout=120)
 
 
-def test_the_command_line_pushes_and_pulls_and_never_shows_the_token(hub_server, run, tmp_path):
+def hub_main(*args):
+    """The command line's main(argv) in this process (conftest.run_main); hub_cli runs the real process, and each
+    test below runs it once."""
+    from gpt.hub import main
+
+    return run_main(main, *args)
+
+
+def test_the_command_line_pushes_and_pulls_and_never_shows_the_token(hub_server, run, tmp_path, monkeypatch):
     token = {"HF_TOKEN": WRITE}
     pushed = hub_cli("push", str(run), "alice/from-cli", "--message", "from the command line", env_extra=token)
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.strip().endswith("/alice/from-cli")
-    pulled = hub_cli("pull", "alice/from-cli", "--root", str(tmp_path), env_extra=token)
+    monkeypatch.setenv("HF_TOKEN", WRITE)
+    pulled = hub_main("pull", "alice/from-cli", "--root", str(tmp_path))
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "from-cli" / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
-    refused = hub_cli("push", str(run), "bob/theirs", env_extra=token)
+    refused = hub_main("push", str(run), "bob/theirs")
     assert refused.returncode == 1 and "(403)" in refused.stderr and "Traceback" not in refused.stderr
     for result in (pushed, pulled, refused):
         assert WRITE not in result.stdout + result.stderr
-    # nothing we wrote holds the token: the weights, the Hub cache, the run folder
-    for folder in (tmp_path, Path(os.environ["HF_HOME"]), run):
+    # nothing we wrote holds the token: the weights, the Hub cache (the subprocess's and this process's), the run
+    for folder in (tmp_path, Path(os.environ["HF_HOME"]), Path(constants.HF_HOME), run):
         for path in folder.rglob("*"):
             assert not path.is_file() or WRITE.encode() not in path.read_bytes(), path
 
 
-def test_no_network_is_explained(run, tmp_path):
+class RetryClock:
+    """huggingface_hub's clock with its retry waits recorded instead of slept: the same retries, not 23 s of waiting."""
+
+    def __init__(self):
+        self.waits = []
+
+    def sleep(self, seconds):
+        self.waits.append(seconds)
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_no_network_is_explained(run, tmp_path, monkeypatch):
+    from huggingface_hub.utils import _http
+
     with socket.socket() as s:  # a port nobody listens on: connection refused, as when offline
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     env = {"HF_ENDPOINT": closed, "HF_TOKEN": WRITE, "HF_HOME": str(tmp_path / "hf")}
-    commands = (["pull", "alice/anything", "--root", str(tmp_path)], ["push", str(run), "alice/anything"])
-    with ThreadPoolExecutor(2) as pool:  # side by side: each waits out huggingface_hub's retries (about 25 s)
-        results = list(pool.map(lambda args: hub_cli(*args, env_extra=env), commands))
-    for result in results:
+    # the real process: a push asks the Hub once (no retries), so it tells at once
+    pushed = hub_cli("push", str(run), "alice/anything", env_extra=env)
+    # a pull retries five times first (1+2+4+8+8 s): waited out here on huggingface_hub's clock, recorded
+    clock = RetryClock()
+    monkeypatch.setattr(_http, "time", clock)
+    monkeypatch.setattr(constants, "ENDPOINT", closed)  # what HF_ENDPOINT sets when huggingface_hub is imported
+    monkeypatch.setenv("HF_TOKEN", WRITE)
+    pulled = hub_main("pull", "alice/anything", "--root", str(tmp_path))
+    assert clock.waits == [1, 2, 4, 8, 8]  # it did wait out every retry before explaining
+    for result in (pushed, pulled):
         assert result.returncode == 1, result.stderr  # a runtime failure, not a usage error
-        assert "Could not reach the Hub" in result.stderr and "Traceback" not in result.stderr
-        assert WRITE not in result.stderr
+        assert "Could not reach the Hub" in result.stderr and closed in result.stderr
+        assert "Traceback" not in result.stderr and WRITE not in result.stderr
 
 
 def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, run, tmp_path):
