@@ -67,7 +67,7 @@ def main():
     threading.Thread(target=engines.start, daemon=True).start()  # ready before the first visitor asks
     # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   css=CSS, max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True,
+                                                   css=CSS + train.CSS, max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True,
                                                    prevent_thread_lock=True, show_error=True,  # refusals say why
                                                    head=browser.head(), app_kwargs={"routes": browser.ROUTES})
     print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else

@@ -215,7 +215,8 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
     expect(notice).to_contain_text("You may watch the run, generate and look at attention maps.")
     expect(notice).to_contain_text("Only the owner may train here. Sign in with Hugging Face if you own this Space")
     expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
-    expect(page.get_by_role("button", name="Start")).to_be_hidden()  # no form they cannot use
+    # not on the server: their Start trains in their own browser (tests/test_browser_train.py runs it)
+    expect(page.locator("#train-on input[value='this browser']")).to_be_checked()
     expect(page.get_by_role("button", name="Write with the shipped weights →")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "public-1-anonymous-train.png", full_page=True)
     page.get_by_role("tab", name="Share").click()

@@ -331,6 +331,7 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     assert {"app.py", "requirements.txt", "README.md", "gpt/model.py", "gpt/hub.py", "weights/default/model.safetensors",
             "weights/default/config.json", "weights/default/README.md"} <= files
     assert not any(f.startswith(("tests/", "bench/", ".venv")) for f in files)
+    assert {f"webapp/{p.name}" for p in (ROOT / "webapp").glob("*.js")} | {"webapp/js/package-lock.json"} <= files
     meta = metadata_load(space / "README.md")
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["sdk_version"]
     from webapp.space import SPACE

@@ -1,7 +1,10 @@
 """A newcomer's set-up: the README's two commands are what CI runs, and the test command gets its own browser."""
 
+import contextlib
 import importlib.metadata
+import io
 import re
+import runpy
 import socket
 import subprocess
 import sys
@@ -52,17 +55,21 @@ def test_without_any_way_to_get_a_browser_the_set_up_says_what_to_install(tmp_pa
     assert "python -m playwright install --with-deps chromium" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_every_command_the_docs_show_is_a_command_that_answers():
+def test_every_command_the_docs_show_is_a_command_that_answers(monkeypatch):
     """The manual moved to docs/: each `python -m ...` of ours it shows exists and answers --help (the long
-    ones, training and pushing, run in their own tests)."""
+    ones, training and pushing, run in their own tests). In this process, as `python -m` runs the module (runpy);
+    each command's real process answers --help in tests/test_install.py, as its console script."""
     pages = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     shown = {m for page in pages for m in re.findall(r"python -m ([a-z_.]+)", page.read_text(encoding="utf-8"))}
     ours = sorted(m for m in shown if m.split(".")[0] in ("gpt", "train", "webapp") and m != "gpt.engine_process")
     assert {"train", "gpt.generate", "gpt.hub", "webapp.space"} <= set(ours)
     for module in ours:
-        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=120)
-        assert result.returncode == 0 and "usage:" in result.stdout, (module, result.stderr[-500:])
+        monkeypatch.setattr(sys, "argv", [module, "--help"])
+        monkeypatch.delitem(sys.modules, module, raising=False)  # run as `python -m` runs it: not yet imported
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        assert e.value.code == 0 and "usage:" in out.getvalue(), module
 
 
 def pins(path: Path) -> dict[str, str]:

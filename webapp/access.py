@@ -197,4 +197,6 @@ def notice(profile: gr.OAuthProfile | None) -> str:
         may.append(f"push to {user}/…")
     if is_owner(profile):
         may.append("pull and publish")
-    return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}".strip()
+    browser = " You may train in your own browser, on your device: the Train tab's *Train on: this browser*." \
+        if train else ""
+    return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}{browser}".strip()

@@ -6,8 +6,13 @@ digest so a browser caches it for good. Names are the Generate tab's own choices
 never names a path. Weights without an export (the model training now, a run not exported) answer why not, and
 the page generates on the server instead.
 
-onnxruntime-web comes from a CDN at a pinned version with its subresource-integrity hash, or, where
-GPT_ORT_WEB_DIR names a local copy of its dist/ folder (the tests, an offline classroom), from this server.
+Training in the visitor's browser runs train_worker.js (a Web Worker, TensorFlow.js; docs/browser-training.md),
+served here; the page learns its address and the libraries' from window.GPT_TFJS.
+
+The page's libraries (onnxruntime-web, TensorFlow.js) are pinned in webapp/js/package-lock.json. They come from a
+CDN at those versions with their subresource-integrity hashes, or, where GPT_JS_DIR names a folder in which
+`npm ci` of that lockfile ran (the tests, an offline classroom), from this server, which then asks no CDN.
+GPT_ORT_WEB_DIR (a copy of onnxruntime-web's dist/ folder) still serves onnxruntime-web alone.
 """
 
 from __future__ import annotations
@@ -20,15 +25,20 @@ import threading
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from starlette.concurrency import run_in_threadpool
+
 from gpt import weights
+from gpt.data import TINY_SHAKESPEARE_SHA256, tiny_shakespeare_path
+from gpt.card import COLORS
 from gpt.errors import GPTError
 from gpt.hub import BROWSER_FILE
+from gpt.presets import LECTURE_VAL
 from webapp.state import LIVE, WEIGHTS, saved_weights
 
-ORT_VERSION = "1.30.0"  # onnxruntime-web, as tests/js/package-lock.json pins it
+ORT_VERSION = "1.30.0"  # onnxruntime-web, as webapp/js/package-lock.json pins it
 ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
 ORT_SCRIPT = "ort.wasm.min.js"  # the WebAssembly build only; it fetches the two files below from the same place
 ORT_SCRIPT_SRI = "sha384-Bw6URI+Gvoadw0do7/QrSHUC9D1vCYYK5OSqChFyhyV5mzPL4oe2rOAFljAnS8Sq"  # of ORT_SCRIPT, this version
@@ -38,13 +48,54 @@ ORT_FILES = {ORT_SCRIPT: "text/javascript", "ort-wasm-simd-threaded.mjs": "text/
 GRAPH = BROWSER_FILE  # onnx/model.onnx, float32: in WebAssembly twice as fast as the int8 graph, and our own text exactly
 FOREVER = "public, max-age=31536000, immutable"  # an address named by its content never changes
 
+TFJS_VERSION = "4.22.0"  # @tensorflow/tfjs and its WebAssembly and WebGPU backends, as webapp/js pins them
+TFJS_CDN = "https://cdn.jsdelivr.net/npm/"
+# name the worker asks for -> (npm package, file in it, media type, subresource integrity of that file, this version)
+TFJS_FILES = {
+    "tf.min.js": ("@tensorflow/tfjs", "dist/tf.min.js", "text/javascript",
+                  "sha384-vE8hbVJ4lezako5rlvE7bY0BVzWlFhZncPlckrqNwcUQpVtgbENTgZ8TBbnPjZre"),
+    "tf-backend-wasm.min.js": ("@tensorflow/tfjs-backend-wasm", "dist/tf-backend-wasm.min.js", "text/javascript",
+                               "sha384-8zJmraBl5B7v26aoZux6x4HhlWKyW2wD1RVC4LUkQxHS99ATPEvmsTL6D44t0Acv"),
+    "tfjs-backend-wasm.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm.wasm", "application/wasm",
+                               "sha384-ZwWxXkngOvkV9/jOFE8ZwnuJTftuqBs9dPATM9/5t0SK6UNhYkhiCmKe98UmiVMj"),
+    "tfjs-backend-wasm-simd.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm-simd.wasm",
+                                    "application/wasm",
+                                    "sha384-K3GxiUF8sNsf8m8ZYuEKWXFARCxCn0erZqbTdbYOpxeDRf0k+CWFF5gZ3xbW4cez"),
+    "tfjs-backend-wasm-threaded-simd.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm-threaded-simd.wasm",
+                                             "application/wasm",
+                                             "sha384-EuJw7PP3AQ4wqZVHrEgsG4/kh0NOitIk4QYoE+NEXyq03nKu/1qfVy0MSCwvvzMK"),
+    "tf-backend-webgpu.min.js": ("@tensorflow/tfjs-backend-webgpu", "dist/tf-backend-webgpu.min.js", "text/javascript",
+                                 "sha384-0cz8Hmjyhn7MyeyzI7MSTOuEdxiSNiwpDDPakM6XjdtC/Fb5/qRxkmLrTJROQqjQ"),
+    # the page zips a run trained in the browser (model.safetensors, config.json, metrics.jsonl) for its Download
+    "fflate.min.js": ("fflate", "umd/index.js", "text/javascript",
+                      "sha384-DT0Ls0mO7JmjTnT+oBuMhEJzYJO1zUqzuuMXNdnOmOQRIpN2BgSjvBV/j50NngIT"),
+}
+VERSIONS = {"fflate": "0.8.2"}  # packages not at TFJS_VERSION, as webapp/js/package-lock.json pins them
+WORKER = Path(__file__).with_name("train_worker.js")
+
 _digests: dict[tuple[str, int, int], str] = {}
 _lock = threading.Lock()
 
 
+def local_js() -> Path | None:
+    """The node_modules of GPT_JS_DIR (a folder where `npm ci` of webapp/js's lockfile ran), or None: the CDN."""
+    folder = os.environ.get("GPT_JS_DIR")
+    return Path(folder) / "node_modules" if folder and (Path(folder) / "node_modules").is_dir() else None
+
+
 def local_ort() -> Path | None:
-    folder = os.environ.get("GPT_ORT_WEB_DIR")
+    modules = local_js()
+    folder = str(modules / "onnxruntime-web" / "dist") if modules else os.environ.get("GPT_ORT_WEB_DIR")
     return Path(folder) if folder and (Path(folder) / ORT_SCRIPT).is_file() else None
+
+
+def tfjs_libraries() -> dict[str, dict]:
+    """Where the training worker loads each TensorFlow.js file from: {name: {url, integrity}}; integrity None for
+    this server's copy (GPT_JS_DIR), else the CDN's address at the pinned version and the file's hash."""
+    local = local_js() is not None
+    return {name: {"url": f"/browser/js/{name}", "integrity": None} if local else
+            {"url": f"{TFJS_CDN}{package}@{VERSIONS.get(package, TFJS_VERSION)}/{file}", "integrity": sri}
+            for name, (package, file, _, sri) in TFJS_FILES.items()}
 
 
 def ort_base() -> str:
@@ -52,14 +103,28 @@ def ort_base() -> str:
     return "/browser/ort/" if local_ort() else ORT_CDN
 
 
+def training_files() -> dict:
+    """window.GPT_TFJS: the training worker's address (named by its digest) and the libraries'. worker None where the
+    file is missing (an installed package whose package-data lacks train_worker.js): the rest of the app works."""
+    worker = f"/browser/train-worker.js?v={digest(WORKER)}" if WORKER.is_file() else None
+    return {"worker": worker, "libraries": tfjs_libraries(),
+            "data": {"url": f"/browser/data/tinyshakespeare-{TINY_SHAKESPEARE_SHA256[:16]}.txt",
+                     "sha256": TINY_SHAKESPEARE_SHA256}}
+
+
 def head() -> str:
     """What the page's <head> gets: our code, told where onnxruntime-web is. The library itself is fetched only
     when the browser first generates (a laptop that generates on its server never asks the CDN for anything),
     integrity-checked when it comes from the CDN."""
-    script = (Path(__file__).with_name("browser.js")).read_text(encoding="utf-8")
+    script = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
+                       for name in ("browser.js", "train_browser.js"))
     where = {"base": ort_base(), "script": ORT_SCRIPT, "integrity": None if local_ort() else ORT_SCRIPT_SRI}
+    training = training_files()
+    chart = {"colors": COLORS, "lecture": LECTURE_VAL}  # a run in the browser is drawn as the server's (train.py)
     return ('<style>.gpt-hidden { display: none !important; } .gen-where { color: #374151; }</style>\n'
-            f'<script>window.GPT_ORT = {json.dumps(where)};</script>\n<script>{script}</script>')
+            f'<script>window.GPT_ORT = {json.dumps(where)};\nwindow.GPT_TFJS = {json.dumps(training)};\n'
+            f'window.GPT_TRAIN = {json.dumps(chart)};</script>\n'
+            f'<script>{script}</script>')
 
 
 def digest(path: Path) -> str:
@@ -117,5 +182,77 @@ async def ort_route(request: Request) -> Response:
     return FileResponse(folder / file, media_type=ORT_FILES[file], headers={"Cache-Control": "public, max-age=86400"})
 
 
+async def js_route(request: Request) -> Response:
+    modules, file = local_js(), request.path_params["file"]
+    if modules is None or file not in TFJS_FILES:  # only the pinned library's files, from GPT_JS_DIR
+        return Response("not here", status_code=404)
+    package, path, media_type, _ = TFJS_FILES[file]
+    return FileResponse(modules / package / path, media_type=media_type,
+                        headers={"Cache-Control": "public, max-age=86400", **ISOLATED})
+
+
+async def worker_route(request: Request) -> Response:
+    # its address carries its digest (head()): a changed worker is fetched again, an unchanged one comes from cache
+    return FileResponse(WORKER, media_type="text/javascript", headers={"Cache-Control": FOREVER, **ISOLATED})
+
+
+async def data_route(request: Request) -> Response:
+    """Tiny Shakespeare for a run in the browser: the server's verified copy (downloaded once), at an address
+    named by its checksum, so the browser keeps it; the page checks the checksum again."""
+    if request.path_params["digest"] != TINY_SHAKESPEARE_SHA256[:16]:
+        return Response("no such file", status_code=404)
+    try:
+        path = await run_in_threadpool(tiny_shakespeare_path)
+    except GPTError as e:
+        return Response(str(e), status_code=503)
+    return FileResponse(path, media_type="text/plain; charset=utf-8", headers={"Cache-Control": FOREVER})
+
+
+# Cross-origin isolation: what lets WebAssembly run on several threads (SharedArrayBuffer). Only the speed page
+# below has it: Gradio's page loads assets from elsewhere that would have to allow it first.
+ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+            "Cross-Origin-Resource-Policy": "same-origin"}
+
+SPEED_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Training speed of this browser</title>
+<body style="font-family: sans-serif; margin: 2em">
+<h1>How fast does this browser train?</h1>
+<p>One training step of the <code>cpu</code> preset's model (4 layers, 128 wide, block 64, batch 32) in this browser,
+measured a few times. The server's own trainer is the figure to compare with (bench/README.md).</p>
+<p><button id="measure">Measure</button> <select id="backend"><option value="wasm">WebAssembly</option>
+<option value="webgpu">WebGPU</option></select></p><p id="result"></p>
+<script>window.GPT_TFJS = %s;</script>
+<script>
+// measure(backend): {tokens_per_sec, seconds_per_step, device, threads, ...} from a fresh worker
+window.measure = (backend, steps = 3) => new Promise((resolve, reject) => {
+  const worker = new Worker(GPT_TFJS.worker);
+  const ask = (message) => new Promise((ok, fail) => {
+    worker.onmessage = ({ data }) => (data.type === "error" ? fail(new Error(data.message)) : ok(data));
+    worker.postMessage({ ...message, id: 1 });
+  });
+  const config = { vocab_size: 65, block_size: 64, n_layer: 4, n_head: 4, n_embd: 128, dropout: 0, bias: false };
+  ask({ type: "init", backend, libraries: GPT_TFJS.libraries })
+    .then(() => ask({ type: "measure", config, batch_size: 32, steps }))
+    .then(resolve, reject).finally(() => worker.terminate());
+});
+document.getElementById("measure").onclick = async () => {
+  const out = document.getElementById("result");
+  out.textContent = "Measuring…";
+  try {
+    const r = await measure(document.getElementById("backend").value);
+    out.textContent = `${r.device}: ${Math.round(r.tokens_per_sec).toLocaleString("en")} tokens/s ` +
+      `(${r.seconds_per_step.toFixed(2)} s a step)`;
+  } catch (e) { out.textContent = `Could not measure: ${e.message}`; }
+};
+</script>
+"""
+
+
+async def speed_route(request: Request) -> Response:
+    training = training_files()
+    return HTMLResponse(SPEED_PAGE % json.dumps(training), headers={"Cache-Control": "no-cache", **ISOLATED})
+
+
 ROUTES = [Route("/browser/info/{name:path}", info_route), Route("/browser/model/{name:path}/{digest}.onnx", model_route),
-          Route("/browser/ort/{file}", ort_route)]
+          Route("/browser/ort/{file}", ort_route), Route("/browser/js/{file}", js_route),
+          Route("/browser/train-worker.js", worker_route),
+          Route("/browser/data/tinyshakespeare-{digest}.txt", data_route), Route("/browser/train-speed", speed_route)]

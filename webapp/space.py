@@ -37,7 +37,9 @@ def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Pa
     files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": requirements}
     for package in ("gpt", "webapp"):
         files.update({f"{package}/{p.name}": p for p in sorted((ROOT / package).glob("*.py"))})
-    files["webapp/browser.js"] = ROOT / "webapp" / "browser.js"  # the Generate tab's code for the visitor's browser
+    # the code that runs in visitors' browsers (generating, training) and the lock of the libraries it loads
+    files.update({f"webapp/{p.name}": p for p in sorted((ROOT / "webapp").glob("*.js"))})
+    files.update({f"webapp/js/{name}": ROOT / "webapp" / "js" / name for name in ("package.json", "package-lock.json")})
     files.update({f"weights/default/{k}": v for k, v in hub.repo_files(folder, model, "weights/default").items()})
     graph = folder / hub.BROWSER_FILE  # (already there when the export ran): visitors' browsers generate with it
     if graph.is_file() and f"weights/default/{hub.BROWSER_FILE}" not in files:

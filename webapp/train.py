@@ -1,4 +1,7 @@
-"""The Train tab: pick a preset, press Start, and watch the server's one run from every open tab.
+"""The Train tab: pick a preset, press Start, and watch the server's one run from every open tab, or train in
+this browser ("Train on"): webapp/train_browser.js runs the same model in a Web Worker on the visitor's device and
+draws the same view; no request that trains reaches the server. A visitor who may not train on the server (a public
+app, webapp/access.py) trains in the browser by default.
 
 The top of the tab is the whole first step (a preset, how long, Start); every other setting waits in a fold. When
 no run is live the chart is not left empty: it shows the last run on disk, or (a fresh server, a public page)
@@ -8,8 +11,10 @@ the shipped weights' own training replayed from their log, noise to Shakespeare.
 from __future__ import annotations
 
 import html
+import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -43,13 +48,46 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S, REPLAY_HOLD_S = 45.0, 15.0  # the shipped weights' training, replayed in 45 s, then held 15 s, round again
-PRESET_HINT = ("cpu: small and quick, made for a CPU · gpu: the lecture's model, trained fast on a CUDA GPU · "
+PRESET_HINT = ("browser: small, for training in a browser · cpu: small and quick, made for a CPU · "
+               "gpu: the lecture's model, trained fast on a CUDA GPU · "
                "lecture: the lecture's final model and recipe · "
                "nanogpt-char: nanoGPT's recipe at the lecture's size · tiny: a toy, seconds")
 SCROLL_TO_RUN = """(...args) => {
   document.querySelector('#train-progress')?.scrollIntoView({behavior: 'smooth', block: 'start'});
   return args;
 }"""  # after Start, the run (progress, chart, newest sample) is what the learner looks at
+TRAIN_ON = ["this browser", "the server"]
+BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (gpt/presets.py)
+# "Train on" shows one of two sets of buttons (and, once this browser has a run, of views: until then the server's,
+# a replay of the shipped weights' training for a stranger); CSS, so that the view the page draws stays put
+CSS = """
+body:not(.train-in-browser) .in-browser, body.train-in-browser .on-server { display: none !important; }
+body.train-in-browser.browser-has-run .server-view { display: none !important; }
+body:not(.browser-has-run) #browser-run { display: none !important; }
+body:not(.own-text) #browser-text { display: none !important; }
+.browser-chart svg { width: 100%; height: auto; font-size: 11px; fill: #6b7280; }
+.browser-legend span { margin-left: 10px; font-size: 0.85em; } .browser-legend i { display: inline-block; width: 12px;
+  height: 3px; margin-right: 4px; vertical-align: middle; }
+.browser-view pre { white-space: pre-wrap; font-size: 0.85em; } .browser-view h4 { margin: 10px 0 4px; }
+#browser-download { margin-top: 6px; padding: 4px 12px; } .browser-error { color: #b91c1c; }
+.browser-status progress { width: 80%; height: 14px; vertical-align: middle; } .browser-status div { margin: 4px 0; }
+.browser-status .settings { color: #6b7280; font-size: 0.9em; }  /* app.py's .status: a class of its own, one .status a page */
+"""
+# Start, training in the browser: the preset's TrainConfig, the form's settings, the minutes; the text is read in the
+# page (train_browser.js). No fn: nothing of it goes to the server
+BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
+  const PRESETS = BROWSER_PRESETS_JSON, FIELDS = FIELDS_JSON;
+  const config = { ...(PRESETS[preset] || PRESETS.browser) };
+  FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
+  config.max_time = 60 * (Number(minutes) || 0);
+  if (config.max_time) config.max_iters = 0;  // "Train for" some minutes: the clock ends the run
+  const file = document.querySelector('#browser-text input[type=file]')?.files?.[0];
+  window.gptTrain.start(config, textSource === 'My own text', file);
+  document.querySelector('#browser-run')?.scrollIntoView({behavior: 'smooth', block: 'start'});  // as SCROLL_TO_RUN
+  return [];
+}"""
+# the page's side of "Train on" and "Training text": a class on <body> (CSS above), then the value to the server
+SHOW_JS = """(value) => { document.body.classList.toggle('CLASS', value === 'WHEN'); return value; }"""
 
 
 def preset_values(preset: str) -> list:
@@ -209,7 +247,7 @@ def interrupted_html(run: dict) -> str:
             f"<code>python -m train --out weights/{name} --resume</code>. Or start a new run.</div></div>")
 
 
-def replay_html(s: dict, may_train: bool) -> str:
+def replay_html(s: dict, may_train: bool, in_browser: bool = False) -> str:
     done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
     figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
     if s["loss"] is not None:
@@ -217,7 +255,9 @@ def replay_html(s: dict, may_train: bool) -> str:
     if len(s["evals"]) > 1:
         figures.append(f"best val <b>{s['best_val']:.3f}</b>")
     figures.append(f"{duration(s['elapsed'])} of training on {html.escape(s['device'] or 'a CPU')}")
-    what = ("Press <b>Start</b> to train your own and watch it learn the same way." if may_train else
+    what = ("Write with these weights in the <b>Generate</b> tab now, or press <b>Start</b> to train your own in "
+            "this browser and watch it learn the same way." if in_browser else
+            "Press <b>Start</b> to train your own and watch it learn the same way." if may_train else
             "Write with these weights in the <b>Generate</b> tab now; to train your own, run the app on your "
             "machine: <code>python app.py</code>.")
     return (f"<div class='status'><div>▶ <b>Replay</b> of how the shipped weights learned "
@@ -226,13 +266,14 @@ def replay_html(s: dict, may_train: bool) -> str:
             f"<div>{' · '.join(figures)}</div></div>")
 
 
-def progress_html(s: dict, may_train: bool = True) -> str:
+def progress_html(s: dict, may_train: bool = True, in_browser: bool = False) -> str:
+    """in_browser: "Train on: this browser" is chosen, and this browser has no run yet to show instead."""
     if s["state"] == "replay":
-        return replay_html(s, may_train)
+        return replay_html(s, may_train, in_browser)
     if s["state"] == "idle" and s.get("interrupted"):
         return interrupted_html(s["interrupted"])
     if s["state"] == "idle":
-        return ("<div class='status'>No run yet. Pick a preset and press <b>Start</b>." if may_train else
+        return ("<div class='status'>No run yet. Pick a preset and press <b>Start</b>." if may_train or in_browser else
                 "<div class='status'>No run is going. Write with the shipped weights in the <b>Generate</b> tab."
                 ) + "</div>"
     if s.get("max_time"):  # a timed run: the bar is the clock
@@ -298,15 +339,27 @@ def samples_markdown(s: dict) -> str:
         for e in reversed(shown))
 
 
-def poll(was_running: bool, profile: gr.OAuthProfile | None, request: gr.Request):
+def poll(was_running: bool, train_on: str, profile: gr.OAuthProfile | None, request: gr.Request):
     s = shown_status()
     running = s["state"] in ("running", "stopping")
     may_train = access.may_train(profile) is None
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     # "Started …" and "Stopping …" describe a run: they go when it ends, the progress line says how it ended
     message = "" if was_running and not running else gr.skip()
-    return (progress_html(s, may_train), loss_frame(s), samples_markdown(s),
+    progress = progress_html(s, may_train, in_browser=train_on == TRAIN_ON[0])
+    return (progress, loss_frame(s), samples_markdown(s),
             gr.Button(interactive=not running and may_train), gr.Button(interactive=may_stop), running, message)
+
+
+def browser_presets() -> dict:
+    """Each browser preset's TrainConfig as the worker takes it (docs/browser-training.md)."""
+    return {name: asdict(TrainConfig.from_preset(name)) for name in BROWSER_PRESETS}
+
+
+def preset_choices(train_on: str):
+    """Training in the browser offers the presets that fit it; the server offers all."""
+    choices = BROWSER_PRESETS if train_on == TRAIN_ON[0] else list(PRESETS)
+    return gr.Dropdown(choices=choices, value=choices[0] if train_on == TRAIN_ON[0] else PRESET)
 
 
 def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
@@ -314,16 +367,25 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     not train to the Generate tab."""
     defaults = TrainConfig.from_preset(PRESET)
     with gr.Row():
-        with gr.Column(scale=1, min_width=320) as form:
+        with gr.Column(scale=1, min_width=320):
+            train_on = gr.Radio(TRAIN_ON, value=TRAIN_ON[1], label="Train on", elem_id="train-on",
+                                info="this browser: on your device, in a Web Worker; the server trains one run for all")
             with gr.Row():
                 preset = gr.Dropdown(list(PRESETS), value=PRESET, label="Preset", info=PRESET_HINT, min_width=150)
                 minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
                                     elem_id="train-minutes", min_width=150,
                                     info="0: the preset's iterations. Else stop then, annealed")
             with gr.Row():
-                start_btn = gr.Button("Start", variant="primary", elem_id="start-training")
-                stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop-training")
-            time_estimate = gr.Markdown("*Timing these settings on this machine…*", elem_id="time-estimate")
+                start_btn = gr.Button("Start", variant="primary", elem_id="start-training",
+                                      elem_classes=["on-server"])
+                stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="stop-training",
+                                     elem_classes=["on-server"])
+                browser_start = gr.Button("Start", variant="primary", elem_id="browser-start",
+                                          elem_classes=["in-browser"])
+                browser_stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="browser-stop",
+                                         elem_classes=["in-browser"])
+            time_estimate = gr.Markdown("*Timing these settings on this machine…*", elem_id="time-estimate",
+                                        elem_classes=["on-server"])
             message = gr.Markdown(elem_id="train-message")
             with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
                 with gr.Row():
@@ -353,20 +415,27 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                 text_source = gr.Radio(["Tiny Shakespeare", "My own text"], value="Tiny Shakespeare",
                                        label="Training text")
                 text_file = gr.File(label=f"Your text: a UTF-8 .txt file, up to {MAX_UPLOAD_MB} MB",
-                                    file_types=[".txt"], type="filepath", visible=False)
+                                    file_types=[".txt"], type="filepath", visible=False, elem_classes=["on-server"])
+                gr.HTML("<label>Your text: a UTF-8 .txt file, read in this page and never uploaded "
+                        "<input type='file' accept='.txt,text/plain'></label>", elem_id="browser-text",
+                        elem_classes=["in-browser"])
                 init_from = gr.Dropdown([("from scratch", "")] + weights_choices(live=False), value="",
                                         label="Start from weights", allow_custom_value=True,  # start_training checks
                                         info="fine-tune saved or pulled weights: their model shape and characters")
                 run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
                                       info="the weights are saved in weights/<run name>")
-            gr.Markdown(f"Runs on: **{DEVICE}**")
+            gr.Markdown(f"Runs on: **{DEVICE}**", elem_classes=["on-server"])
+            gr.Markdown("Trains on: **this browser**: WebGPU where it has a GPU, else WebAssembly (the run says "
+                        "which, and how fast)", elem_classes=["in-browser"])
         with gr.Column(scale=2):
-            progress = gr.HTML(elem_id="train-progress")
-            to_generate = gr.Button("Write with the shipped weights →", visible=False, size="sm")
+            progress = gr.HTML(elem_id="train-progress", elem_classes=["server-view"])
+            to_generate = gr.Button("Write with the shipped weights →", visible=False, size="sm",
+                                    elem_classes=["server-view"])
             chart = gr.LinePlot(x="step", y="loss", color="series", title="Loss (lower is better)",
                                 elem_id="loss-chart", y_title="cross-entropy loss", height=300, color_map=SERIES,
-                                tooltip=["series", "step", "loss"])
-            samples = gr.Markdown(max_height=520, elem_id="train-samples")
+                                tooltip=["series", "step", "loss"], elem_classes=["server-view"])
+            samples = gr.Markdown(max_height=520, elem_id="train-samples", elem_classes=["server-view"])
+            gr.HTML(elem_id="browser-run", elem_classes=["in-browser"])  # drawn by train_browser.js
 
     components = {name: c for name, c in locals().items() if name in INPUTS}  # each input by its name
     settings = [components[f] for f in FIELDS]
@@ -378,7 +447,13 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
           trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
           show_progress="minimal")
     text_source.change(lambda s: gr.File(visible=s == "My own text"), text_source, text_file,
-                       api_visibility="private")
+                       api_visibility="private", js=SHOW_JS.replace("CLASS", "own-text").replace("WHEN", "My own text"))
+    train_on.change(preset_choices, train_on, preset, api_visibility="private",
+                    js=SHOW_JS.replace("CLASS", "train-in-browser").replace("WHEN", TRAIN_ON[0]))
+    browser_start.click(None, [preset, minutes, text_source, *settings], None,
+                        js=BROWSER_START_JS.replace("BROWSER_PRESETS_JSON", json.dumps(browser_presets()))
+                        .replace("FIELDS_JSON", json.dumps(FIELDS)))
+    browser_stop.click(None, None, None, js="() => { window.gptTrain.stop(); return []; }")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
     start_btn.click(start_training, [components[name] for name in INPUTS], message, api_name="start_training",
@@ -387,13 +462,14 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
 
     def who_may_train(profile: gr.OAuthProfile | None):
-        """A visitor who may not train sees the run, not a form they cannot use."""
+        """A visitor who may not train on the server trains in this browser."""
         may = access.may_train(profile) is None
-        return gr.Column(visible=may), gr.Button(visible=not may)
+        return gr.Button(visible=not may), TRAIN_ON[1] if may else TRAIN_ON[0]
 
-    demo.load(who_may_train, None, [form, to_generate], api_visibility="private", concurrency_limit=None,
+    demo.load(who_may_train, None, [to_generate, train_on], api_visibility="private", concurrency_limit=None,
               show_progress="hidden")
     to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
     timer = gr.Timer(1.0)  # every tab polls the one server-owned run
-    gr.on([timer.tick, demo.load], poll, running, [progress, chart, samples, start_btn, stop_btn, running, message],
+    gr.on([timer.tick, demo.load], poll, [running, train_on],
+          [progress, chart, samples, start_btn, stop_btn, running, message],
           api_visibility="private", concurrency_limit=None, show_progress="hidden")

@@ -1,0 +1,511 @@
+"""Training in the visitor's browser (webapp/train_worker.js): TensorFlow.js from the pinned npm copy (GPT_JS_DIR,
+webapp/js), in headless Chromium on WebAssembly and on WebGPU (SwiftShader), against our PyTorch model, AdamW,
+learning-rate schedule and clipping. One public app and one page serve the whole file; the page reaches the app
+alone."""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from playwright.sync_api import expect, sync_playwright
+from safetensors.torch import save
+
+from conftest import ROOT, running_app
+from test_browser import ARTIFACTS
+from gpt import GPT, GPTConfig, runlog
+from gpt.data import TextData, load_text
+from gpt.errors import DataError
+from gpt.evaluate import split_loss
+from gpt.optim import build_optimizer
+from gpt.tokenizer import CharTokenizer
+from gpt.trainer import TrainConfig, get_lr
+
+PAGE_JS = ROOT / "webapp" / "js"  # the page's package.json and package-lock.json
+
+
+@pytest.fixture(scope="session")
+def js_dir():
+    """webapp/js with `npm ci` of its lockfile run in it: what GPT_JS_DIR names (installed once, from the registry)."""
+    npm = shutil.which("npm")
+    assert npm and shutil.which("node"), "the browser training tests need Node.js and npm: apt-get install nodejs npm"
+    modules = PAGE_JS / "node_modules"
+    if not all((modules / name / "package.json").is_file() for name in ("@tensorflow/tfjs", "fflate")):
+        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=PAGE_JS,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return PAGE_JS
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, js_dir):
+    with running_app(tmp_path_factory.mktemp("browser-train"), {"GPT_PUBLIC": "1", "GPT_JS_DIR": str(js_dir)}) as app:
+        yield app
+
+
+# The page's side of the tests: workers by name, one request at a time each, typed arrays as base64 both ways.
+HELPERS = """() => {
+  window.workers = {};
+  const b64 = (buffer) => {
+    const bytes = new Uint8Array(buffer.buffer || buffer, buffer.byteOffset || 0, buffer.byteLength);
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
+  window.unb64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0)).buffer;
+  window.events = {};  // name -> the events its runs sent
+  window.ask = (name, message) => new Promise((resolve, reject) => {
+    if (!workers[name]) {
+      workers[name] = new Worker(GPT_TFJS.worker);
+      events[name] = [];
+      workers[name].addEventListener("message", ({ data }) => data.type === "event" && events[name].push(data));
+    }
+    const worker = workers[name], id = Math.random();
+    const listen = ({ data }) => {
+      if (data.id !== id) return;
+      worker.removeEventListener("message", listen);
+      if (data.type === "error") return reject(new Error(data.message));
+      for (const [k, v] of Object.entries(data)) if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) data[k] = b64(v);
+      if (data.grads) for (const [k, v] of Object.entries(data.grads)) data.grads[k] = b64(v);
+      resolve(data);
+    };
+    worker.addEventListener("message", listen);
+    worker.postMessage({ ...message, id });
+  });
+}"""
+
+
+class Page:
+    """The app's page in Chromium (a secure context: http://127.0.0.1), and its training workers."""
+
+    def __init__(self, page):
+        self.page = page
+
+    def ask(self, worker: str, message: dict, buffer: bytes | None = None) -> dict:
+        if buffer is None:
+            return self.page.evaluate("([w, m]) => ask(w, m)", [worker, message])
+        return self.page.evaluate("([w, m, b]) => ask(w, {...m, safetensors: unb64(b)})",
+                                  [worker, message, base64.b64encode(buffer).decode()])
+
+    def init(self, worker: str, backend: str) -> dict:
+        return self.page.evaluate("([w, b]) => ask(w, {type: 'init', backend: b, libraries: GPT_TFJS.libraries})",
+                                  [worker, backend])
+
+    def load(self, worker: str, model: GPT) -> None:
+        config = {k: getattr(model.config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
+                                                         "dropout", "bias")}
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        self.ask(worker, {"type": "build", "config": config, "vocab": model.vocab}, save(state))
+
+    def loss(self, worker: str, X, Y, grads=False) -> tuple[float, dict[str, torch.Tensor]]:
+        B, T = X.shape
+        out = self.ask(worker, {"type": "loss", "x": X.flatten().tolist(), "y": Y.flatten().tolist(), "B": B, "T": T,
+                                "grads": grads})
+        return out["loss"], {k: floats(v) for k, v in (out.get("grads") or {}).items()}
+
+    def logits(self, worker: str, X) -> torch.Tensor:
+        B, T = X.shape
+        out = self.ask(worker, {"type": "logits", "x": X.flatten().tolist(), "B": B, "T": T})
+        return floats(out["logits"]).view(B, T, -1)
+
+    def export(self, worker: str, folder) -> None:
+        out = self.ask(worker, {"type": "exportWeights"})
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.safetensors").write_bytes(base64.b64decode(out["model.safetensors"]))
+        (folder / "config.json").write_text(out["config.json"], encoding="utf-8")
+
+
+def floats(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def context(app):
+    """One Chromium (the browser tests' flags, and WebGPU's) for the whole file: an anonymous visitor whose pages
+    reach the app alone. Its `sent` lists the requests' (url, body) that went to the app."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"])
+        context = browser.new_context(accept_downloads=True)
+        outside, context.sent = [], []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app["url"])
+                      else (outside.append(route.request.url), route.abort()))
+        context.on("request", lambda r: context.sent.append((r.url, r.post_data or "")))
+        yield context
+        assert outside == []  # every library came from the app: no CDN, nothing else
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app, context):
+    """One page of the app for the worker's checks."""
+    tab = context.new_page()
+    tab.goto(app["url"], wait_until="load")
+    tab.wait_for_function("() => window.GPT_TFJS", timeout=60_000)  # Gradio adds the head's scripts itself
+    tab.evaluate(HELPERS)
+    yield Page(tab)
+    tab.close()
+
+
+@pytest.fixture(scope="module")
+def wasm(page):
+    info = page.init("wasm", "wasm")
+    assert info["backend"] == "wasm"
+    return "wasm"
+
+
+@pytest.fixture(scope="module")
+def webgpu(page):
+    info = page.init("webgpu", "webgpu")
+    assert info["backend"] == "webgpu" and "swiftshader" in info["adapter"]  # headless Chromium's adapter here
+    return "webgpu"
+
+
+@pytest.fixture(scope="module")
+def vocab(shakespeare):
+    return CharTokenizer.from_text(shakespeare)
+
+
+def batches(shakespeare, vocab, n, B, T, seed=0):
+    data = torch.tensor(vocab.encode(shakespeare[:100_000]))
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        ix = torch.randint(len(data) - T, (B,), generator=generator)
+        yield torch.stack([data[i:i + T] for i in ix]), torch.stack([data[i + 1:i + T + 1] for i in ix])
+
+
+def spread_out(config: GPTConfig, vocab, seed=0, std=0.1) -> GPT:
+    """A model whose every parameter matters: wider weights than the init (so the loss is far from ln(vocab)),
+    LayerNorm gains and biases away from 1 and 0."""
+    torch.manual_seed(seed)
+    model = GPT(config, vocab.chars)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn_like(p) * std + (1.0 if name.endswith("weight") and p.dim() == 1 else 0.0))
+    return model
+
+
+def check_loss_and_gradients(page, worker, model, X, Y):
+    loss, grads = page.loss(worker, X, Y, grads=True)
+    model.zero_grad()
+    _, expected = model(X, Y)
+    expected.backward()
+    assert abs(expected.item() - torch.log(torch.tensor(float(model.config.vocab_size)))) > 0.3  # not a uniform guess
+    assert abs(loss - expected.item()) <= 1e-4, (loss, expected.item())
+    names = [name for name, _ in model.named_parameters()]
+    assert sorted(grads) == sorted(names)
+    for name, p in model.named_parameters():
+        relative = (grads[name] - p.grad.flatten()).norm() / p.grad.norm()
+        assert relative <= 1e-4, (name, relative.item())
+
+
+def page_steps(page, worker, data, train: TrainConfig) -> list[float]:
+    settings = {k: getattr(train, k) for k in ("learning_rate", "min_lr", "warmup_iters", "max_iters", "weight_decay",
+                                                "beta1", "beta2", "grad_clip")}
+    B, T = data[0][0].shape
+    return page.ask(worker, {"type": "steps", "train": settings, "batches": [
+        {"x": X.flatten().tolist(), "y": Y.flatten().tolist(), "B": B, "T": T} for X, Y in data]})["losses"]
+
+
+def pytorch_steps(model, data, train: TrainConfig) -> tuple[list[float], list[float]]:
+    """gpt/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
+    optimizer = build_optimizer(model, "adamw", train.learning_rate, train.muon_lr, train.weight_decay,
+                                (train.beta1, train.beta2))
+    losses, norms = [], []
+    for step, (X, Y) in enumerate(data):
+        for group in optimizer.param_groups:
+            group["lr"] = get_lr(step, train)
+        _, loss = model(X, Y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip).item())
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, norms
+
+
+def test_the_page_s_libraries_are_pinned_and_the_cdn_s_integrity_hashes_are_theirs(js_dir, monkeypatch):
+    from webapp import browser
+
+    lock = json.loads((js_dir / "package-lock.json").read_text())["packages"]
+    for package in ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu"):
+        assert lock[f"node_modules/{package}"]["version"] == browser.TFJS_VERSION
+    assert lock["node_modules/onnxruntime-web"]["version"] == browser.ORT_VERSION
+    for package, version in browser.VERSIONS.items():
+        assert lock[f"node_modules/{package}"]["version"] == version
+    for name, (package, file, _, sri) in browser.TFJS_FILES.items():
+        digest = hashlib.sha384((js_dir / "node_modules" / package / file).read_bytes()).digest()
+        assert sri == "sha384-" + base64.b64encode(digest).decode(), name  # what the CDN must serve, byte for byte
+    monkeypatch.delenv("GPT_JS_DIR", raising=False)
+    monkeypatch.delenv("GPT_ORT_WEB_DIR", raising=False)
+    cdn = browser.tfjs_libraries()
+    assert cdn["tf.min.js"] == {"url": "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js",
+                                "integrity": browser.TFJS_FILES["tf.min.js"][3]}
+    assert browser.ort_base().startswith("https://cdn.jsdelivr.net/")
+    monkeypatch.setenv("GPT_JS_DIR", str(js_dir))  # one folder serves every library of the page
+    assert all(lib["integrity"] is None and lib["url"].startswith("/browser/js/")
+               for lib in browser.tfjs_libraries().values())
+    assert browser.ort_base() == "/browser/ort/" and browser.local_ort() == js_dir / "node_modules/onnxruntime-web/dist"
+
+
+def test_the_app_serves_the_pinned_files_alone_and_isolates_its_speed_page(app):
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(app["url"] + "browser/js/tf-backend-wasm.min.js") as response:
+        assert response.headers["Content-Type"].startswith("text/javascript") and len(response.read()) > 100_000
+    for path in ("browser/js/package.json", "browser/js/..%2Fpackage-lock.json"):
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(app["url"] + path)
+    with urllib.request.urlopen(app["url"] + "browser/train-speed") as response:  # WebAssembly threads need these
+        assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+
+
+def test_a_visitor_s_start_trains_in_this_browser_once(minute_run):
+    """Starts the one-minute run of the tests below; a second Start at once is refused by the page."""
+    panel = minute_run.locator("#browser-run")
+    expect(panel).to_contain_text("A run is going in this browser already")
+    expect(panel).to_contain_text("Training in this browser", timeout=30_000)
+    expect(minute_run.locator("#browser-start")).to_be_disabled()
+    expect(minute_run.locator("#browser-stop")).to_be_enabled()
+
+
+def test_a_fresh_model_has_our_names_shapes_and_initialisation(page, wasm, tmp_path, shakespeare, vocab):
+    """The cpu preset's model, initialised in the browser and exported: GPT.from_pretrained loads it strictly,
+    and its numbers are drawn as _init_weights draws them."""
+    config = TrainConfig.from_preset("cpu").model_config(vocab.vocab_size)
+    page.ask(wasm, {"type": "build", "config": asdict(config), "vocab": vocab.chars, "seed": 7})
+    page.export(wasm, tmp_path / "fresh")
+    model = GPT.from_pretrained(tmp_path / "fresh")
+    assert model.config == config and model.vocab == vocab.chars
+    reference = GPT(config, vocab.chars)
+    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+        if p.dim() >= 2:  # normal(0, 0.02), as torch draws them
+            assert abs(p.std().item() - 0.02) < 0.001 and abs(p.mean().item()) < 0.001, name
+        else:  # LayerNorm gains (cpu: no biases)
+            assert torch.equal(p, q), name
+    X, Y = next(batches(shakespeare, vocab, 1, 4, config.block_size))
+    loss, _ = page.loss(wasm, X, Y)
+    with torch.no_grad():
+        assert abs(loss - model(X, Y)[1].item()) <= 1e-4
+
+
+def test_loss_and_gradients_equal_pytorch_s_on_webassembly(page, wasm, shakespeare, vocab):
+    config = TrainConfig.from_preset("cpu").model_config(vocab.vocab_size)  # 4 layers, 128 wide, block 64
+    model = spread_out(config, vocab)
+    page.load(wasm, model)
+    X, Y = next(batches(shakespeare, vocab, 1, 4, config.block_size, seed=1))
+    check_loss_and_gradients(page, wasm, model, X, Y)
+
+
+def test_loss_gradients_and_steps_equal_pytorch_s_on_webgpu(page, webgpu, shakespeare, vocab):
+    """SwiftShader is slow: a small model, with biases (the tiny preset's kind), and three clipped AdamW steps."""
+    config = GPTConfig(vocab_size=vocab.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+    model = spread_out(config, vocab, seed=2, std=0.4)
+    page.load(webgpu, model)
+    X, Y = next(batches(shakespeare, vocab, 1, 2, 8, seed=2))
+    check_loss_and_gradients(page, webgpu, model, X, Y)
+    train = TrainConfig.from_preset("tiny", max_iters=3, warmup_iters=1)
+    data = list(batches(shakespeare, vocab, 3, 2, 8, seed=5))
+    ours = page_steps(page, webgpu, data, train)
+    expected, norms = pytorch_steps(model, data, train)
+    assert min(norms) > train.grad_clip  # clipped at every step
+    assert max(abs(a - b) for a, b in zip(ours, expected)) <= 1e-3, list(zip(ours, expected))
+
+
+def test_twenty_adamw_steps_track_pytorch_and_the_export_gives_the_page_s_logits(page, wasm, tmp_path,
+                                                                                 shakespeare, vocab):
+    """The tiny preset's model and optimisation (AdamW with weight decay on matrices and embeddings, warmup then
+    cosine decay, clipping), 20 steps from the same start on the same batches."""
+    train = TrainConfig.from_preset("tiny", max_iters=20, warmup_iters=5, batch_size=8)
+    torch.manual_seed(3)
+    model = GPT(train.model_config(vocab.vocab_size), vocab.chars)
+    page.load(wasm, model)
+    data = list(batches(shakespeare, vocab, 20, train.batch_size, train.block_size, seed=3))
+    ours = page_steps(page, wasm, data, train)
+    expected, norms = pytorch_steps(model, data, train)
+    assert max(norms) > train.grad_clip > min(norms)  # clipping both bit and stood aside
+    assert expected[-1] < expected[0] - 0.5  # it learned something
+    assert max(abs(a - b) for a, b in zip(ours, expected)) <= 1e-3, list(zip(ours, expected))
+
+    page.export(wasm, tmp_path / "trained")
+    trained = GPT.from_pretrained(tmp_path / "trained")
+    X, _ = next(batches(shakespeare, vocab, 1, 2, train.block_size, seed=4))
+    with torch.no_grad():
+        assert (trained(X)[0] - page.logits(wasm, X)).abs().max().item() <= 1e-4
+        assert (trained(X)[0] - model(X)[0]).abs().max().item() <= 1e-2  # and it is the model PyTorch trained
+
+
+def test_a_run_reports_steps_evaluations_and_samples_and_stop_ends_it(page, wasm, shakespeare):
+    train = TrainConfig.from_preset("tiny", max_iters=40, eval_interval=20, eval_iters=2, sample_length=30)
+    settings = asdict(train)
+    result = page.page.evaluate("([t, text]) => ask('wasm', {type: 'train', train: t, text})", [settings, shakespeare])
+    assert result["event"] == "done" and result["step"] == 40
+    events = page.page.evaluate("() => events.wasm.splice(0)")
+    assert events[0]["event"] == "start" and events[0]["vocab_size"] == 65 and "WebAssembly" in events[0]["device"]
+    steps = [e for e in events if e["event"] == "step"]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in steps] == list(range(1, 41)) and all(e["tokens_per_sec"] > 0 for e in steps)
+    assert [e["step"] for e in evals] == [0, 20, 40]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5  # it learns
+    assert all(len(e["sample"]) == 30 for e in evals) and events[-1]["event"] == "done"
+
+    # a long run: a second Start is refused, Stop ends it between two steps
+    long = {**settings, "max_iters": 100_000}
+    page.page.evaluate("([t, text]) => { window.longRun = ask('wasm', {type: 'train', train: t, text}); }",
+                       [long, shakespeare])
+    page.page.wait_for_function("() => events.wasm.filter((e) => e.event === 'step').length >= 3", timeout=30_000)
+    with pytest.raises(Exception, match="a run is in progress"):
+        page.page.evaluate("([t, text]) => ask('wasm', {type: 'train', train: t, text})", [long, shakespeare])
+    assert page.ask(wasm, {"type": "stop"})["running"] is True
+    stopped = page.page.evaluate("() => longRun")
+    assert stopped["event"] == "stopped" and stopped["step"] < 100
+
+
+# --- the Train tab's "Train on: this browser", as an anonymous visitor of a public app ---
+
+SAMPLE_HEADING = re.compile(r"^step [\d,]+ · val \d+\.\d{3}$")
+
+
+def browser_run(tab) -> dict:
+    return tab.evaluate("() => gptTrain.state().run")
+
+
+def ready_to_train(tab, app):
+    """The app's page, set to train in this browser with the browser preset (what a visitor who may not train on
+    the server gets by default)."""
+    tab.goto(app["url"], wait_until="load")
+    expect(tab.locator("#train-on input[value='this browser']")).to_be_checked(timeout=30_000)
+    expect(tab.locator("#browser-start")).to_be_visible()
+    expect(tab.locator("#start-training")).to_be_hidden()  # the server's Start is not offered
+    # until this browser has a run, the server's view: a stranger watches the shipped weights' training replayed
+    expect(tab.locator("#train-progress")).to_contain_text("or press Start to train your own in this browser")
+    tab.locator("#train-advanced").click()
+    expect(tab.get_by_label("n_embd (width)")).to_have_value("32")  # the browser preset's settings are in the form
+
+
+def server_training_calls(app, context) -> list[str]:
+    """The requests of this Chromium that asked the server to train (start_training's event, by its id)."""
+    import urllib.request
+
+    with urllib.request.urlopen(app["url"] + "config") as response:
+        config = json.loads(response.read())
+    ids = {d["id"] for d in config["dependencies"] if d.get("api_name") == "start_training"}
+    assert ids
+    return [url for url, body in context.sent if "start_training" in url or
+            ("/queue/join" in url and json.loads(body or "{}").get("fn_index") in ids)]
+
+
+@pytest.fixture(scope="module")
+def minute_run(app, context):
+    """A one-minute run in a visitor's browser, started early in the file: the exactness checks run meanwhile."""
+    tab = context.new_page()
+    ready_to_train(tab, app)
+    tab.locator("#train-minutes input").fill("1")
+    tab.locator("#train-minutes input").blur()
+    # two Starts in one go: the page starts one run
+    tab.evaluate("() => { const start = document.querySelector('#browser-start'); start.click(); start.click(); }")
+    yield tab
+    tab.close()
+
+
+@pytest.fixture(scope="module")
+def finished_run(minute_run):
+    """That run, to its end: (its page, the run as the page holds it)."""
+    expect(minute_run.locator("#browser-run")).to_contain_text("Finished in this browser", timeout=150_000)
+    return minute_run, browser_run(minute_run)
+
+
+def test_a_visitor_trains_a_minute_in_the_browser_and_the_server_trains_nothing(app, context, finished_run):
+    tab, run = finished_run
+    assert run["config"]["max_time"] == 60 and run["config"]["n_embd"] == 32
+    assert "WebAssembly" in run["device"]
+    assert sum(1 for e in run["log"] if e["event"] == "start") == 1  # the second Start started nothing
+    evals = run["evals"]
+    assert len(evals) >= 5 and evals[-1]["val_loss"] <= 2.5, [(e["step"], e["val_loss"]) for e in evals]
+    assert evals[-1]["elapsed"] <= 62
+    headings = tab.locator("#browser-run h4").all_inner_texts()
+    assert headings and all(SAMPLE_HEADING.match(h) for h in headings), headings
+    assert f"val {evals[-1]['val_loss']:.3f}" in headings[0]  # newest first
+    assert re.search(r"[\d,]+ tokens/s", tab.locator("#browser-run .browser-figures").inner_text())
+    assert tab.locator("#browser-run polyline").count() == 3  # train (each batch), train and val
+    assert server_training_calls(app, context) == []
+    expect(tab.locator("#loss-chart")).to_be_hidden()  # the browser's run, not the server's, is in view
+    tab.screenshot(path=ARTIFACTS / "browser-train-finished.png", full_page=True)
+    tab.set_viewport_size({"width": 390, "height": 844})
+    tab.screenshot(path=ARTIFACTS / "browser-train-finished-phone.png", full_page=True)
+    tab.set_viewport_size({"width": 1280, "height": 900})
+    assert any("/browser/data/tinyshakespeare-" in url for url, _ in context.sent)  # the text came from the app
+
+
+def test_the_download_loads_in_pytorch_and_scores_as_the_page_said(finished_run, tmp_path, shakespeare):
+    tab, run = finished_run
+    with tab.expect_download() as download:
+        tab.locator("#browser-download").click()
+    download.value.save_as(tmp_path / "run.zip")
+    with zipfile.ZipFile(tmp_path / "run.zip") as z:
+        assert sorted(z.namelist()) == ["config.json", "metrics.jsonl", "model.safetensors"]
+        z.extractall(tmp_path / "run")
+    model = GPT.from_pretrained(tmp_path / "run")
+    data = TextData(shakespeare, CharTokenizer(model.vocab), model.config.block_size)
+    with torch.no_grad():
+        ours = split_loss(model, data, "val")
+    assert abs(ours - run["evals"][-1]["val_loss"]) <= 0.15, (ours, run["evals"][-1]["val_loss"])
+    log = runlog.read_log(tmp_path / "run")  # the Runs tab's reader takes its log
+    assert [e["step"] for e in log["evals"]] == [e["step"] for e in run["evals"]] and log["end"] == "done"
+
+
+def test_a_finished_run_survives_a_reload(finished_run):
+    tab, run = finished_run
+    tab.reload(wait_until="load")
+    panel = tab.locator("#browser-run")
+    expect(panel).to_contain_text("kept from before the reload", timeout=30_000)
+    expect(panel.locator("h4").first).to_have_text(f"step {run['evals'][-1]['step']:,} · val "
+                                                  f"{run['evals'][-1]['val_loss']:.3f}")
+    expect(panel.locator("#browser-download")).to_be_visible()
+
+
+def test_own_text_is_read_in_the_page_refused_with_the_server_s_messages_and_stop_ends_its_run(
+        context, finished_run, tmp_path, shakespeare):
+    tab, _ = finished_run
+    tab.locator("#train-advanced").click()
+    expect(tab.get_by_label("n_embd (width)")).to_have_value("32")
+    tab.locator("#train-minutes input").fill("0")
+    tab.get_by_label("My own text").check()
+    file_input = tab.locator("#browser-text input[type=file]")
+    expect(file_input).to_be_attached()
+    panel = tab.locator("#browser-run")
+
+    (tmp_path / "latin1.txt").write_bytes("Roméo, Roméo!".encode("latin-1"))
+    (tmp_path / "short.txt").write_text(shakespeare[:300], encoding="utf-8")
+    for name in ("latin1.txt", "short.txt"):
+        with pytest.raises(DataError) as server:
+            TextData(load_text(tmp_path / name, name=name), CharTokenizer.from_text(shakespeare), 32)
+        file_input.set_input_files(tmp_path / name)
+        tab.locator("#browser-start").click()
+        expect(panel.locator(".browser-error")).to_contain_text(str(server.value), timeout=10_000)
+    # a character beyond Tiny Shakespeare's, one beyond 16 bits: one token each, as the server counts them
+    text = (shakespeare[:3000] + "Ô moon 🌙\n") * 2
+    (tmp_path / "mine.txt").write_text(text, encoding="utf-8")
+    file_input.set_input_files(tmp_path / "mine.txt")
+    tab.locator("#browser-start").click()  # the preset's 2,000 steps
+    tab.wait_for_function("() => (gptTrain.state().run.last || {}).step >= 3", timeout=60_000)
+    expect(tab.locator("#browser-start")).to_be_disabled()
+    tab.locator("#browser-stop").click()
+    expect(panel).to_contain_text("Stopped in this browser", timeout=10_000)
+    run = browser_run(tab)
+    assert run["log"][-1]["event"] == "stopped" and run["log"][-1]["step"] < 2000
+    expect(tab.locator("#browser-start")).to_be_enabled()
+    assert run["log"][0]["vocab_size"] == len(set(text))  # code points, as Python counts them
+    assert "your text" in panel.inner_text()
+    assert not any("mine.txt" in url or "🌙" in body for url, body in context.sent)  # never uploaded
