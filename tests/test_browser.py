@@ -163,7 +163,7 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
     page.get_by_label("Steps per rung").fill("30")
     page.get_by_label("Steps per rung").press("Tab")
     for rung in ladder.RUNGS[:4]:  # rungs 5 and 6 alone: the view compares rung 6 with the rung before it
-        page.get_by_label(f"{rung.number} · {rung.name}", exact=True).uncheck()
+        page.locator(f"#ladder-rungs input[type=checkbox][name='{rung.number}']").uncheck()
     page.get_by_role("button", name="Climb the ladder").click()
     expect(page.get_by_text("Climbing rungs 5, 6 ")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("LayerNorm before attention").locator("visible=true").first).to_be_visible(timeout=30_000)  # the table

@@ -77,7 +77,7 @@ class Page:
 def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_file(browser, public_app):
     visitor = Page(browser, public_app)
     page = visitor.page
-    expect(page.get_by_label("this browser")).to_be_checked()  # a public app: the visitor's browser, by default
+    expect(page.locator("#run-on input[value='this browser']")).to_be_checked()  # a public app: the visitor's browser, by default
     first = visitor.generate()
     assert first.startswith("ROMEO:") and len(first) == len("ROMEO:") + 200
     where = page.locator("#gen-where").inner_text()

@@ -171,7 +171,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     with gr.Row():
         # values are strings: Gradio's API page documents a CheckboxGroup's choices as strings
         rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", str(r.number)) for r in ladder.RUNGS],
-                                 value=[str(r.number) for r in ladder.RUNGS[:6]], label="Rungs", scale=4)
+                                 value=[str(r.number) for r in ladder.RUNGS[:6]], label="Rungs", scale=4,
+                                 elem_id="ladder-rungs")
         steps_per_rung = gr.Textbox("", label="Steps per rung", placeholder="empty = the lecture's", max_lines=1,
                                     info="a whole number", scale=1)  # can be empty, unlike a gr.Number
     with gr.Row():
