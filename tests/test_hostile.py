@@ -131,7 +131,7 @@ def test_a_mounted_app_refuses_server_files_too(tmp_path):
         assert status["state"] == "idle"
         assert not (tmp_path / "weights" / "stolen").exists()
     finally:
-        stop(proc)
+        stop(proc, signal.SIGKILL)  # uvicorn run by hand waits ~15 s on SIGTERM (python app.py stops at once)
 
 
 # --- 2. configs that would allocate before anyone refuses them ---
