@@ -29,13 +29,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import torch  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from browser_setup import LAUNCH_ARGS  # noqa: E402
 from conftest import running_app  # noqa: E402
 from gpt import GPT  # noqa: E402
 from gpt.optim import build_optimizer  # noqa: E402
 from gpt.trainer import TrainConfig  # noqa: E402
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"]
+ARGS = [*LAUNCH_ARGS, "--enable-unsafe-webgpu"]
 
 # the app's own page is not cross-origin isolated: its worker gets one WebAssembly thread
 SINGLE = """async ([backend, steps]) => {

@@ -20,6 +20,11 @@ HOW_TO = """The browser tests need Chromium, and none could be found or installe
 or set CHROMIUM=/path/to/chromium (any Chromium or Chrome executable), then run the tests again."""
 
 
+# how every browser test and bench starts Chromium: headless as root, no calls out of this closed machine
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--disable-dev-shm-usage"]
+
+
 class BrowserMissing(Exception):
     pass
 

@@ -220,14 +220,20 @@ def signed_in_cookie(user: str, token: str) -> str:
 JS = ROOT / "tests" / "js"  # package.json and package-lock.json: the JavaScript the tests run, pinned
 
 
-@pytest.fixture(scope="session")
-def node_modules():
-    """tests/js: transformers.js and onnxruntime-web from npm, as package-lock.json pins them (installed once, from
-    the registry; CI reaches it)."""
-    npm = shutil.which("npm")
-    assert npm and shutil.which("node"), "the transformers.js tests need Node.js and npm: apt-get install nodejs npm"
-    if not (JS / "node_modules" / "@huggingface" / "transformers" / "package.json").is_file():
-        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS,
+def npm_ci(folder: Path, packages: list[str]) -> Path:
+    """`npm ci` of folder's package-lock.json (from the registry; CI reaches it), unless its node_modules already
+    holds these packages. The JavaScript the tests run is pinned there, never fetched at run time."""
+    modules = folder / "node_modules"
+    if not all((modules / name / "package.json").is_file() for name in packages):
+        npm = shutil.which("npm")
+        assert npm and shutil.which("node"), "the JavaScript tests need Node.js and npm: apt-get install nodejs npm"
+        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder,
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
-    return JS / "node_modules"
+    return modules
+
+
+@pytest.fixture(scope="session")
+def node_modules():
+    """tests/js: transformers.js and onnxruntime-web from npm, as package-lock.json pins them (installed once)."""
+    return npm_ci(JS, ["@huggingface/transformers"])

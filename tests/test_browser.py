@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from browser_setup import LAUNCH_ARGS
 from gpt import ladder
 from conftest import ROOT
 
@@ -20,9 +21,7 @@ ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
 def chromium():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:  # CHROMIUM: found or installed by conftest.py (tests/browser_setup.py)
-        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=LAUNCH_ARGS)
         yield browser
         browser.close()
 

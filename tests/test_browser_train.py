@@ -8,8 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +17,8 @@ import torch
 from playwright.sync_api import expect, sync_playwright
 from safetensors.torch import save
 
-from conftest import ROOT, running_app
+from browser_setup import LAUNCH_ARGS
+from conftest import ROOT, npm_ci, running_app
 from test_browser import ARTIFACTS
 from gpt import GPT, GPTConfig, runlog
 from gpt.data import TextData, load_text
@@ -35,13 +34,7 @@ PAGE_JS = ROOT / "webapp" / "js"  # the page's package.json and package-lock.jso
 @pytest.fixture(scope="session")
 def js_dir():
     """webapp/js with `npm ci` of its lockfile run in it: what GPT_JS_DIR names (installed once, from the registry)."""
-    npm = shutil.which("npm")
-    assert npm and shutil.which("node"), "the browser training tests need Node.js and npm: apt-get install nodejs npm"
-    modules = PAGE_JS / "node_modules"
-    if not all((modules / name / "package.json").is_file() for name in ("@tensorflow/tfjs", "fflate")):
-        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=PAGE_JS,
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
+    npm_ci(PAGE_JS, ["@tensorflow/tfjs", "fflate"])
     return PAGE_JS
 
 
@@ -132,9 +125,8 @@ def context(app):
     """One Chromium (the browser tests' flags, and WebGPU's) for the whole file: an anonymous visitor whose pages
     reach the app alone. Its `sent` lists the requests' (url, body) that went to the app."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"])
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True,
+                                    args=[*LAUNCH_ARGS, "--enable-unsafe-webgpu"])
         context = browser.new_context(accept_downloads=True)
         outside, context.sent = [], []
         context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app["url"])

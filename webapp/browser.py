@@ -24,11 +24,10 @@ import os
 import threading
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-
-from starlette.concurrency import run_in_threadpool
 
 from gpt import weights
 from gpt.data import TINY_SHAKESPEARE_SHA256, tiny_shakespeare_path
