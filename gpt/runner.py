@@ -97,9 +97,11 @@ def interrupted_run(root: Path) -> dict | None:
 
 
 class TrainingRunner:
-    def __init__(self, root: str | Path = "weights", max_text_bytes: int | None = None):
+    def __init__(self, root: str | Path = "weights", max_text_bytes: int | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.root = Path(root)
         self.max_text_bytes = max_text_bytes  # for uploaded texts
+        self.clock = clock  # the runs' clock (their minutes, ETA, tokens/s); tests pass a SteadyClock
         self._lock = threading.Lock()
         self.trainer: Trainer | None = None
         self.state = "idle"  # idle -> running -> stopping -> finished | stopped | failed
@@ -142,7 +144,8 @@ class TrainingRunner:
                 text = load_text(config.data, self.max_text_bytes, text_name)  # explained before anything starts
                 if limits is not None:
                     check_params(config, len(set(text)), limits.max_params)
-            self._launch(Trainer(config, out, callbacks=[self._on_event], stop=self._stop), started_by, limits)
+            trainer = Trainer(config, out, callbacks=[self._on_event], stop=self._stop, clock=self.clock)
+            self._launch(trainer, started_by, limits)
         return out
 
     def resume(self, name: str, max_iters: int, *, started_by: str | None = None,
@@ -162,8 +165,8 @@ class TrainingRunner:
             # carried on to a number of steps: whatever clock it had is done with (a limited one gets its minutes)
             config = limited(replace(Trainer.saved_config(out), max_iters=max_iters, max_time=0.0), limits,
                              meta["elapsed"])
-            self._launch(Trainer(config, out, resume=True, callbacks=[self._on_event], stop=self._stop), started_by,
-                         limits)
+            trainer = Trainer(config, out, resume=True, callbacks=[self._on_event], stop=self._stop, clock=self.clock)
+            self._launch(trainer, started_by, limits)
         return out
 
     def _launch(self, trainer: Trainer, started_by: str | None = None, limits: Limits | None = None) -> None:
@@ -191,7 +194,8 @@ class TrainingRunner:
             # the model stays off the lock that every viewer's poll waits on
             makers = [functools.partial(Trainer, c, self.root / "ladder" / f"rung-{r.number}",
                                         callbacks=[self._on_event, functools.partial(self._on_rung_event, i)],
-                                        stop=self._stop, model_factory=functools.partial(ladder.build, r.number))
+                                        stop=self._stop, model_factory=functools.partial(ladder.build, r.number),
+                                        clock=self.clock)
                       for i, (r, c) in enumerate(zip(chosen, configs))]
             self._begin(configs[0], self.root / "ladder" / f"rung-{chosen[0].number}")
             self._record(started_by, limits)

@@ -218,15 +218,16 @@ def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(t
     from gpt.errors import ConfigError
     from gpt.runlog import events
     from gpt.runner import Limits, TrainingRunner
-    from gpt.trainer import TrainConfig
+    from gpt.trainer import SteadyClock, TrainConfig
 
-    runner = TrainingRunner(tmp_path)
-    limits = Limits(max_steps=100_000, max_seconds=5, max_params=3_000_000)  # room for steps on a busy machine
+    runner = TrainingRunner(tmp_path, clock=SteadyClock(0.02))  # the same steps on any machine, in seconds
+    limits = Limits(max_steps=100_000, max_seconds=5, max_params=3_000_000)
     with pytest.raises(ConfigError, match="at most 100,000 steps here"):  # Start
         runner.start(TrainConfig.from_preset("tiny", max_iters=1_000_000), "greedy", limits=limits)
     config = TrainConfig.from_preset("tiny", max_iters=100_000, eval_interval=50)
     runner.start(config, "limited", started_by="bob", limits=limits)
-    time.sleep(0.5)
+    while runner.running and runner.status()["step"] < 2:
+        time.sleep(0.01)
     running = runner.status()
     assert running["max_time"] == 5 and 0 < running["eta"] <= 5  # one clock: the minutes are the run's, the ETA too
     status = wait(runner)
