@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from webapp import access, browser, generate, ladder, runs, share, train  # noqa: E402
+from webapp import access, browser, generate, ladder, live, runs, share, train  # noqa: E402
 from webapp.state import MAX_UPLOAD_MB, engines, startup  # noqa: E402
 
 startup()  # once, before the tabs list the weights: the shipped ones in place, a run a restart cut short found
@@ -65,11 +65,13 @@ def main():
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"
     threading.Thread(target=engines.start, daemon=True).start()  # ready before the first visitor asks
+    demo.queue(default_concurrency_limit=4)
+    live.calm_queue(demo)  # an app nobody uses takes ~no CPU
     # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                                   css=CSS + train.CSS, max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True,
-                                                   prevent_thread_lock=True, show_error=True,  # refusals say why
-                                                   head=browser.head(), app_kwargs={"routes": browser.ROUTES})
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS + train.CSS,
+                max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True, prevent_thread_lock=True,
+                show_error=True,  # refusals say why
+                head=browser.head(), app_kwargs={"routes": browser.ROUTES + live.ROUTES})
     print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else
                                                  "  (python app.py --share: a public link too)"), flush=True)
     demo.block_thread()

@@ -116,7 +116,7 @@ def head() -> str:
     when the browser first generates (a laptop that generates on its server never asks the CDN for anything),
     integrity-checked when it comes from the CDN."""
     script = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
-                       for name in ("browser.js", "train_browser.js"))
+                       for name in ("browser.js", "train_browser.js", "live.js"))
     where = {"base": ort_base(), "script": ORT_SCRIPT, "integrity": None if local_ort() else ORT_SCRIPT_SRI}
     training = training_files()
     chart = {"colors": COLORS, "lecture": LECTURE_VAL}  # a run in the browser is drawn as the server's (train.py)

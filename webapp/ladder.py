@@ -144,7 +144,7 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
     view = rung_view(shown, s) if ended else gr.skip()  # the code view fills in the figures just measured
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop), running, message, view)
+            gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running))
 
 
 def show_attention(weights_name, prompt, layer=1):
@@ -203,11 +203,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
 
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(1.0, active=False)  # on while a run goes; else webapp/live.js wakes the tab when one starts
+    refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     climbing = gr.State(False)
-    gr.on([timer.tick, demo.load], poll_ladder, [climbing, shown],
-          [chart, table, ladder_btn, ladder_stop, climbing, message, view],
-          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    gr.on([timer.tick, demo.load, refresh.click], poll_ladder, [climbing, shown],
+          [chart, table, ladder_btn, ladder_stop, climbing, message, view, timer],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
     gr.on([shown.change, tab.select, demo.load], rung_view, shown, view, api_visibility="private", concurrency_limit=None,
           show_progress="hidden")
     gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,

@@ -47,7 +47,7 @@ SERIES = {"train (each batch)": COLORS["train (each batch)"], "train": COLORS["t
 MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
-REPLAY_S, REPLAY_HOLD_S = 45.0, 15.0  # the shipped weights' training, replayed in 45 s, then held 15 s, round again
+REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
 PRESET_HINT = ("browser: small, for training in a browser · cpu: small and quick, made for a CPU · "
                "gpu: the lecture's model, trained fast on a CUDA GPU · "
                "lecture: the lecture's final model and recipe · "
@@ -203,10 +203,9 @@ def logged_status(folder: Path, name: str) -> dict | None:
     return _logs[key]
 
 
-def replay(s: dict, now: float | None = None) -> dict:
-    """The run s as far as it had got at this moment of the replay (the same moment for every visitor)."""
-    phase = (time.time() if now is None else now) % (REPLAY_S + REPLAY_HOLD_S)
-    upto = round(s["step"] * min(1.0, phase / REPLAY_S))
+def replay(s: dict, seconds: float) -> dict:
+    """The run s as far as it had got `seconds` into its replay (which plays once, then holds the end)."""
+    upto = round(s["step"] * min(1.0, max(0.0, seconds) / REPLAY_S))
     evals = [e for e in s["evals"] if e["step"] <= upto]
     steps = [p for p in s["steps"] if p[0] <= upto]
     return {**s, "state": "replay", "step": upto, "evals": evals, "steps": steps,
@@ -224,9 +223,9 @@ def last_run() -> dict | None:
     return logged_status(newest, newest.name) if newest else None
 
 
-def shown_status() -> dict:
+def shown_status(replay_seconds: float = REPLAY_S) -> dict:
     """What the Train tab shows: the live (or just ended) run; else the last run on disk (not on a public page,
-    where it would be a stranger's); else the shipped weights' training, replayed."""
+    where it would be a stranger's); else the shipped weights' training, replayed (this far into the replay)."""
     s = runner.status()
     if s["state"] != "idle" or s["interrupted"]:
         return s
@@ -234,7 +233,7 @@ def shown_status() -> dict:
     if past is not None:
         return past
     shipped = logged_status(WEIGHTS / "default", "default")
-    return replay(shipped) if shipped and len(shipped["evals"]) > 1 else s
+    return replay(shipped, replay_seconds) if shipped and len(shipped["evals"]) > 1 else s
 
 
 def interrupted_html(run: dict) -> str:
@@ -339,16 +338,24 @@ def samples_markdown(s: dict) -> str:
         for e in reversed(shown))
 
 
-def poll(was_running: bool, train_on: str, profile: gr.OAuthProfile | None, request: gr.Request):
-    s = shown_status()
+def poll(was_running: bool, train_on: str, replay_began: float | None, profile: gr.OAuthProfile | None,
+         request: gr.Request):
+    """The tab's view, and whether to poll again in a second: only while something moves (a live run, the replay
+    this page is playing); else the page waits for webapp/live.py to say that something changed."""
+    now = time.time()
+    began = now if replay_began is None else replay_began
+    s = shown_status(now - began)
     running = s["state"] in ("running", "stopping")
+    replaying = s["state"] == "replay"
     may_train = access.may_train(profile) is None
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     # "Started …" and "Stopping …" describe a run: they go when it ends, the progress line says how it ended
     message = "" if was_running and not running else gr.skip()
     progress = progress_html(s, may_train, in_browser=train_on == TRAIN_ON[0])
-    return (progress, loss_frame(s), samples_markdown(s),
-            gr.Button(interactive=not running and may_train), gr.Button(interactive=may_stop), running, message)
+    moving = running or (replaying and now - began < REPLAY_S)
+    return (progress, loss_frame(s), samples_markdown(s), gr.Button(interactive=not running and may_train),
+            gr.Button(interactive=may_stop), running, message, began if replaying else None,
+            gr.Timer(active=moving))
 
 
 def browser_presets() -> dict:
@@ -469,7 +476,9 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     demo.load(who_may_train, None, [to_generate, train_on], api_visibility="private", concurrency_limit=None,
               show_progress="hidden")
     to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
-    timer = gr.Timer(1.0)  # every tab polls the one server-owned run
-    gr.on([timer.tick, demo.load], poll, [running, train_on],
-          [progress, chart, samples, start_btn, stop_btn, running, message],
-          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    timer = gr.Timer(1.0, active=False)  # on while something moves (poll says); else webapp/live.js wakes the tab
+    refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
+    replay_began = gr.State(None)  # when this page's replay of the shipped weights' training began
+    gr.on([timer.tick, demo.load, refresh.click], poll, [running, train_on, replay_began],
+          [progress, chart, samples, start_btn, stop_btn, running, message, replay_began, timer],
+          api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
