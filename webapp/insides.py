@@ -15,6 +15,8 @@ from webapp.state import load_weights, optional_number, refresh_weights, refused
 
 MAX_PROMPT = 10_000  # characters a prompt may have here (the model reads only its last block_size of them)
 SHOWN = {"\n": "⏎", " ": "␣"}  # newline and space, made visible
+# the labels' size in the map's own units: larger where the map is drawn small (a phone), so they stay readable
+MAP_STYLE = ".char-label { font-size: 15px } @media (max-width: 600px) { .char-label { font-size: 22px } }"
 KINDS = {"vowel": "#dc2626", "consonant": "#2563eb", "punctuation": "#16a34a", "space or new line": "#9333ea"}
 # a click on a bar appends its character to the prompt, which asks for the next distribution: sampling by hand
 APPEND_JS = """
@@ -112,7 +114,7 @@ def kind(ch: str) -> str:
     return "punctuation"
 
 
-def map_svg(m: CharacterMap, width: int = 520, height: int = 420, pad: int = 22) -> str:
+def map_svg(m: CharacterMap, width: int = 600, height: int = 460, pad: int = 22) -> str:
     """The map as an SVG: one label per character, coloured by kind, the axes through the mean."""
     xs, ys = m.x, m.y
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
@@ -126,12 +128,13 @@ def map_svg(m: CharacterMap, width: int = 520, height: int = 420, pad: int = 22)
              f'<line x1="{ox:.1f}" y1="{pad}" x2="{ox:.1f}" y2="{height - pad}" stroke="#9ca3af" stroke-width="0.6"/>']
     for ch, x, y in zip(m.chars, xs, ys):
         px, py = at(x, y)
-        parts.append(f'<text class="char-label" x="{px:.1f}" y="{py:.1f}" fill="{KINDS[kind(ch)]}" '
-                     f'text-anchor="middle" dominant-baseline="central" font-size="16" font-family="monospace">'
+        bold = ' font-weight="bold"' if ch in SHOWN else ""  # the stand-ins for space and newline are thin
+        parts.append(f'<text class="char-label" x="{px:.1f}" y="{py:.1f}" fill="{KINDS[kind(ch)]}"{bold} '
+                     f'text-anchor="middle" dominant-baseline="central" font-family="monospace">'
                      f'{html.escape(shown(ch))}</text>')
     legend = " ".join(f'<span style="color:{color}">■ {name}</span>' for name, color in KINDS.items())
     return (f'<div id="char-map-inner"><div style="font-size:.9em">{legend}</div>'
-            f'<svg viewBox="0 0 {width} {height}" style="width:100%;max-width:{width + 120}px;height:auto" '
+            f'<svg viewBox="0 0 {width} {height}" style="width:100%;max-width:{width * 5 // 4}px;height:auto" '
             f'role="img" aria-label="the characters\' embedding map">{"".join(parts)}</svg>'
             f'<div style="font-size:.85em;color:#6b7280">→ first principal component ({100 * m.explained[0]:.1f}% of '
             f'the table\'s variance) · ↑ second ({100 * m.explained[1]:.1f}%)</div></div>')
@@ -163,8 +166,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     choices = weights_choices()
     with gr.Row():
         weights = gr.Dropdown(choices, value=(choices or [None])[0], allow_custom_value=True, label="Weights",
-                              scale=1, elem_id="insides-weights")
-        prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder", label="Text", lines=2, scale=3,
+                              scale=1, min_width=200, elem_id="insides-weights")  # min widths: a phone stacks them
+        prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder", label="Text", lines=2, scale=3, min_width=280,
                             max_length=MAX_PROMPT, elem_id="insides-prompt")
 
     gr.Markdown("#### The next character\n**The logits become probabilities**: `probs = F.softmax(logits, dim=-1)` "
@@ -172,7 +175,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 "temperature, top-k and top-p — what Generate's sampler really draws from. **Click a bar** to append "
                 "its character: you are the multinomial.")
     with gr.Row():
-        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = always the likeliest")
+        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = always the likeliest",
+                                elem_id="insides-temperature")
         top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
         top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
     bars = gr.HTML(elem_id="next-bars", js_on_load=APPEND_JS)
@@ -189,7 +193,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown("#### The characters' map\n**The token embedding table**, `nn.Embedding(vocab_size, n_embd)`: one "
                 "vector per character, projected onto its first two principal components. Nobody told the model "
                 "what a vowel is; training put characters that behave alike near each other.")
-    char_map = gr.HTML(elem_id="char-map")
+    char_map = gr.HTML(elem_id="char-map", css_template=MAP_STYLE)
 
     inputs = [weights, prompt, temperature, top_k, top_p]
     tab.select(refresh_weights, weights, weights, api_visibility="private", concurrency_limit=None,
