@@ -23,17 +23,17 @@ def shipped() -> GPT:
 @pytest.mark.parametrize("settings", [Settings(0.8), Settings(1.3, top_k=3), Settings(1.0, top_p=0.9),
                                       Settings(0.9, top_k=5, top_p=0.95)], ids=["temperature", "top-k", "top-p", "all"])
 def test_the_sampler_draws_only_and_as_often_as_the_view_says(shipped, settings):
-    """The view and the sampler cannot drift: 4,000 seeded draws land only on characters the view gives a
+    """The view and the sampler cannot drift: 2,000 seeded draws land only on characters the view gives a
     probability, as often as it says."""
     view = {c.char: c.probability for c in next_characters(shipped, PROMPT, settings, n=len(shipped.vocab))}
-    n = 4000
+    n = 2000
     logits = next_logits(shipped, PROMPT)[None].expand(n, -1)  # (n, V): the same position, n draws
     drawn = sample(logits, [settings] * n, [seeded(1000 + i) for i in range(n)])
     counts = {ch: 0 for ch in view}
     for i in drawn:
         counts[shipped.vocab[i]] += 1
     assert all(view[ch] > 0 for ch, k in counts.items() if k)
-    assert max(abs(counts[ch] / n - p) for ch, p in view.items()) < 0.03
+    assert max(abs(counts[ch] / n - p) for ch, p in view.items()) < 0.04  # 4 standard deviations at p = 1/2
     assert abs(sum(view.values()) - 1) < 1e-5
 
 
