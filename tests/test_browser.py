@@ -145,7 +145,7 @@ def pick_rung(page, label):
     page.get_by_role("option", name=label).click()
 
 
-def test_ladder_and_attention_in_the_browser(browser, app_server):
+def test_ladder_climb_and_each_rungs_code_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Ladder").click()
     code = page.locator("#rung-code")
