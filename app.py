@@ -13,18 +13,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from webapp import access, browser, generate, ladder, live, runs, share, train  # noqa: E402
+from webapp import access, browser, generate, insides, ladder, live, runs, share, train  # noqa: E402
 from webapp.state import MAX_UPLOAD_MB, engines, startup  # noqa: E402
 
 startup()  # once, before the tabs list the weights: the shipped ones in place, a run a restart cut short found
 
 CSS = """
 .status progress { width: 80%; height: 14px; vertical-align: middle; } .status div { margin: 4px 0; }
-.status .settings { color: #6b7280; font-size: 0.9em; }
-.run-samples { display: flex; gap: 12px; overflow-x: auto; }
-.run-sample { flex: 1 1 0; min-width: 220px; }
-.run-sample pre { white-space: pre-wrap; font-size: 0.85em; }
-#access-notice p { margin: 0; } .gen-error { color: #b91c1c; }
+.status .settings { color: #6b7280; font-size: 0.9em; } #access-notice p { margin: 0; }
+.run-samples { display: flex; gap: 12px; overflow-x: auto; } .run-sample { flex: 1 1 0; min-width: 220px; }
+.run-sample pre { white-space: pre-wrap; font-size: 0.85em; } .gen-error { color: #b91c1c; }
 #runs-table th, #runs-table th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 """
 
@@ -34,7 +32,7 @@ with gr.Blocks(title="GPT from scratch") as demo:
         "The decoder-only transformer of Andrej Karpathy's lecture *Let's build GPT: from scratch, in code, "
         "spelled out*, reading and writing one character at a time. **Train** one and watch its loss fall and "
         "its samples turn from noise into Shakespeare; **Generate** text from the weights that ship with the app "
-        "or from your own runs."
+        "or from your own runs; look at its **Insides**."
     )
     if access.current().sign_in:  # only on a Space, where "Sign in with Hugging Face" is real
         gr.LoginButton()
@@ -49,6 +47,8 @@ with gr.Blocks(title="GPT from scratch") as demo:
             runs.build(demo, runs_tab)
         with gr.Tab("Ladder", id="ladder") as ladder_tab:
             ladder.build(demo, ladder_tab)
+        with gr.Tab("Insides", id="insides") as insides_tab:
+            insides.build(demo, insides_tab)
         with gr.Tab("Share", id="share") as share_tab:
             share.build(demo, share_tab, generate_weights)
 
@@ -65,12 +65,10 @@ def main():
     if args.public or args.share:
         os.environ["GPT_PUBLIC"] = "1"
     threading.Thread(target=engines.start, daemon=True).start()  # ready before the first visitor asks
-    demo.queue(default_concurrency_limit=4)
-    live.calm_queue(demo)  # an app nobody uses takes ~no CPU
+    live.calm_queue(demo.queue(default_concurrency_limit=4))  # an app nobody uses takes ~no CPU
     # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS + train.CSS,
-                max_file_size=f"{MAX_UPLOAD_MB}mb", quiet=True, prevent_thread_lock=True,
-                show_error=True,  # refusals say why
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS + train.CSS, quiet=True,
+                max_file_size=f"{MAX_UPLOAD_MB}mb", prevent_thread_lock=True, show_error=True,  # refusals say why
                 head=browser.head(), app_kwargs={"routes": browser.ROUTES + live.ROUTES})
     print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else
                                                  "  (python app.py --share: a public link too)"), flush=True)

@@ -51,27 +51,44 @@ def seeded(seed: int | None, device=None) -> torch.Generator:
     return generator
 
 
-def sample(logits: torch.Tensor, settings: list[Settings], generators: list[torch.Generator]) -> list[int]:
-    """(n, vocab_size) logits -> n token ids, row i with settings[i] and generators[i].
+def ranked_probabilities(logits: torch.Tensor, settings: list[Settings]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, vocab_size) logits -> (probs, order), each (n, vocab_size): the distribution row i's next token is drawn
+    from, most likely first (probs[i, j] is the probability of token order[i, j]).
 
-    Temperature, then top-k, then top-p (nucleus: the smallest set of most likely tokens whose probabilities add
-    up to top_p; the most likely is always kept), done for every row at once: one step of a crowd costs a few
-    small ops, not a few per visitor. Each row draws one uniform number from its own generator and picks its
-    token by the inverse of its distribution; every op works row by row, so a row's token never depends on the
-    others.
+    The lecture's `probs = F.softmax(logits, dim=-1)`, reshaped by the settings: temperature, then top-k, then top-p
+    (nucleus: the smallest set of most likely tokens whose probabilities add up to top_p; the most likely is always
+    kept). Temperature 0 is greedy: the most likely token alone (a top-k of 1). sample() draws from exactly this, and
+    gpt.insides shows it: one function, so what is shown is what is drawn from. Done for every row at once: one step
+    of a crowd costs a few small ops, not a few per visitor; every op works row by row.
     """
     n, V = logits.shape
     device = logits.device
-    table = torch.tensor([[s.temperature or 1.0, min(s.top_k or V, V), 1.0 if s.top_p is None else s.top_p]
-                          for s in settings], device=device)  # (n, 3)
+    table = torch.tensor([[s.temperature or 1.0, min(s.top_k or V, V) if s.temperature else 1,
+                           1.0 if s.top_p is None else s.top_p] for s in settings], device=device)  # (n, 3)
     temperature, top_k, top_p = table[:, :1], table[:, 1:2], table[:, 2:]
-    u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generators]).to(device)  # (n,)
     sorted_logits, order = torch.sort(logits.float() / temperature, dim=-1, descending=True, stable=True)  # (n, V)
     sorted_logits = sorted_logits.masked_fill(torch.arange(V, device=device) >= top_k, float("-inf"))  # top-k
     probs = F.softmax(sorted_logits, dim=-1)
     probs = probs.masked_fill((probs.cumsum(dim=-1) - probs >= top_p) & (top_p < 1), 0.0)  # top-p
+    return probs / probs.sum(dim=-1, keepdim=True), order
+
+
+def probabilities(logits: torch.Tensor, settings: list[Settings]) -> torch.Tensor:
+    """(n, vocab_size) logits -> (n, vocab_size) probabilities in the vocabulary's order (ranked_probabilities')."""
+    probs, order = ranked_probabilities(logits, settings)
+    return torch.zeros_like(probs).scatter(1, order, probs)
+
+
+def sample(logits: torch.Tensor, settings: list[Settings], generators: list[torch.Generator]) -> list[int]:
+    """(n, vocab_size) logits -> n token ids, row i with settings[i] and generators[i].
+
+    The lecture's `torch.multinomial(probs, num_samples=1)`, from ranked_probabilities' distribution: each row draws
+    one uniform number from its own generator and picks its token by the inverse of its distribution, so a row's
+    token never depends on the others.
+    """
+    V = logits.shape[1]
+    u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generators]).to(logits.device)  # (n,)
+    probs, order = ranked_probabilities(logits, settings)  # (n, V) each, most likely first
     cdf = probs.cumsum(dim=-1)  # (n, V)
     pick = torch.searchsorted(cdf, (u[:, None] * cdf[:, -1:]).contiguous(), right=True).clamp(max=V - 1)  # (n, 1)
-    tokens = order.gather(1, pick).squeeze(1)  # (n,)
-    greedy = torch.tensor([s.temperature == 0 for s in settings], device=device)
-    return torch.where(greedy, logits.argmax(dim=-1), tokens).tolist()
+    return order.gather(1, pick).squeeze(1).tolist()

@@ -51,7 +51,7 @@ def generate(client, weights, prompt="ROMEO:", n=60, temperature=0.8, top_k=40, 
 def test_only_the_named_endpoints_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate", "/start_ladder",
-                              "/attention", "/push_to_hub", "/pull_from_hub", "/publish_space",
+                              "/attention", "/next_characters", "/push_to_hub", "/pull_from_hub", "/publish_space",
                               "/list_runs", "/resume_training"}
     # the Train tab's one ordered list of inputs is the API's order, and start_training's
     import inspect
@@ -209,6 +209,43 @@ def test_attention_heatmap_for_a_prompt(client):
         client.predict("default", "ROMEO:", 7, api_name="/attention")
     with pytest.raises(Exception, match="does not know"):
         client.predict("default", "Café", api_name="/attention")
+
+
+def test_next_characters_are_what_the_sampler_draws_from(client, app_server):
+    """/next_characters: the ten likeliest characters after the prompt, after the settings, for our model."""
+    import torch
+
+    from gpt import GPT, CharTokenizer
+
+    model = GPT.from_pretrained(app_server["weights"] / "default").eval()  # the weights the app serves
+    prompt = "ROMEO:\nWhat light through yonder window b"
+    with torch.no_grad():
+        logits = model(torch.tensor([CharTokenizer(model.vocab).encode(prompt)]))[0][0, -1]  # (V,)
+
+    def ask(temperature, top_k, top_p):
+        rows = client.predict("default", prompt, temperature, top_k, top_p, api_name="/next_characters")
+        assert len(rows) == 10 and [r["char"] for r in rows] == [model.vocab[i] for i in logits.topk(10).indices]
+        return {r["char"]: r["probability"] for r in rows}
+
+    at_07 = torch.softmax(logits / 0.7, dim=-1)
+    assert all(abs(p - float(at_07[model.vocab.index(ch)])) < 1e-4 for ch, p in ask(0.7, 0, 1.0).items())
+    top_5 = ask(1.0, 5, 1.0)
+    assert sum(p > 0 for p in top_5.values()) == 5 and abs(sum(top_5.values()) - 1) < 1e-5
+    # top-p: the smallest set of the likeliest characters whose probabilities reach 0.9 (the likeliest always kept)
+    ranked = torch.softmax(logits, dim=-1).sort(descending=True)
+    kept = int((ranked.values.cumsum(0) - ranked.values < 0.9).sum())
+    nucleus = {model.vocab[i]: float(p) / float(ranked.values[:kept].sum())
+               for p, i in zip(ranked.values[:kept], ranked.indices[:kept])}
+    top_p = ask(1.0, 0, 0.9)
+    assert 1 < kept < 10 and {ch for ch, p in top_p.items() if p > 0} == set(nucleus)
+    assert all(abs(top_p[ch] - p) < 1e-4 for ch, p in nucleus.items())
+    for args, message in [(("default", "Café", 1.0, 0, 1.0), "does not know: 'é'"),
+                          (("nothing-here", "ROMEO:", 1.0, 0, 1.0), "no weights named 'nothing-here'"),
+                          (("default", "a" * 10_001, 1.0, 0, 1.0), "at most 10,000"),
+                          (("default", "ROMEO:", 1.0, 0, 0.0), "top_p must be above 0"),
+                          (("default", "ROMEO:", "hot", 0, 1.0), "temperature must be a number")]:
+        assert message in refusal(client.predict, *args, api_name="/next_characters")
+    assert client.predict("default", "", 0, 0, 1.0, api_name="/next_characters")[0]["probability"] == 1.0
 
 
 def test_two_tabs_pressing_start_at_once_start_one_run(client, app_server):

@@ -145,7 +145,7 @@ def pick_rung(page, label):
     page.get_by_role("option", name=label).click()
 
 
-def test_ladder_and_attention_in_the_browser(browser, app_server):
+def test_ladder_climb_and_each_rungs_code_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_role("tab", name="Ladder").click()
     code = page.locator("#rung-code")
@@ -175,9 +175,36 @@ def test_ladder_and_attention_in_the_browser(browser, app_server):
                                  timeout=30_000)
     code.scroll_into_view_if_needed()
     page.screenshot(path=ARTIFACTS / "6b-rung-code-after-a-climb.png", full_page=True)
-    page.get_by_role("button", name="Show attention").click()
-    expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "6-ladder.png", full_page=True)
+
+
+def test_insides_bars_follow_the_temperature_a_click_appends_and_the_map_labels_every_character(browser, app_server):
+    page = open_app(browser, app_server["url"], {"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Insides").click()
+    after = page.locator("#next-bars-inner > div").nth(1)  # the distribution after the settings
+    expect(after.locator(".next-bar")).to_have_count(10, timeout=30_000)
+    expect(page.locator("#char-map text.char-label")).to_have_count(65, timeout=30_000)  # every character, labelled
+    expect(page.locator("#char-map")).to_contain_text("⏎")  # newline and space, made visible
+    expect(page.locator("#char-map")).to_contain_text("␣")
+    before = after.inner_text()
+    temperature = page.locator("#insides-temperature input[type=number]")
+    temperature.fill("1.6")
+    temperature.press("Tab")
+    expect(after).to_contain_text("temperature 1.6", timeout=30_000)
+    assert after.inner_text() != before  # the bars changed with it
+    prompt = page.locator("#insides-prompt textarea")
+    text = prompt.input_value()
+    bar = after.locator(".next-bar").first
+    char, shown = chr(int(bar.get_attribute("data-code"))), after.inner_text()
+    bar.click()  # sampling by hand: the character is appended, and the bars move on to the next one
+    expect(prompt).to_have_value(text + char)
+    expect(after).not_to_have_text(shown, timeout=30_000)
+    page.get_by_role("button", name="Show attention").click()  # the affinities wei, for the same text
+    expect(page.locator("#attention-maps img").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "10-insides-1280.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    page.screenshot(path=ARTIFACTS / "10-insides-390.png", full_page=True)
 
 
 def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):

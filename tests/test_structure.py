@@ -64,7 +64,7 @@ def test_the_library_knows_nothing_of_the_app():
     for path in (ROOT / "gpt").glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not any(name.split(".")[0] in ("gradio", "webapp", "app") for name in imports(path)), path.name
-        for tab in ("Train tab", "Generate tab", "Runs tab", "Ladder tab", "Share tab", "another tab"):
+        for tab in ("Train tab", "Generate tab", "Runs tab", "Ladder tab", "Insides tab", "Share tab", "another tab"):
             assert tab not in text, f"{path.name} speaks of the app's {tab}"
 
 
@@ -74,7 +74,7 @@ def test_the_app_never_touches_tensors():
 
 
 def test_each_tab_is_its_own_module_and_the_entry_point_is_short():
-    for tab in ("train", "generate", "runs", "ladder", "share"):
+    for tab in ("train", "generate", "runs", "ladder", "insides", "share"):
         assert "def build(" in (ROOT / "webapp" / f"{tab}.py").read_text(encoding="utf-8")
     assert len((ROOT / "app.py").read_text(encoding="utf-8").splitlines()) < 80
 
@@ -114,7 +114,8 @@ def test_importing_the_app_s_modules_does_no_work_starting_the_app_does(tmp_path
     torn.write_bytes(b"half")
     os.utime(torn, (1000, 1000))
     env = {**os.environ, "GPT_WEIGHTS_DIR": str(tmp_path / "weights"), "PYTHONPATH": str(ROOT)}
-    tabs = "import webapp.state, webapp.train, webapp.generate, webapp.runs, webapp.ladder, webapp.share"
+    tabs = ("import webapp.state, webapp.train, webapp.generate, webapp.runs, webapp.ladder, webapp.insides, "
+            "webapp.share")
     # one process: imported, nothing has changed on disk; started, the default weights are there and the torn save gone
     untouched = (f"import os; assert sorted(os.listdir({str(tmp_path / 'weights')!r})) == ['cut-short']; "
                  f"assert os.path.exists({str(torn)!r})")

@@ -1,4 +1,4 @@
-"""The Ladder tab: retrace the lecture rung by rung, and look at what attention looks at."""
+"""The Ladder tab: retrace the lecture rung by rung, and read what each rung adds."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import gradio as gr
 import pandas as pd
 
 from gpt import ladder, rung_code
-from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.runlog import read_log
 from gpt.errors import GPTError
 from webapp import access
-from webapp.state import (DEVICE, WEIGHTS, chart_frame, load_weights, optional_number, refresh_weights, refused,
-                          runner, stop_training, weights_choices)
+from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626",
                "#0f766e", "#a16207", "#4338ca", "#be123c", "#15803d", "#7c3aed", "#b45309"]
@@ -147,18 +145,6 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
             gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running))
 
 
-def show_attention(weights_name, prompt, layer=1):
-    """Heatmaps of what each character attends to, per head, for prompt (its last 64 characters): one layer's
-    (drawn large enough to read the characters), or every layer's with layer 0."""
-    try:
-        layer = optional_number("layer", layer) or 0
-        model = load_weights(weights_name)
-        maps, text = prompt_maps(model, prompt)
-        return attention_image(maps, text, layer)
-    except (GPTError, ValueError) as e:
-        raise refused(e)
-
-
 def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     """The Ladder tab's components and events (call inside `with gr.Tab(...)`)."""
     gr.Markdown(
@@ -188,18 +174,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     shown = gr.Dropdown([(f"{r.number} · {r.name}", r.number) for r in ladder.RUNGS], value=2, label="Rung",
                         elem_id="rung-pick")
     view = gr.Markdown(elem_id="rung-code")
-    gr.Markdown("### What attention looks at\nEach map shows, for every character (row), how much it attends "
-                "to each earlier character (column); the future is blank, because the mask hides it.")
-    choices = weights_choices()
-    with gr.Row():
-        attn_weights = gr.Dropdown(choices, value=(choices or [None])[0], allow_custom_value=True, label="Weights",
-                                   scale=1)
-        attn_prompt = gr.Textbox(value="ROMEO:\nWhat light through yonder",
-                                 label=f"Text (up to {MAX_CHARS} characters are shown)", scale=3)
-        attn_layer = gr.Number(1, label="Layer (0: all)", precision=0, minimum=0, scale=1)
-    attn_btn = gr.Button("Show attention")
-    attn_image = gr.Image(label="Attention of each head (the full-screen button zooms in)", type="pil",
-                          format="png", elem_id="attention-maps")
+    gr.Markdown("*What attention looks at, what the next character is drawn from and the characters' map: the "
+                "Insides tab, for any rung's weights.*")
 
     ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
     ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
@@ -211,7 +187,3 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
           api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
     gr.on([shown.change, tab.select, demo.load], rung_view, shown, view, api_visibility="private", concurrency_limit=None,
           show_progress="hidden")
-    gr.on([demo.load, tab.select], refresh_weights, attn_weights, attn_weights,
-          api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    gr.on([attn_btn.click, attn_prompt.submit], show_attention, [attn_weights, attn_prompt, attn_layer], attn_image,
-          api_name="attention", concurrency_limit=4)
