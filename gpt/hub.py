@@ -40,7 +40,7 @@ from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, check_uploa
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # what a repo of ours always holds
 BROWSER_FILE = f"{ONNX_DIR}/{ONNX_FILE}"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
 PULLED = SHARED_FILES + [BROWSER_FILE]
-UPLOADED = [MODEL_FILE, CONFIG_FILE, METRICS_FILE]  # what push_upload takes: a run's Download (a run in a browser)
+UPLOADED = [MODEL_FILE, CONFIG_FILE, METRICS_FILE]  # what push_upload takes: a browser run's Download
 ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]
 

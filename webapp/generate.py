@@ -107,8 +107,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     with gr.Row():
         weights_dd = gr.Dropdown(choices, value=(choices or [None])[0], label="Weights",
                                  allow_custom_value=True,  # the list changes as runs finish; generate() checks
-                                 info="the shipped default, your runs, the model training right now, or the run trained in this browser",
-                                 scale=4)
+                                 info="the shipped default, your runs, the model training right now, or the run "
+                                      "trained in this browser", scale=4)
         refresh_btn = gr.Button("↻ Refresh list", scale=1)
     prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
                         placeholder="empty: start from a new line, as in the lecture")
