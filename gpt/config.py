@@ -74,8 +74,13 @@ def read_raw_config(folder: str | Path) -> tuple[GPTConfig, list[str], dict]:
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise WeightsError(f"{folder} has no {CONFIG_FILE}: it is not a weights folder of this project")
+    return parse_config(path.read_bytes(), path)
+
+
+def parse_config(data: bytes, path) -> tuple[GPTConfig, list[str], dict]:
+    """(GPTConfig, vocabulary, every key) of config.json's bytes; path names the file in errors."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightsError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(raw, dict):
@@ -99,8 +104,13 @@ def read_raw_config(folder: str | Path) -> tuple[GPTConfig, list[str], dict]:
 def read_config(folder: str | Path) -> tuple[GPTConfig, list[str]]:
     """(GPTConfig, vocabulary) of a folder of GPT weights; the lecture ladder's earlier rungs are refused."""
     config, vocab, raw = read_raw_config(folder)
+    check_gpt(raw, folder)
+    return config, vocab
+
+
+def check_gpt(raw: dict, where) -> None:
+    """A WeightsError unless config.json's keys describe a GPT (the lecture ladder's earlier rungs are not)."""
     rung = raw.get("rung", 6)
     if rung not in (6, 7):
-        raise WeightsError(f"{folder} holds rung {rung} of the lecture ladder, not a GPT: load it with "
+        raise WeightsError(f"{where} holds rung {rung} of the lecture ladder, not a GPT: load it with "
                            f"gpt.ladder.load()")
-    return config, vocab

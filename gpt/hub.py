@@ -31,15 +31,16 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from gpt.card import CURVE_FILE, card_files, params_text
 from gpt import runlog
-from gpt.runlog import METRICS_FILE, read_log
+from gpt.runlog import METRICS_FILE, check_log, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
 from gpt.hf_export import ONNX_DIR, ONNX_FILE, try_repo_files
 from gpt.pretrained import GPT
-from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, portable_name
+from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, check_uploaded_weights, portable_name
 
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # what a repo of ours always holds
 BROWSER_FILE = f"{ONNX_DIR}/{ONNX_FILE}"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
 PULLED = SHARED_FILES + [BROWSER_FILE]
+UPLOADED = [MODEL_FILE, CONFIG_FILE, METRICS_FILE]  # what push_upload takes: a browser run's Download
 ORIGIN_FILE = "origin.json"  # written by pull: the repo and commit a weights folder came from
 Progress = Callable[[float, str], None]
 
@@ -239,6 +240,38 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None, private:
     message = message or f"Upload {folder.name}: a {params_text(model.num_params())}-parameter character-level GPT"
     return upload(repo_id, lambda: repo_files(folder, model, repo_id, progress), repo_type="model",
                   token=token or None, private=private, message=message, action="push to", progress=progress)
+
+
+def check_upload(files: dict[str, Path], max_bytes: int = 100_000_000) -> None:
+    """A WeightsError unless files ({name: path}) are a weights folder's model.safetensors and config.json (and
+    maybe its metrics.jsonl), within max_bytes in all, each checked without loading anything that could run code."""
+    unexpected = sorted(set(files) - set(UPLOADED))
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if name not in files]
+    if unexpected or missing:
+        said = "; ".join(filter(None, [f"unexpected {', '.join(unexpected)}" if unexpected else "",
+                                       f"missing {', '.join(missing)}" if missing else ""]))
+        raise WeightsError(f"upload {', '.join(UPLOADED[:2])} and (if you have it) {METRICS_FILE}, named so: the "
+                           f"files of a run's Download (zip), unzipped ({said})")
+    size = sum(Path(p).stat().st_size for p in files.values())
+    if size > max_bytes:
+        raise WeightsError(f"the files are {size / 1e6:.1f} MB in all; the limit here is {max_bytes / 1e6:.0f} MB")
+    check_uploaded_weights(files[MODEL_FILE], files[CONFIG_FILE], max_bytes)
+    if METRICS_FILE in files:
+        check_log(Path(files[METRICS_FILE]).read_bytes())  # within max_bytes: checked above
+
+
+def push_upload(files: dict[str, Path], repo_id: str, *, token: str | None = None, private: bool = False,
+                message: str | None = None, progress: Progress | None = None, max_bytes: int = 100_000_000) -> str:
+    """Push uploaded files ({name: path}, e.g. a run trained in a browser) to the model repo repo_id: checked
+    first (check_upload; a refusal writes nothing anywhere), then pushed as a weights folder. Returns the URL."""
+    repo_id = check_repo_id(repo_id)
+    check_upload(files, max_bytes)
+    with tempfile.TemporaryDirectory(prefix="upload-") as scratch:
+        folder = Path(scratch) / repo_id.split("/")[1]
+        folder.mkdir()
+        for name, path in files.items():
+            shutil.copyfile(path, folder / name)
+        return push(folder, repo_id, token=token, private=private, message=message, progress=progress)
 
 
 def pull(repo_id: str, *, revision: str | None = None, name: str | None = None, root: str | Path = "weights",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gpt.errors import WeightsError
 from gpt.weights import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
@@ -76,6 +77,31 @@ def trim(folder: str | Path, step: int) -> None:
         return
     kept = [e for e in events(folder) if e.get("step", 0) <= step and e.get("event") not in ("start", *ENDS)]
     atomic_write_text(path(folder), "".join(json.dumps(e) + "\n" for e in kept))
+
+
+NUMBERS = {"step": ("loss",), "eval": ("train_loss", "val_loss")}  # what the readers (card, chart) take as numbers
+
+
+def check_log(data: bytes) -> None:
+    """A WeightsError unless data is a log these readers take: UTF-8, one JSON object a line, each with an event
+    and a whole step, steps' and evaluations' losses numbers (a log made elsewhere, uploaded)."""
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise WeightsError(f"{METRICS_FILE} is not UTF-8 text") from None
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        numbers = NUMBERS.get(event.get("event"), ()) if isinstance(event, dict) else ()
+        if not (isinstance(event, dict) and isinstance(event.get("event"), str) and type(event.get("step")) is int
+                and all(isinstance(event.get(k), (int, float)) and not isinstance(event.get(k), bool)
+                        for k in numbers)):
+            raise WeightsError(f"{METRICS_FILE}, line {i}, is not an event of a run's log (a JSON object with "
+                               f"\"event\", a whole \"step\" and, for a step or an evaluation, its losses)")
 
 
 def empty_log() -> dict:

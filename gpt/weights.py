@@ -17,13 +17,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from gpt.config import CONFIG_FILE, config_json, read_config, read_raw_config
+from gpt.config import CONFIG_FILE, GPTConfig, check_gpt, config_json, parse_config, read_config, read_raw_config
 from gpt.errors import ConfigError, WeightsError
 from gpt.gpt2 import from_gpt2, is_gpt2
+from gpt.model import GPTLanguageModel
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
            "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
-           "check_state_dict", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights",
+           "check_state_dict", "check_uploaded_weights", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights",
            "describe_source"]
 
 MODEL_FILE = "model.safetensors"
@@ -198,6 +199,85 @@ def check_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, whe
         problems.append("; ".join(wrong[:5]))
     if problems:
         raise WeightsError(f"{where} does not match its config.json: " + "; ".join(problems))
+
+
+# --- weights a stranger uploads (a run trained in their browser, to push): checked before anything touches them ---
+
+MAX_CONFIG_BYTES = 1_000_000  # config.json: a vocabulary of many thousand characters still fits
+MAX_HEADER_BYTES = 1_000_000  # safetensors' JSON header: names, shapes and offsets only
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}  # what our model.safetensors may hold
+UPLOAD_HINT = "upload the model.safetensors and config.json of a run's Download (zip), as they are"
+
+
+def check_uploaded_weights(model_file: str | Path, config_file: str | Path,
+                           max_bytes: int = 100_000_000) -> tuple[GPTConfig, list[str]]:
+    """(GPTConfig, vocabulary) of an uploaded model.safetensors and config.json, or a WeightsError saying why not.
+
+    Safe on anything: sizes are bounded before a byte is read, the safetensors header is parsed here as JSON (a
+    pickle, a torch .bin or random bytes fail that; nothing is ever unpickled), and its tensors must be exactly
+    the names, shapes and byte ranges of the model config.json describes. Nothing is written.
+    """
+    model_file, config_file = Path(model_file), Path(config_file)
+    size, config_size = model_file.stat().st_size, config_file.stat().st_size
+    if config_size > MAX_CONFIG_BYTES:
+        raise WeightsError(f"{CONFIG_FILE} is {config_size / 1e6:.1f} MB; ours are a few kB: {UPLOAD_HINT}")
+    config, vocab, raw = parse_config(config_file.read_bytes(), CONFIG_FILE)
+    check_gpt(raw, CONFIG_FILE)
+    with torch.device("meta"):  # the shapes config.json describes, without a byte of memory for the weights
+        expected = {k: (tuple(v.shape), v.numel()) for k, v in GPTLanguageModel(config).state_dict().items()}
+    data_bytes = sum(n for _, n in expected.values()) * 4
+    if size > min(max_bytes, 8 + MAX_HEADER_BYTES + data_bytes):  # float32 is the largest we take
+        raise WeightsError(f"{MODEL_FILE} is {size / 1e6:.1f} MB, more than the model its {CONFIG_FILE} describes "
+                           f"can take ({data_bytes / 1e6:.1f} MB of float32; the limit here is "
+                           f"{max_bytes / 1e6:.0f} MB): {UPLOAD_HINT}")
+    not_ours = (f"{MODEL_FILE} is not a safetensors file (a pickle, a torch .bin or .pt file, or other bytes: "
+                f"we never load those, they can run code): {UPLOAD_HINT}")
+    with open(model_file, "rb") as f:
+        start = f.read(8)
+        n = int.from_bytes(start, "little") if len(start) == 8 else 0
+        if not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
+            raise WeightsError(not_ours)
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise WeightsError(not_ours) from None
+    if not isinstance(header, dict):
+        raise WeightsError(not_ours)
+    header.pop("__metadata__", None)
+    spans, problems = [], []
+    for name, info in header.items():
+        try:
+            dtype, shape, (a, b) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            numel = 1
+            for d in shape:
+                numel *= d
+            ok = dtype in DTYPE_BYTES and all(isinstance(x, int) and x >= 0 for x in (*shape, a, b)) \
+                and b - a == numel * DTYPE_BYTES[dtype]
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise WeightsError(f"{MODEL_FILE}: the entry for {name!r} is not a float32, float16 or bfloat16 tensor "
+                               f"with consistent offsets: {UPLOAD_HINT}")
+        spans.append((a, b))
+    for name, (shape, _) in expected.items():  # in the model's order: the embedding first
+        if name not in header:
+            problems.append(f"missing {name}")
+        elif tuple(header[name]["shape"]) != shape:
+            problems.append(f"{name} is {tuple(header[name]['shape'])}, expected {shape}")
+    problems += [f"unexpected {name}" for name in header if name not in expected]
+    if problems:
+        raise WeightsError(f"{MODEL_FILE} does not match its {CONFIG_FILE} ({'; '.join(problems[:5])}"
+                           f"{' …' if len(problems) > 5 else ''}): upload the two files of one run, as its Download "
+                           f"(zip) holds them")
+    end = 0
+    for a, b in sorted(spans):  # the tensors tile the data exactly: no gap, no overlap, nothing after
+        if a != end:
+            raise WeightsError(f"{MODEL_FILE}'s tensors overlap or leave gaps: {UPLOAD_HINT}")
+        end = b
+    if 8 + n + end != size:
+        raise WeightsError(f"{MODEL_FILE} is {size:,} bytes but its header describes {8 + n + end:,}: it is "
+                           f"truncated or has bytes added; {UPLOAD_HINT}")
+    return config, vocab
 
 
 # --- training state for --resume: one file, so model, optimizer and RNG always agree ---

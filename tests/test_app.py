@@ -52,7 +52,7 @@ def test_only_the_named_endpoints_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/start_training", "/stop_training", "/training_status", "/generate", "/start_ladder",
                               "/attention", "/next_characters", "/push_to_hub", "/pull_from_hub", "/publish_space",
-                              "/list_runs", "/resume_training"}
+                              "/list_runs", "/resume_training", "/push_browser_run"}
     # the Train tab's one ordered list of inputs is the API's order, and start_training's
     import inspect
 

@@ -239,7 +239,9 @@ def test_a_public_space_shows_each_visitor_what_they_may_do_and_why_not(browser,
     notice = page.locator("#access-notice")
     expect(notice).to_contain_text("Public app. You are not signed in.", timeout=30_000)
     expect(notice).to_contain_text("You may watch the run, generate and look at attention maps.")
-    expect(notice).to_contain_text("Only the owner may train here. Sign in with Hugging Face if you own this Space")
+    expect(notice).to_contain_text("Only the owner may train on this server — train in your browser here instead "
+                                   "(the Train tab's Train on: this browser). Sign in with Hugging Face if you own "
+                                   "this Space")
     expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
     # not on the server: their Start trains in their own browser (tests/test_browser_train.py runs it)
     expect(page.locator("#train-on input[value='this browser']")).to_be_checked()

@@ -22,6 +22,7 @@ from conftest import ROOT, npm_ci, running_app
 from test_browser import ARTIFACTS
 from gpt import GPT, GPTConfig, runlog
 from gpt.data import TextData, load_text
+from gpt.decode import stream_text
 from gpt.errors import DataError
 from gpt.evaluate import split_loss
 from gpt.optim import build_optimizer
@@ -386,15 +387,16 @@ def ready_to_train(tab, app):
     expect(tab.get_by_label("n_embd (width)")).to_have_value("32")  # the browser preset's settings are in the form
 
 
-def server_training_calls(app, context) -> list[str]:
-    """The requests of this Chromium that asked the server to train (start_training's event, by its id)."""
+def server_training_calls(app, context, api_name="start_training") -> list[str]:
+    """The requests of this Chromium that asked the server to train (start_training's event, by its id), or to do
+    what another event does (api_name)."""
     import urllib.request
 
     with urllib.request.urlopen(app["url"] + "config") as response:
         config = json.loads(response.read())
-    ids = {d["id"] for d in config["dependencies"] if d.get("api_name") == "start_training"}
+    ids = {d["id"] for d in config["dependencies"] if d.get("api_name") == api_name}
     assert ids
-    return [url for url, body in context.sent if "start_training" in url or
+    return [url for url, body in context.sent if api_name in url or
             ("/queue/join" in url and json.loads(body or "{}").get("fn_index") in ids)]
 
 
@@ -467,9 +469,51 @@ def test_a_finished_run_survives_a_reload(finished_run):
     expect(panel.locator("#browser-download")).to_be_visible()
 
 
+def test_the_generate_tab_writes_with_the_run_kept_in_this_browser_as_pytorch_does(app, context, finished_run,
+                                                                                  tmp_path):
+    """"trained in this browser" on the Generate tab: the kept run's weights in a worker, the page's sampler and
+    decode loop; the server is asked for nothing. Greedy, its text is PyTorch's from the Download, past block_size."""
+
+    tab, run = finished_run
+    expect(tab.locator("#browser-push")).to_be_hidden()  # Push: for a signed-in visitor only (tests/test_public.py)
+    sent = tab.evaluate("() => gptTrain.upload()")  # what Push hands the server: the kept files, uploaded as named
+    assert sorted(Path(f["path"]).name for f in sent) == ["config.json", "metrics.jsonl", "model.safetensors"]
+    with tab.expect_download() as download:
+        tab.locator("#browser-download").click()
+    download.value.save_as(tmp_path / "run.zip")
+    zipfile.ZipFile(tmp_path / "run.zip").extractall(tmp_path / "run")
+    model = GPT.from_pretrained(tmp_path / "run")
+    tab.get_by_role("tab", name="Generate").click()
+    weights = tab.get_by_role("combobox", name="Weights")
+    weights.click()
+    tab.get_by_role("option", name="trained in this browser").click()
+    expect(weights).to_have_value("trained in this browser")
+
+    def generate(n, temperature, seed="7"):
+        for label, value in (("Characters to generate", n), ("Temperature", temperature)):
+            tab.get_by_label(f"number input for {label}").fill(str(value))
+            tab.get_by_label(f"number input for {label}").press("Tab")
+        tab.get_by_label("Seed").fill(seed)
+        tab.get_by_label("Prompt").fill("ROMEO:")
+        tab.get_by_role("button", name="Generate", exact=True).click()
+        expect(tab.locator("#gen-where")).to_contain_text(f"Generated in this browser: {n} characters", timeout=60_000)
+        return tab.get_by_label("Generated text").input_value()
+
+    sampled = generate(120, 0.8)
+    assert sampled.startswith("ROMEO:") and len(sampled) == 6 + 120 and set(sampled) <= set(model.vocab)
+    assert generate(120, 0.8) == sampled  # a seed repeats its text
+    weights.evaluate("(e) => e.closest('.block').scrollIntoView()")  # the choice, the settings and the text
+    tab.screenshot(path=ARTIFACTS / "browser-generate-trained.png")
+    greedy = generate(60, 0)  # 66 characters: the window of 32 is rebuilt from its last half, as the server does
+    with torch.no_grad():
+        assert greedy == "ROMEO:" + "".join(stream_text(model, "ROMEO:", max_new_tokens=60, temperature=0))
+    assert server_training_calls(app, context, "generate") == []
+
+
 def test_own_text_is_read_in_the_page_refused_with_the_server_s_messages_and_stop_ends_its_run(
         context, finished_run, tmp_path, shakespeare):
     tab, _ = finished_run
+    tab.get_by_role("tab", name="Train").click()
     tab.locator("#train-advanced").click()
     expect(tab.get_by_label("n_embd (width)")).to_have_value("32")
     tab.locator("#train-minutes input").fill("0")

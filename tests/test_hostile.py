@@ -111,6 +111,12 @@ def test_a_server_file_that_was_never_uploaded_is_refused(client, app_server, tm
     assert error and "not uploaded" in error
     assert client.predict(api_name="/training_status")["state"] != "running"
     assert not (app_server["weights"] / "stolen").exists()
+    # the push of a browser's run: the server's own weights, named by path, are not an upload either
+    server_files = [{"path": str(app_server["weights"] / "default" / name), "meta": {"_type": "gradio.FileData"}}
+                    for name in ("model.safetensors", "config.json")]
+    error = error_of(raw_call(app_server["url"], "push_browser_run", json.dumps({"data": [server_files, "me/x",
+                                                                                          False, ""]})))
+    assert error and "not uploaded" in error
 
 
 def test_a_mounted_app_refuses_server_files_too(tmp_path):

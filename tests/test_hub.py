@@ -455,3 +455,73 @@ def test_push_and_pull_report_the_bytes_they_transfer(hub_server, tmp_path, monk
     said = []  # the same bytes again: the Hub holds them, nothing is sent, and the message says why
     push(tmp_path / "new", "alice/bytes-again", token=WRITE, progress=lambda f, m: said.append(m))
     assert any(m.endswith("MB were already there") for m in said), said
+
+
+# --- an upload to push (a run trained in a visitor's browser): checked before anything touches it ---
+
+def uploaded(folder: Path, **replace) -> dict[str, Path]:
+    """A weights folder's files as an upload names them, some replaced."""
+    files = {name: folder / name for name in ("model.safetensors", "config.json", "metrics.jsonl")
+             if (folder / name).is_file()}
+    return {**files, **replace}
+
+
+@pytest.fixture
+def browser_run(tmp_path):
+    """What a run trained in the browser downloads: model.safetensors (float32), config.json, metrics.jsonl."""
+    from conftest import small_gpt
+    from gpt.runlog import append
+    from gpt.weights import save_weights
+
+    folder = save_weights(small_gpt(), tmp_path / "browser-run")
+    for event in ({"event": "start", "step": 0, "config": {}, "params": 1, "device": "WebAssembly (1 thread)"},
+                  {"event": "step", "step": 1, "loss": 4.1, "lr": 1e-2, "tokens_per_sec": 900.0, "elapsed": 0.1},
+                  {"event": "eval", "step": 1, "train_loss": 4.0, "val_loss": 4.05, "best_val": 4.05, "sample": "ab",
+                   "elapsed": 0.2}, {"event": "done", "step": 1}):
+        append(folder, event)
+    return folder
+
+
+def test_an_upload_is_refused_with_what_to_do_unless_it_is_exactly_our_model(browser_run, tmp_path, monkeypatch):
+    import pickle
+
+    from conftest import small_gpt
+    from gpt.errors import WeightsError
+    from gpt.hub import check_upload
+    from gpt.weights import save_weights
+
+    check_upload(uploaded(browser_run))  # a run's Download, as it is
+    check_upload({k: v for k, v in uploaded(browser_run).items() if k != "metrics.jsonl"})  # the log is optional
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))  # nothing is ever unpickled
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load"))
+    wide = save_weights(small_gpt(n_embd=48), tmp_path / "wide")
+    pickled, torch_bin, noise, huge, garbage_log = (tmp_path / n for n in ("p", "bin", "noise", "huge", "log"))
+    pickled.write_bytes(pickle.dumps({"token_embedding_table.weight": [0.0] * 100}))
+    torch.save(small_gpt().state_dict(), torch_bin)  # a zip of pickles
+    noise.write_bytes(os.urandom(20_000))
+    with open(huge, "wb") as f:
+        f.truncate(2_000_000_000)  # sparse: refused by its size, before a byte is read
+    garbage_log.write_text('{"event": "step", "step": 1, "loss": "NaN?"}\n')
+    cases = {
+        "wrong shapes": (uploaded(browser_run, **{"model.safetensors": wide / "model.safetensors"}),
+                         r"does not match its config.json \(token_embedding_table.weight is \(61, 48\), expected "
+                         r"\(61, 32\).*upload the two files of one run"),
+        "a pickle": (uploaded(browser_run, **{"model.safetensors": pickled}), "is not a safetensors file"),
+        "a torch .bin": (uploaded(browser_run, **{"model.safetensors": torch_bin}), "is not a safetensors file"),
+        "random bytes": (uploaded(browser_run, **{"model.safetensors": noise}), "is not a safetensors file"),
+        "huge": (uploaded(browser_run, **{"model.safetensors": huge}), "the limit here is 100 MB"),
+        "another name": (uploaded(browser_run, **{"run.py": noise}), r"upload model.safetensors, config.json and "
+                                                                     r".*\(unexpected run.py\)"),
+        "no config": ({"model.safetensors": browser_run / "model.safetensors"}, r"missing config.json"),
+        "a config that is not JSON": (uploaded(browser_run, **{"config.json": noise}), "config.json is not valid JSON"),
+        "a config that is not ours": (uploaded(browser_run, **{"config.json": garbage_log}), "config.json lacks"),
+        "a log that is not ours": (uploaded(browser_run, **{"metrics.jsonl": garbage_log}), "metrics.jsonl, line 1"),
+    }
+    for case, (files, message) in cases.items():
+        with pytest.raises(WeightsError, match=message):
+            check_upload(files)
+    # the shapes agree but the bytes do not: one byte more, or the file cut short
+    longer = tmp_path / "longer"
+    longer.write_bytes((browser_run / "model.safetensors").read_bytes() + b"\0")
+    with pytest.raises(WeightsError, match="truncated or has bytes added"):
+        check_upload(uploaded(browser_run, **{"model.safetensors": longer}))

@@ -56,7 +56,8 @@ def test_an_anonymous_visitor_watches_and_generates_and_can_do_nothing_else(spac
     text, _ = anon.predict("default", "ROMEO:", 40, 0.8, 40, 1.0, 1, api_name="/generate")
     assert text.startswith("ROMEO:") and len(text) == 46
 
-    assert "Only the owner may train" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
+    assert "Only the owner may train on this server — train in your browser here instead" in refusal(
+        anon.predict, *TINY, "vandal", api_name="/start_training")
     assert "Sign in with Hugging Face" in refusal(anon.predict, *TINY, "vandal", api_name="/start_training")
     assert "Only whoever started this run (alice)" in refusal(anon.predict, api_name="/stop_training")
     assert "Only the owner" in refusal(anon.predict, ["1", "2"], 10, api_name="/start_ladder")
@@ -155,6 +156,7 @@ def test_on_a_space_the_owners_policy_decides_who_trains(deploy):
     assert access.may_train(bob) is None
     deploy(GPT_OWNERS="", GPT_TRAINING_POLICY="signed-in", GPT_MAX_STEPS="800", GPT_MAX_MINUTES="2")
     assert access.may_train(bob) is None and "Sign in with Hugging Face" in access.may_train(None)
+    assert "or train in your browser here instead" in access.may_train(None)
     caps = access.caps(bob)
     assert (caps.max_steps, caps.max_minutes, caps.max_params) == (800, 2.0, 3_000_000)
     assert "800 steps, 2 minutes" in access.notice(bob)
@@ -260,3 +262,41 @@ def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(t
     runner.start(config, "small-enough", limits=Limits(100_000, 60, status["params"]))
     runner.stop()
     wait(runner)
+
+
+def test_a_signed_in_visitor_pushes_a_run_trained_in_their_browser_once_the_server_has_checked_it(
+        space_app, hub_server, tmp_path):
+    """The Train tab's Push for a run kept in the browser: its files are uploaded, checked, pushed with bob's token to
+    bob's namespace; a pickle in their place is refused and nothing is written, on the Hub or on the server."""
+    import pickle
+
+    from gradio_client import handle_file
+
+    from conftest import small_gpt
+    from gpt import GPT
+    from gpt.weights import save_weights
+
+    run = save_weights(small_gpt(), tmp_path / "run")
+    files = [handle_file(run / name) for name in ("model.safetensors", "config.json")]
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "model.safetensors").write_bytes(pickle.dumps({"not": "weights"}))
+    bob, anon = client(space_app["url"], "bob", VISITOR), client(space_app["url"])
+    repos, disk = hub_snapshot(hub_server), folders(space_app["weights"])
+    evil = [handle_file(tmp_path / "evil" / "model.safetensors"), files[1]]
+    message = refusal(bob.predict, evil, "bob/evil", False, "", api_name="/push_browser_run")
+    assert "model.safetensors is not a safetensors file" in message and "upload the model.safetensors" in message
+    assert "Sign in with Hugging Face" in refusal(anon.predict, files, "bob/anon", False, "",
+                                                  api_name="/push_browser_run")
+    assert "only into your own namespace" in refusal(bob.predict, files, "alice/by-bob", False, "",
+                                                     api_name="/push_browser_run")
+    assert hub_snapshot(hub_server) == repos and folders(space_app["weights"]) == disk
+
+    seen = len(hub_server.state.requests)
+    assert "Pushed the run trained in this browser to [bob/browser-run]" in bob.predict(
+        files, "bob/browser-run", False, "", api_name="/push_browser_run")
+    assert hub_server.state.repos[("model", "bob/browser-run")].owner == "bob"
+    sent = [v for _, _, headers in hub_server.state.requests[seen:] for k, v in headers.items()
+            if k.lower() == "authorization"]
+    assert f"Bearer {VISITOR}" in sent and f"Bearer {OWNER}" not in sent
+    pulled = GPT.from_pretrained("bob/browser-run", token=VISITOR)
+    assert pulled.vocab == small_gpt().vocab and folders(space_app["weights"]) == disk  # pushed, not kept here

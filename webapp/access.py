@@ -29,6 +29,7 @@ from gradio.utils import get_space
 from gpt.runner import Limits
 
 POLICIES = ("owner", "signed-in", "anyone")
+IN_BROWSER = "train in your browser here instead (the Train tab's Train on: this browser)"  # anyone may, anywhere
 KEPT = ("default", "ladder")  # folders the disk bound never removes
 
 
@@ -78,6 +79,11 @@ def is_owner(profile: gr.OAuthProfile | None) -> bool:
     return not a.public or visitor(profile) in a.owners
 
 
+def may_push(profile: gr.OAuthProfile | None) -> bool:
+    """Whether this caller may push to the Hub at all (hub_token then says with which token, and where to)."""
+    return not current().public or visitor(profile) is not None
+
+
 def how_to_get_it(a: Access, signed_in: bool) -> str:
     if not a.sign_in:
         return "Run the app on your own machine to do it: `python app.py`."
@@ -99,8 +105,8 @@ def may_train(profile: gr.OAuthProfile | None) -> str | None:
     if is_owner(profile) or a.policy == "anyone" or (a.policy == "signed-in" and user is not None):
         return None
     if a.policy == "signed-in" and a.sign_in:
-        return "Sign in with Hugging Face to train here (one run at a time), or duplicate the Space."
-    return f"Only the owner may train here. {how_to_get_it(a, user is not None)}"
+        return f"Sign in with Hugging Face to train on this server (one run at a time), or {IN_BROWSER}."
+    return f"Only the owner may train on this server — {IN_BROWSER}. {how_to_get_it(a, user is not None)}"
 
 
 def require_training(profile: gr.OAuthProfile | None) -> None:
@@ -197,6 +203,4 @@ def notice(profile: gr.OAuthProfile | None) -> str:
         may.append(f"push to {user}/…")
     if is_owner(profile):
         may.append("pull and publish")
-    browser = " You may train in your own browser, on your device: the Train tab's *Train on: this browser*." \
-        if train else ""
-    return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}{browser}".strip()
+    return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}".strip()

@@ -134,13 +134,7 @@ window.gptBrowser = (() => {
       throw new Fallback(`the model's details could not be fetched (${e.message})`);
     }
     if (info.reason) throw new Fallback(info.reason);
-    const stoi = new Map(info.vocab.map((c, i) => [c, i]));
-    const unknown = [...new Set([...opts.prompt].filter((c) => !stoi.has(c)))];
-    if (unknown.length) {
-      const shown = unknown.slice(0, 20).map((c) => `'${c}' (U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")})`);
-      throw new Refusal(`The text contains ${unknown.length} character(s) this model does not know: ${shown.join(", ")}. ` +
-        `It only knows the ${info.vocab.length} characters of the text it was trained on.`);
-    }
+    refuseUnknown(opts.prompt, info.vocab);
     if (typeof WebAssembly === "undefined") throw new Fallback("this browser cannot run WebAssembly");
     const runtime = typeof ort === "undefined" ? info.runtime_bytes : 0; // its WebAssembly comes with the first model
     try {
@@ -155,15 +149,42 @@ window.gptBrowser = (() => {
     } catch (e) {
       throw new Fallback(`the model file did not load in this browser (${e.message || e})`);
     }
-    const block = info.block_size, rebuild = Math.floor(block / 2), random = seeded(opts.seed);
+    let past = null; // the graph's KV cache
+    const step = async (ids, fresh) => {
+      const out = await forward(s, info, ids, fresh ? null : past);
+      past = out.past;
+      return out.logits;
+    };
+    return decode(opts, info.vocab, info.block_size, step, show);
+  }
+
+  // A character the model does not know: said where the text would be, by the browser as by the server
+  function refuseUnknown(prompt, vocab) {
+    const known = new Set(vocab);
+    const unknown = [...new Set([...prompt].filter((c) => !known.has(c)))];
+    if (unknown.length) {
+      const shown = unknown.slice(0, 20).map((c) => `'${c}' (U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")})`);
+      throw new Refusal(`The text contains ${unknown.length} character(s) this model does not know: ${shown.join(", ")}. ` +
+        `It only knows the ${vocab.length} characters of the text it was trained on.`);
+    }
+  }
+
+  // The decode loop, for any model: step(ids, fresh) -> the logits of the character after them, where fresh says
+  // the cache starts again from ids, else ids (one token) go on the cache. opts: {prompt, maxNew, temperature, topK,
+  // topP, seed}; show(text, n, seconds) as it streams. Used for the ONNX graph above and for a run trained in this
+  // browser (train_browser.js). Call begin() first, before loading anything: a Stop meanwhile then counts.
+  async function decode(opts, vocab, block, step, show) {
+    refuseUnknown(opts.prompt, vocab);
+    const stoi = new Map(vocab.map((c, i) => [c, i]));
+    const rebuild = Math.floor(block / 2), random = seeded(opts.seed);
     let context = opts.prompt ? [...opts.prompt].map((c) => stoi.get(c)) : [stoi.get("\n") ?? 0];
     context = context.slice(-block);
     const start = performance.now();
-    let { logits, past } = await forward(s, info, context, null);
+    let logits = await step(context, true), cached = context.length;
     let text = opts.prompt, n = 0, shown = 0;
     while (n < opts.maxNew && !stopped) {
       const token = sample(logits, opts, random);
-      text += info.vocab[token];
+      text += vocab[token];
       n += 1;
       context = context.concat([token]).slice(-block);
       const now = performance.now();
@@ -171,9 +192,13 @@ window.gptBrowser = (() => {
       if (n === opts.maxNew) break;
       await breathe();
       if (stopped) break;
-      ({ logits, past } = past[0].dims[2] === block
-        ? await forward(s, info, context.slice(-rebuild), null) // no position `block`: start again, recent half
-        : await forward(s, info, [token], past));
+      if (cached === block) { // no position `block`: start again from the recent half
+        logits = await step(context.slice(-rebuild), true);
+        cached = Math.min(rebuild, context.length);
+      } else {
+        logits = await step([token], false);
+        cached += 1;
+      }
     }
     return { text, n, seconds: (performance.now() - start) / 1000 };
   }
@@ -181,5 +206,6 @@ window.gptBrowser = (() => {
   // Stop generating ends the browser's text too (a listener of the page: the button's own event goes to the server)
   document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest("#gen-stop")) stopped = true; }, true);
 
-  return { generate, Fallback, Refusal };
+  const begin = () => { stopped = false; }; // a new text: a Stop from before no longer counts (generate does it too)
+  return { generate, begin, decode, Fallback, Refusal };
 })();

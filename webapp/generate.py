@@ -15,6 +15,10 @@ from webapp.state import optional_number, refresh_weights, refused, text_stream,
 
 MAX_NEW_TOKENS = 5000
 RUN_ON = ["this browser", "the server"]
+# a weights choice that is never a folder (a name has no spaces): the run this browser trained (train_browser.js keeps
+# it). Offered when the page says it holds one (HAS_RUN_JS); it generates in the page, whatever "Run on" says
+BROWSER_RUN = "trained in this browser"
+HAS_RUN_JS = "(current, has) => [current, Boolean(window.gptTrain && window.gptTrain.state().zip)]"
 # Generate's click, in the page: webapp/browser.js generates, streaming into the text box; the server's event
 # (the hidden button) runs when the server is chosen, or when the browser cannot, and the page says why
 GENERATE_JS = """
@@ -30,25 +34,28 @@ GENERATE_JS = """
     say(why ? `Generated on the server: ${escape(why)}.` : 'Generated on the server.');
     document.querySelector('#generate-server').click();
   };
-  if (runOn !== 'this browser' || !window.gptBrowser) { server(window.gptBrowser ? '' : 'the page could not load its browser code'); return []; }
+  const kept = name === 'BROWSER_RUN';  // the run this browser trained: only here, never on the server
+  if (!kept && (runOn !== 'this browser' || !window.gptBrowser)) { server(window.gptBrowser ? '' : 'the page could not load its browser code'); return []; }
   const seed = /^\\s*\\d+\\s*$/.test(seedText || '') ? Number(seedText) % 2147483648 : Math.floor(Math.random() * 2147483647);
   const opts = { name, prompt: prompt || '', maxNew: Math.max(1, Math.min(Number(maxNew) || 1, MAX_NEW)), temperature: Number(temperature),
                  topK: Number(topK) || 0, topP: Number(topP) || 1, seed };
   stats.style.display = 'none'; put(opts.prompt);  // the server's figures of an earlier text go (the line below says)
   say('Generating in this browser…');
   const rate = (n, s) => `${n.toLocaleString()} characters in ${s.toFixed(2)} s · <b>${Math.round(n / Math.max(s, 1e-3)).toLocaleString()} characters/s</b>`;
-  window.gptBrowser.generate(opts, (text, n, s) => { put(text); say(`Generating in this browser · ${rate(n, s)}`); },
-                             (model, runtime) => say(`Loading the model into this browser: ${(model / 1e6).toFixed(1)} MB` +
-                               (runtime ? ` and onnxruntime-web, ${(runtime / 1e6).toFixed(1)} MB` : '') + ', once; then it is cached…'))
+  const show = (text, n, s) => { put(text); say(`Generating in this browser · ${rate(n, s)}`); };
+  if (kept && !(window.gptBrowser && window.gptTrain)) { say("<span class='gen-error'>⚠ <b>Nothing generated:</b> the page could not load its browser code</span>"); return []; }
+  (kept ? window.gptTrain.generate(opts, show) :
+   window.gptBrowser.generate(opts, show, (model, runtime) => say(`Loading the model into this browser: ${(model / 1e6).toFixed(1)} MB` +
+                               (runtime ? ` and onnxruntime-web, ${(runtime / 1e6).toFixed(1)} MB` : '') + ', once; then it is cached…')))
     .then((r) => { put(r.text); say(`▶ Generated in this browser: ${rate(r.n, r.seconds)} · weights: ${escape(name)} · ` +
                    `<b>seed ${seed}</b> (type it in Seed to make this text again in this browser)`); })
     .catch((e) => {
-      if (e instanceof window.gptBrowser.Refusal) { put(''); say(`<span class='gen-error'>⚠ <b>Nothing generated:</b> ${escape(e.message)}</span>`); }
+      if (kept || e instanceof window.gptBrowser.Refusal) { put(''); say(`<span class='gen-error'>⚠ <b>Nothing generated:</b> ${escape(e.message || String(e))}</span>`); }
       else server(e instanceof window.gptBrowser.Fallback ? e.message : `the browser failed (${e.message || e})`);
     });
   return [];
 }
-""".replace("MAX_NEW", str(MAX_NEW_TOKENS))
+""".replace("MAX_NEW", str(MAX_NEW_TOKENS)).replace("BROWSER_RUN", BROWSER_RUN)
 MAX_SEED = 2**31 - 1  # a seed drawn for an empty field: short enough to read and type again
 
 
@@ -61,6 +68,9 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
     """Stream a continuation of prompt. Yields the text so far and a line of figures, which names the seed
     (drawn here when the field is empty) so that any text can be made again."""
     try:
+        if weights_name == BROWSER_RUN:
+            raise GPTError("a run trained in a visitor's browser stays there: that page generates with it, the server "
+                           "cannot")
         prompt = prompt or ""
         seed = optional_number("seed", seed)
         seed = random.randint(0, MAX_SEED) if seed is None else seed  # empty: a different text every time
@@ -97,7 +107,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     with gr.Row():
         weights_dd = gr.Dropdown(choices, value=(choices or [None])[0], label="Weights",
                                  allow_custom_value=True,  # the list changes as runs finish; generate() checks
-                                 info="the shipped default, your runs, or the model training right now", scale=4)
+                                 info="the shipped default, your runs, the model training right now, or the run "
+                                      "trained in this browser", scale=4)
         refresh_btn = gr.Button("↻ Refresh list", scale=1)
     prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
                         placeholder="empty: start from a new line, as in the lecture")
@@ -120,7 +131,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     stats = gr.Markdown(elem_id="gen-stats")
     where = gr.HTML(elem_id="gen-where")  # which of the two made the text, and how fast (written by browser.js)
 
-    gr.on([demo.load, tab.select, refresh_btn.click], refresh_weights, weights_dd, weights_dd,
+    has_run = gr.Checkbox(False, elem_classes=["gpt-hidden"], container=False)  # set by the page (HAS_RUN_JS)
+    gr.on([demo.load, tab.select, refresh_btn.click], weights_list, [weights_dd, has_run], weights_dd, js=HAS_RUN_JS,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     demo.load(default_run_on, None, run_on, api_visibility="private", concurrency_limit=None)
     # Generate: in this browser when chosen (no request to the server but for the model file), else the server
@@ -131,6 +143,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
                                   concurrency_limit=MAX_STREAMS)  # nobody queues: the engine batches them
     gen_stop.click(None, cancels=[generating], api_visibility="private")
     return weights_dd
+
+
+def weights_list(current, browser_has_run: bool = False):
+    """The weights dropdown, up to date; "trained in this browser" first where the page holds such a run."""
+    choices = weights_choices()
+    return refresh_weights(current, [BROWSER_RUN, *choices] if browser_has_run else choices)
 
 
 def default_run_on() -> str:

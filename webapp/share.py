@@ -7,7 +7,8 @@ import gradio as gr
 from gpt import hub, weights
 from gpt.errors import GPTError
 from webapp import access, space
-from webapp.state import WEIGHTS, refresh_weights, refused, weights_choices, weights_folder
+from webapp.state import MAX_UPLOAD_MB, WEIGHTS, refresh_weights, refused, weights_choices, weights_folder
+from webapp.uploads import uploaded_file
 
 
 def _reporter(progress: gr.Progress):
@@ -24,6 +25,31 @@ def push_to_hub(weights_name, repo_id, token, private, message, profile: gr.OAut
     except GPTError as e:
         raise refused(e)
     return f"✅ Pushed **{weights_name}** to [{repo_id}]({url}). Anyone can load it with " \
+           f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
+
+
+def push_browser_run(files, repo_id, private=False, message="", profile: gr.OAuthProfile | None = None,
+                     oauth_token: gr.OAuthToken | None = None, request: gr.Request = None, progress=gr.Progress()):
+    """Upload a run trained in the visitor's browser (its model.safetensors, config.json and metrics.jsonl, as
+    its Download holds them) and push it to the Hub model repo repo_id: the signed-in visitor's own namespace and
+    token in public. The files are checked before anything touches them (gpt.hub.check_upload); a refusal writes
+    nothing. Returns a message with the repo's URL."""
+    token = access.hub_token(profile, oauth_token, None, "push", into=repo_id)
+    try:
+        if not files:
+            raise GPTError("no files came: train a run in this browser first (Train on: this browser), or upload "
+                           "the model.safetensors and config.json of its Download")
+        paths = [uploaded_file(f, request) for f in files]  # only files this app's upload route stored
+        named = {path.name: path for path in paths}
+        if len(named) != len(paths):
+            raise GPTError("two files have the same name: upload each of model.safetensors, config.json and "
+                           "metrics.jsonl once")
+        url = hub.push_upload(named, repo_id, token=token, private=bool(private), progress=_reporter(progress),
+                              message=message or "Upload a character-level GPT trained in a web browser",
+                              max_bytes=3 * MAX_UPLOAD_MB * 1_000_000)
+    except GPTError as e:
+        raise refused(e)
+    return f"✅ Pushed the run trained in this browser to [{repo_id}]({url}). Anyone can load it with " \
            f"`GPT.from_pretrained(\"{repo_id}\")`{' (once they have access: it is private)' if private else ''}."
 
 
@@ -92,8 +118,7 @@ def build(demo: gr.Blocks, tab: gr.Tab, generate_weights: gr.Dropdown) -> None:
     def controls(profile: gr.OAuthProfile | None):
         """What this visitor may do here, shown before a click; the handlers check again."""
         a = access.current()
-        may_push = not a.public or access.visitor(profile) is not None
-        return (gr.Textbox(visible=not a.public), gr.Button(interactive=may_push),
+        return (gr.Textbox(visible=not a.public), gr.Button(interactive=access.may_push(profile)),
                 gr.Button(interactive=access.is_owner(profile)), gr.Button(interactive=access.is_owner(profile)))
 
     demo.load(controls, None, [token, push_btn, pull_btn, space_btn], api_visibility="private",

@@ -31,7 +31,7 @@ from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.runner import MAX_STEP_POINTS
 from gpt.weights import new_run_name
 from gpt.trainer import TrainConfig
-from webapp import access
+from webapp import access, share
 from webapp.state import (DEVICE, MAX_UPLOAD_MB, PRESET, WEIGHTS, chart_frame, duration, refused, runner,
                           stop_training, weights_choices, weights_folder)
 from webapp.uploads import uploaded_file
@@ -64,6 +64,7 @@ CSS = """
 body:not(.train-in-browser) .in-browser, body.train-in-browser .on-server { display: none !important; }
 body.train-in-browser.browser-has-run .server-view { display: none !important; }
 body:not(.browser-has-run) #browser-run { display: none !important; }
+body:not(.browser-has-zip) #browser-push { display: none !important; }
 body:not(.own-text) #browser-text { display: none !important; }
 .browser-chart svg { width: 100%; height: auto; font-size: 11px; fill: #6b7280; }
 .browser-legend span { margin-left: 10px; font-size: 0.85em; } .browser-legend i { display: inline-block; width: 12px;
@@ -85,6 +86,11 @@ BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
   window.gptTrain.start(config, textSource === 'My own text', file);
   document.querySelector('#browser-run')?.scrollIntoView({behavior: 'smooth', block: 'start'});  // as SCROLL_TO_RUN
   return [];
+}"""
+# Push (a run kept in this browser): the page uploads its files and hands their addresses to the files input
+PUSH_JS = """async (files, repo, ...rest) => {
+  try { return [await window.gptTrain.upload(), repo, ...rest]; }
+  catch (e) { return [[], repo, ...rest]; }  // the server then says what to do
 }"""
 # the page's side of "Train on" and "Training text": a class on <body> (CSS above), then the value to the server
 SHOW_JS = """(value) => { document.body.classList.toggle('CLASS', value === 'WHEN'); return value; }"""
@@ -443,6 +449,16 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                                 tooltip=["series", "step", "loss"], elem_classes=["server-view"])
             samples = gr.Markdown(max_height=520, elem_id="train-samples", elem_classes=["server-view"])
             gr.HTML(elem_id="browser-run", elem_classes=["in-browser"])  # drawn by train_browser.js
+            # a signed-in visitor (or a laptop) pushes the run kept in this browser: the page uploads its files, the
+            # server checks them and pushes (webapp/share.py); shown once this browser keeps a run (CSS)
+            with gr.Row(elem_id="browser-push", elem_classes=["in-browser"], visible=False,
+                        equal_height=True) as push_row:
+                push_repo = gr.Textbox(label="Push this run to the Hub: model repo", placeholder="you/my-browser-gpt",
+                                       scale=3)
+                push_private = gr.Checkbox(False, label="Private", scale=1)
+                push_btn = gr.Button("Push to the Hub", scale=1)
+            push_files = gr.File(file_count="multiple", type="filepath", elem_classes=["gpt-hidden"])  # PUSH_JS fills
+            push_result = gr.Markdown(elem_id="browser-push-result", elem_classes=["in-browser"])
 
     components = {name: c for name, c in locals().items() if name in INPUTS}  # each input by its name
     settings = [components[f] for f in FIELDS]
@@ -461,6 +477,14 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                         js=BROWSER_START_JS.replace("BROWSER_PRESETS_JSON", json.dumps(browser_presets()))
                         .replace("FIELDS_JSON", json.dumps(FIELDS)))
     browser_stop.click(None, None, None, js="() => { window.gptTrain.stop(); return []; }")
+    push_btn.click(share.push_browser_run, [push_files, push_repo, push_private], push_result,
+                   api_name="push_browser_run", concurrency_limit=2, js=PUSH_JS)
+
+    def push_shown(profile: gr.OAuthProfile | None):
+        """Push is offered to whoever may push (signed in, in public), as in the Share tab."""
+        return gr.Row(visible=access.may_push(profile))
+
+    demo.load(push_shown, None, push_row, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
     start_btn.click(start_training, [components[name] for name in INPUTS], message, api_name="start_training",

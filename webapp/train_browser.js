@@ -1,7 +1,8 @@
 // The Train tab's "Train on: this browser" (webapp/train.py): the page drives train_worker.js (a Web Worker,
 // TensorFlow.js; docs/browser-training.md) and draws the run as the server's run is drawn: progress, the loss chart,
 // samples at each evaluation. Nothing that trains goes to the server: it serves Tiny Shakespeare and the libraries.
-// A finished run (its zip: model.safetensors, config.json, metrics.jsonl) is kept in Cache Storage for a reload.
+// A finished run (its zip: model.safetensors, config.json, metrics.jsonl) is kept in Cache Storage for a reload; the
+// Generate tab writes with it ("trained in this browser", in a worker of its own) and a signed-in visitor pushes it.
 window.gptTrain = (() => {
   const STORE = "gpt-browser-run", ZIP = "/browser-run/model.zip", VIEW = "/browser-run/view.json";
   let worker = null, ready = null; // one worker a page: closing the tab ends it, and its run with it
@@ -14,12 +15,17 @@ window.gptTrain = (() => {
 
   // --- the worker: one request at a time, events to the view ---
   const pending = new Map();
-  function ask(message) {
+  function ask(message, to = worker) {
     const id = Math.random();
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      worker.postMessage({ ...message, id });
+      to.postMessage({ ...message, id });
     });
+  }
+  function answer({ data }) { // a worker's reply to ask()
+    const waiting = pending.get(data.id);
+    pending.delete(data.id);
+    if (waiting) data.type === "error" ? waiting.reject(new Error(data.message)) : waiting.resolve(data);
   }
   async function backend() { // WebGPU on a real GPU; WebAssembly elsewhere (a software adapter is slower than it)
     const adapter = navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null));
@@ -33,12 +39,7 @@ window.gptTrain = (() => {
       ready = (async () => {
         const init = async (kind) => {
           worker = new Worker(GPT_TFJS.worker);
-          worker.onmessage = ({ data }) => {
-            if (data.type === "event") return event(data);
-            const waiting = pending.get(data.id);
-            pending.delete(data.id);
-            if (waiting) data.type === "error" ? waiting.reject(new Error(data.message)) : waiting.resolve(data);
-          };
+          worker.onmessage = (message) => (message.data.type === "event" ? event(message.data) : answer(message));
           return ask({ type: "init", backend: kind, libraries: GPT_TFJS.libraries });
         };
         const kind = await backend();
@@ -175,6 +176,56 @@ window.gptTrain = (() => {
     setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
   }
 
+  // --- the kept run, used again: generating from it (the Generate tab's "trained in this browser"), pushing it ---
+  async function files(kept) { // {name: Uint8Array} of a kept zip: model.safetensors, config.json, metrics.jsonl
+    const { unzipSync } = await library("fflate.min.js");
+    return unzipSync(new Uint8Array(await kept.arrayBuffer()));
+  }
+  // a worker of its own holds the kept weights, so that a run training meanwhile is never disturbed
+  let writer = null; // {zip, worker, ready: a promise of the run's config (with its vocab)}
+  function writerFor(kept) {
+    if (!writer || writer.zip !== kept) {
+      if (writer) writer.worker.terminate();
+      const w = new Worker(GPT_TFJS.worker);
+      w.onmessage = answer;
+      const ready = (async () => {
+        const all = await files(kept), config = JSON.parse(new TextDecoder().decode(all["config.json"]));
+        const weights = all["model.safetensors"];
+        await ask({ type: "init", backend: "wasm", libraries: GPT_TFJS.libraries }, w); // small models: WebAssembly
+        await ask({ type: "build", config, vocab: config.vocab,
+          safetensors: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }, w);
+        return config;
+      })();
+      writer = { zip: kept, worker: w, ready };
+      ready.catch(() => { if (writer && writer.ready === ready) { w.terminate(); writer = null; } }); // tried again
+    }
+    return writer;
+  }
+  // opts and show as gptBrowser.generate's: browser.js's decode loop and sampler, the worker's logits (the whole
+  // window again at each character: small models, and no second model code to keep right)
+  async function generate(opts, show) {
+    window.gptBrowser.begin();
+    if (!zip) throw new Error("this browser holds no finished or stopped run: train one first (the Train tab, Train on: this browser)");
+    const w = writerFor(zip), config = await w.ready;
+    let held = []; // the tokens a KV cache would hold now
+    const step = async (ids, fresh) => {
+      held = fresh ? ids.slice() : held.concat(ids);
+      return (await ask({ type: "logits", x: held, B: 1, T: held.length, last: true }, w.worker)).logits;
+    };
+    return window.gptBrowser.decode(opts, config.vocab, config.block_size, step, show);
+  }
+  // the kept run's files, sent to this app's upload route: the value of the push's (hidden) files input, which the
+  // server checks before anything touches them (webapp/share.py, gpt.hub.check_upload)
+  async function upload() {
+    if (!zip) throw new Error("this browser holds no finished or stopped run to push");
+    const all = await files(zip), names = Object.keys(all), form = new FormData();
+    for (const name of names) form.append("files", new Blob([all[name]]), name);
+    const response = await fetch(new URL("gradio_api/upload", location.href), { method: "POST", body: form });
+    if (!response.ok) throw new Error(`the upload failed (HTTP ${response.status})`);
+    return (await response.json()).map((path, i) => ({ path, orig_name: names[i], size: all[names[i]].length,
+      meta: { _type: "gradio.FileData" } }));
+  }
+
   // --- the view: what progress_html, loss_frame and samples_markdown show for a server run ---
   function progress() {
     if (!run) return "<div class='browser-status'>No run in this browser yet. Pick a preset and press <b>Start</b>: it trains here, on your device.</div>";
@@ -242,6 +293,7 @@ window.gptTrain = (() => {
     if (now - drawn < 200 && run && run.state === "running") return void (render.later ||= setTimeout(() => { render.later = null; render(); }, 200));
     drawn = now;
     document.body.classList.toggle("browser-has-run", Boolean(run)); // its view replaces the server's (train.py's CSS)
+    document.body.classList.toggle("browser-has-zip", Boolean(zip)); // a kept run: it may be pushed
     const panel = document.querySelector("#browser-run");
     if (!panel) return;
     const view = panel.querySelector(".browser-view") || panel.appendChild(Object.assign(document.createElement("div"), { className: "browser-view" }));
@@ -255,5 +307,5 @@ window.gptTrain = (() => {
   }
   // the panel is Gradio's: draw it (a kept run, or the empty view) once it is on the page
   const waiting = setInterval(() => { if (document.querySelector("#browser-run")) { clearInterval(waiting); render(); restore(); } }, 200);
-  return { start, stop, download, state: () => ({ busy, run, zip: Boolean(zip) }) };
+  return { start, stop, download, generate, upload, state: () => ({ busy, run, zip: Boolean(zip) }) };
 })();

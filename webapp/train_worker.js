@@ -435,9 +435,13 @@ const handlers = {
     }
     return result;
   },
-  async logits({ x, B, T }) { // (B*T*V) float32, eval mode
+  async logits({ x, B, T, last = false }) { // (B*T*V) float32, eval mode; last: each row's last position only (B*V)
+    if (!model) throw new Error("send build first");
     const [xt] = batchTensors({ x, B, T });
-    const logits = tf.tidy(() => forward(model.params, xt, B, T, false));
+    const logits = tf.tidy(() => {
+      const all = forward(model.params, xt, B, T, false); // (B*T, V)
+      return last ? all.reshape([B, T, -1]).slice([0, T - 1, 0], [B, 1, -1]).reshape([B, -1]) : all;
+    });
     const data = await logits.data();
     xt.dispose(); logits.dispose();
     return { logits: data };

@@ -19,7 +19,7 @@ from gpt.errors import DataError
 def uploaded_file(path, request: gr.Request | None) -> Path:
     """The real path of a file uploaded to the app serving this request, else a DataError (no server path is
     echoed back)."""
-    refused = DataError("that file was not uploaded to this app: upload your .txt file again")
+    refused = DataError("that file was not uploaded to this app: upload your file again")
     try:
         demo = request.app.get_blocks()  # the app this request came to: its upload route recorded the files
     except AttributeError:
