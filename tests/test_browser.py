@@ -110,6 +110,27 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
 
 
+def test_an_idle_page_asks_nothing_and_a_run_started_elsewhere_appears(browser, app_server):
+    """A page polls the server only while something moves; webapp/live.py's stream wakes it when a run starts or
+    ends anywhere (here: through the API, as another visitor or a script would)."""
+    from gradio_client import Client
+
+    from test_app import start, wait_for
+
+    page = open_app(browser, app_server["url"])
+    joins = []
+    page.on("request", lambda r: "/queue/join" in r.url and joins.append(r.url))
+    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
+    assert "Started" in start(client, run_name="from-elsewhere", max_iters=40)
+    expect(page.locator(".status")).to_contain_text(re.compile("(Training|Finished) from-elsewhere"), timeout=15_000)
+    wait_for(client, lambda s: s["state"] == "finished")
+    expect(page.locator(".status")).to_contain_text("Finished from-elsewhere", timeout=15_000)  # the end, too
+    page.wait_for_timeout(1500)  # the last poll of the run's end
+    joins.clear()
+    page.wait_for_timeout(4000)
+    assert joins == []  # nothing moves: nothing asked
+
+
 def test_train_for_minutes_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
     page.get_by_label("Preset").click()
@@ -215,16 +236,16 @@ def test_share_push_and_pull_in_the_browser(browser, app_server, hub_server):
     page.get_by_role("tab", name="Share").click()
     page.get_by_label("Hugging Face token").fill(token)
     expect(page.get_by_label("Hugging Face token")).to_have_attribute("type", "password")  # never shown
-    page.get_by_label("Model repo").first.fill("alice/from-browser")
+    page.get_by_label("Model repo").locator("visible=true").first.fill("alice/from-browser")
     page.get_by_role("button", name="Push to the Hub").click()
     expect(page.get_by_text("Pushed default to alice/from-browser")).to_be_visible(timeout=60_000)
     assert ("model", "alice/from-browser") in hub_server.state.repos
 
-    page.get_by_label("Model repo").nth(1).fill("alice/from-browser")
+    page.get_by_label("Model repo").locator("visible=true").nth(1).fill("alice/from-browser")
     page.get_by_label("Save as weights/…").fill("browser-pulled")
     page.get_by_role("button", name="Pull from the Hub").click()
     expect(page.get_by_text("into weights/browser-pulled")).to_be_visible(timeout=60_000)
-    page.get_by_label("Model repo").first.fill("bob/not-mine")
+    page.get_by_label("Model repo").locator("visible=true").first.fill("bob/not-mine")
     page.get_by_role("button", name="Push to the Hub").click()
     expect(page.get_by_text("(403)").first).to_be_visible(timeout=60_000)
     page.screenshot(path=ARTIFACTS / "7-share.png", full_page=True)

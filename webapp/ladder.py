@@ -10,7 +10,7 @@ import pandas as pd
 from gpt import ladder, rung_code
 from gpt.runlog import read_log
 from gpt.errors import GPTError
-from webapp import access
+from webapp import access, live
 from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training
 
 RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626",
@@ -177,8 +177,10 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown("*What attention looks at, what the next character is drawn from and the characters' map: the "
                 "Insides tab, for any rung's weights.*")
 
-    ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder", concurrency_limit=None)
-    ladder_stop.click(stop_training, None, message, api_visibility="private", concurrency_limit=None)
+    ladder_btn.click(start_ladder, [rungs, steps_per_rung], message, api_name="start_ladder",
+                     concurrency_limit=None).then(None, js=live.REFRESH_JS)
+    ladder_stop.click(stop_training, None, message, api_visibility="private",
+                      concurrency_limit=None).then(None, js=live.REFRESH_JS)
     timer = gr.Timer(1.0, active=False)  # on while a run goes; else webapp/live.js wakes the tab when one starts
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     climbing = gr.State(False)

@@ -46,6 +46,7 @@
     };
   }
 
+  window.gptLive = { refresh };  // after this page's own Start or Stop: at once, not at the stream's next look
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", listen);
   else listen();
 })();

@@ -48,7 +48,8 @@ def version() -> str:
     moves on; a run appears on disk. Not at every step: a page that shows a live run polls it every second."""
     parts = (runner.state, str(runner.out_dir), len(runner.evals), runner.interrupted is not None,
              tuple(row["state"] for row in list(runner.ladder)),
-             None if access.current().public else newest_on_disk())  # a public page never shows past runs
+             # with no run of its own, a laptop's page shows the newest on disk (a public page never shows past runs)
+             newest_on_disk() if runner.state == "idle" and not access.current().public else None)
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
@@ -91,3 +92,4 @@ def calm_queue(demo) -> None:
 
 
 ROUTES = [Route("/live", live_route)]
+REFRESH_JS = "() => { window.gptLive?.refresh(); }"  # .then() of a Start or Stop: this page's view at once

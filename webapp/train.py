@@ -31,7 +31,7 @@ from gpt.presets import LECTURE_VAL, PRESETS
 from gpt.runner import MAX_STEP_POINTS
 from gpt.weights import new_run_name
 from gpt.trainer import TrainConfig
-from webapp import access, share
+from webapp import access, live, share
 from webapp.state import (DEVICE, MAX_UPLOAD_MB, PRESET, WEIGHTS, chart_frame, duration, refused, runner,
                           stop_training, weights_choices, weights_folder)
 from webapp.uploads import uploaded_file
@@ -488,8 +488,9 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
                     init_from, api_visibility="private", show_progress="hidden")
     start_btn.click(start_training, [components[name] for name in INPUTS], message, api_name="start_training",
-                    concurrency_limit=None, js=SCROLL_TO_RUN)
-    stop_btn.click(stop_training, None, message, api_name="stop_training", concurrency_limit=None)
+                    concurrency_limit=None, js=SCROLL_TO_RUN).then(None, js=live.REFRESH_JS)
+    stop_btn.click(stop_training, None, message, api_name="stop_training",
+                   concurrency_limit=None).then(None, js=live.REFRESH_JS)
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
 
     def who_may_train(profile: gr.OAuthProfile | None):
