@@ -57,6 +57,9 @@ def step_shown(page) -> int:
 
 def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page = open_app(browser, app_server["url"])
+    other = open_app(browser, app_server["url"])  # a second tab, idle: it learns of the run when it starts
+    joins = []
+    other.on("request", lambda r: "/queue/join" in r.url and joins.append(r.url))
     expect(page.get_by_text("Runs on:")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "1-train-tab.png", full_page=True)
 
@@ -82,7 +85,7 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.screenshot(path=ARTIFACTS / "2-training.png", full_page=True)
     expect(page.locator("#loss-chart canvas, #loss-chart svg.marks").first).to_be_visible()  # the chart is drawn
 
-    other = open_app(browser, app_server["url"])  # a second tab sees the same run, and cannot start another
+    # the second tab sees the same run without a reload (webapp/live.py wakes it), and cannot start another
     expect(other.locator(".status")).to_contain_text("Training browser-run", timeout=15_000)
     expect(other.get_by_role("button", name="Start")).to_be_disabled()
     page.screenshot(path=ARTIFACTS / "2-training.png", full_page=True)
@@ -91,6 +94,10 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".status")).to_contain_text("Stopped browser-run", timeout=60_000)
     expect(other.locator(".status")).to_contain_text("Stopped browser-run", timeout=15_000)
+    other.wait_for_timeout(1_500)  # the poll that saw the end
+    joins.clear()
+    other.wait_for_timeout(3_000)
+    assert joins == []  # nothing moves: an open tab asks the server nothing
     page.screenshot(path=ARTIFACTS / "4-stopped.png", full_page=True)
 
     page.get_by_role("tab", name="Generate").click()
@@ -108,27 +115,6 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     expect(page.get_by_text(re.compile(r"800 tokens \(characters\) in"))).to_be_visible(timeout=60_000)
     assert len(text.input_value()) == len("ROMEO:") + 800 > partial  # it streamed in before it was complete
     page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
-
-
-def test_an_idle_page_asks_nothing_and_a_run_started_elsewhere_appears(browser, app_server):
-    """A page polls the server only while something moves; webapp/live.py's stream wakes it when a run starts or
-    ends anywhere (here: through the API, as another visitor or a script would)."""
-    from gradio_client import Client
-
-    from test_app import start, wait_for
-
-    page = open_app(browser, app_server["url"])
-    joins = []
-    page.on("request", lambda r: "/queue/join" in r.url and joins.append(r.url))
-    client = Client(app_server["url"], analytics_enabled=False, verbose=False)
-    assert "Started" in start(client, run_name="from-elsewhere", max_iters=40)
-    expect(page.locator(".status")).to_contain_text(re.compile("(Training|Finished) from-elsewhere"), timeout=15_000)
-    wait_for(client, lambda s: s["state"] == "finished")
-    expect(page.locator(".status")).to_contain_text("Finished from-elsewhere", timeout=15_000)  # the end, too
-    page.wait_for_timeout(1500)  # the last poll of the run's end
-    joins.clear()
-    page.wait_for_timeout(4000)
-    assert joins == []  # nothing moves: nothing asked
 
 
 def test_train_for_minutes_in_the_browser(browser, app_server):

@@ -74,8 +74,19 @@ class Page:
         return page.get_by_label("Generated text").input_value()
 
 
-def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_file(browser, public_app):
-    visitor = Page(browser, public_app)
+@pytest.fixture(scope="module")
+def visitor(chromium, public_app):  # noqa: F811
+    """One visitor's page for the tests below, in order: a fresh browser (nothing cached) at the first."""
+    page = Page(chromium, public_app)
+    yield page
+    page.context.close()
+
+
+FETCHED = """() => performance.getEntriesByType('resource').filter((e) => e.name.includes('/browser/') &&
+  !e.name.includes('/browser/info/')).reduce((bytes, e) => bytes + e.transferSize, 0)"""
+
+
+def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_file(visitor):
     page = visitor.page
     expect(page.locator("#run-on input[value='this browser']")).to_be_checked()  # a public app: the visitor's browser, by default
     first = visitor.generate()
@@ -83,6 +94,7 @@ def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_
     where = page.locator("#gen-where").inner_text()
     assert re.search(r"200 characters in [\d.]+ s · [\d,]+ characters/s", where) and "seed 7" in where
     page.screenshot(path=ARTIFACTS / "browser-generate.png", full_page=True)
+    assert page.evaluate(FETCHED) > 20e6  # the model (11 MB) and the runtime's WebAssembly (14 MB), once
     again = visitor.generate()
     assert again == first  # a seed repeats its text in the same browser
     other = visitor.generate(seed="8")
@@ -95,28 +107,18 @@ def test_a_stranger_s_browser_writes_the_text_and_the_server_only_hands_out_the_
     expect(page.locator("#gen-where")).to_contain_text("Nothing generated")
     expect(page.get_by_label("Generated text")).to_have_value("")
     assert visitor.generations == 0
-    visitor.context.close()
 
 
-FETCHED = """() => performance.getEntriesByType('resource').filter((e) => e.name.includes('/browser/') &&
-  !e.name.includes('/browser/info/')).reduce((bytes, e) => bytes + e.transferSize, 0)"""
-
-
-def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(browser, public_app):
-    visitor = Page(browser, public_app)
-    visitor.generate(n=20)
-    first = visitor.page.evaluate(FETCHED)
-    assert first > 20e6  # the model (11 MB) and the runtime's WebAssembly (14 MB)
+def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(visitor):
+    visitor.generate(n=20)  # (the test above fetched the model already; this one may run alone)
     visitor.page.reload(wait_until="load")  # a later visit, in the same browser
     expect(visitor.page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
     visitor.page.get_by_role("tab", name="Generate").click()
     visitor.generate(n=20)
     assert visitor.page.evaluate(FETCHED) < 100e3  # the library's small script at most: the rest from the cache
-    visitor.context.close()
 
 
-def test_stop_ends_a_long_text_in_the_browser(browser, public_app):
-    visitor = Page(browser, public_app)
+def test_stop_ends_a_long_text_in_the_browser(visitor):
     page = visitor.page
     page.get_by_label("number input for Characters to generate").fill("5000")
     page.get_by_label("number input for Characters to generate").press("Tab")
@@ -130,19 +132,16 @@ def test_stop_ends_a_long_text_in_the_browser(browser, public_app):
     page.wait_for_timeout(1500)
     assert page.get_by_label("Generated text").input_value() == stopped and n < 5000  # it stopped, and stays
     assert len(stopped) == len("ROMEO:") + n and visitor.generations == 0
-    visitor.context.close()
 
 
-def test_greedy_text_in_the_browser_is_our_model_s_past_block_size(browser, public_app):
+def test_greedy_text_in_the_browser_is_our_model_s_past_block_size(visitor):
     """Temperature 0: the browser's graph writes what our own model writes, through a cache rebuild (128
     positions; 6 + 200 characters)."""
     model = GPT.from_pretrained(DEFAULT)
     tokenizer = CharTokenizer(model.vocab)
     ids = tokenizer.encode("ROMEO:")
     expected = "ROMEO:" + tokenizer.decode(ours_greedy(model, ids, 200, model.config.block_size // 2))
-    visitor = Page(browser, public_app)
     assert visitor.generate(temperature=0) == expected
-    visitor.context.close()
 
 
 def test_where_the_model_file_fails_the_server_generates_and_says_why(browser, public_app):

@@ -41,14 +41,16 @@ def test_train_save_resume_generate_end_to_end(tmp_path, small_text):
     again = run_main(main, "--preset", "tiny", "--data", str(small_text), "--out", str(out))
     assert again.returncode == 2 and "already holds a run" in again.stderr  # (a traceback fails the test here)
 
-    resumed = run("-m", "train", "--out", str(out), "--resume", "--max-iters", "80")
+    resumed = run_main(main, "--out", str(out), "--resume", "--max-iters", "80")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step 60" in resumed.stdout and "finished at step 80" in resumed.stdout
     assert [e["step"] for e in evals(out)] == [0, 20, 40, 60, 80]
 
     args = ["-m", "gpt.generate", "--weights", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "80",
             "--temperature", "0.8", "--top-k", "40", "--seed", "1"]
-    a, b = run(*args), run(*args)
+    from gpt.generate import main as generate_main
+
+    a, b = run(*args), run_main(generate_main, *args[2:])  # the second in this process: the same text
     assert a.returncode == 0, a.stderr
     assert a.stdout.startswith("ROMEO:") and len(a.stdout) == len("ROMEO:") + 80 + 1
     assert a.stdout == b.stdout  # same seed, same text

@@ -24,6 +24,7 @@ HAS_RUN_JS = "(current, has) => [current, Boolean(window.gptTrain && window.gptT
 GENERATE_JS = """
 (runOn, name, prompt, maxNew, temperature, topK, topP, seedText) => {
   const box = document.querySelector('#gen-output textarea');
+  document.querySelector('#gen-output')?.scrollIntoView({ block: 'nearest' });  // a phone: the text, not the settings
   const stats = document.querySelector('#gen-stats');
   const where = document.querySelector('#gen-where');
   const say = (html) => { where.innerHTML = `<div class='gen-where'>${html}</div>`; };
@@ -104,33 +105,37 @@ def generate(weights_name, prompt, max_new_tokens, temperature, top_k, top_p, se
 def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     """The Generate tab's components and events; returns its weights dropdown (pulling weights selects them)."""
     choices = weights_choices()
-    with gr.Row():
-        weights_dd = gr.Dropdown(choices, value=(choices or [None])[0], label="Weights",
-                                 allow_custom_value=True,  # the list changes as runs finish; generate() checks
-                                 info="the shipped default, your runs, the model training right now, or the run "
-                                      "trained in this browser", scale=4)
-        refresh_btn = gr.Button("↻ Refresh list", scale=1)
-    prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
-                        placeholder="empty: start from a new line, as in the lecture")
-    with gr.Row():
-        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=500, step=1, label="Characters to generate")
-        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = always the likeliest")
-    with gr.Row():
-        top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
-        top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
-        seed = gr.Textbox("", label="Seed", placeholder="empty = different every time", max_lines=1,
-                          info="a whole number repeats a text")  # can be empty: a gr.Number shows and sends 0
-    with gr.Row():
-        gen_btn = gr.Button("Generate", variant="primary", scale=3)
-        gen_stop = gr.Button("Stop generating", scale=1, elem_id="gen-stop")  # stops the browser too (browser.js)
-        run_on = gr.Radio(RUN_ON, value=RUN_ON[1], label="Run on", scale=2, elem_id="run-on",
-                          info="this browser: the model comes to you once, then runs here")
+    with gr.Row():  # the text beside the settings on a wide window, under them on a phone: in view as it streams
+        with gr.Column(scale=1, min_width=360):
+            with gr.Row():
+                weights_dd = gr.Dropdown(choices, value=(choices or [None])[0], label="Weights",
+                                         allow_custom_value=True,  # the list changes as runs finish: generate checks
+                                         info="the shipped default, your runs, the model training right now, or the "
+                                              "run trained in this browser", scale=4)
+                refresh_btn = gr.Button("↻ Refresh list", scale=1)
+            prompt = gr.Textbox(label="Prompt", value="ROMEO:", lines=2,
+                                placeholder="empty: start from a new line, as in the lecture")
+            with gr.Row():
+                max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=500, step=1, label="Characters to generate")
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
+                                        info="0 = always the likeliest")
+            with gr.Row():
+                top_k = gr.Slider(0, 100, value=40, step=1, label="Top-k", info="0 = off")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
+                seed = gr.Textbox("", label="Seed", placeholder="empty = different every time", max_lines=1,
+                                  info="a whole number repeats a text")  # may be empty: a gr.Number would send 0
+            with gr.Row():
+                gen_btn = gr.Button("Generate", variant="primary", scale=3)
+                gen_stop = gr.Button("Stop generating", scale=1, elem_id="gen-stop")  # the browser's too (browser.js)
+                run_on = gr.Radio(RUN_ON, value=RUN_ON[1], label="Run on", scale=2, elem_id="run-on",
+                                  info="this browser: the model comes to you once, then runs here")
+        with gr.Column(scale=1, min_width=360):
+            output = gr.Textbox(label="Generated text", lines=16, max_lines=40, elem_id="gen-output")
+            stats = gr.Markdown(elem_id="gen-stats")
+            where = gr.HTML(elem_id="gen-where")  # which of the two made the text, how fast (written by browser.js)
+
     # the server's generation: what Generate runs on the server (and where the browser cannot), and the API
     server_btn = gr.Button("Generate on the server", elem_id="generate-server", elem_classes=["gpt-hidden"])
-    output = gr.Textbox(label="Generated text", lines=16, max_lines=40, elem_id="gen-output")
-    stats = gr.Markdown(elem_id="gen-stats")
-    where = gr.HTML(elem_id="gen-where")  # which of the two made the text, and how fast (written by browser.js)
-
     has_run = gr.Checkbox(False, elem_classes=["gpt-hidden"], container=False)  # set by the page (HAS_RUN_JS)
     gr.on([demo.load, tab.select, refresh_btn.click], weights_list, [weights_dd, has_run], weights_dd, js=HAS_RUN_JS,
           api_visibility="private", concurrency_limit=None, show_progress="hidden")
