@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from browser_setup import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 
@@ -117,7 +117,7 @@ def main() -> None:
                 page.goto(url, wait_until="load")
                 pages.append(page)
             pages[-1].wait_for_timeout(50_000)  # every page's replay (45 s) played
-            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null")
+            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null 2>&1")
             began, chrome_before = time.perf_counter(), cpu_seconds(chromium())
             with_pages = rate(server, args.seconds)
             chrome = (cpu_seconds(chromium()) - chrome_before) / (time.perf_counter() - began)
@@ -144,7 +144,7 @@ def main() -> None:
                 page = browser.new_page()
                 page.goto(url, wait_until="load")
                 pages.append(page)
-            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null")
+            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null 2>&1")
             pages[-1].wait_for_timeout(5_000)
             watched = tokens_per_sec(client, args.seconds)
             for page in pages:

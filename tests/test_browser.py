@@ -349,7 +349,8 @@ def test_the_ladder_steps_field_starts_empty_not_at_an_invalid_0(browser, app_se
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}],
                          ids=["laptop", "phone"])
 def test_start_is_in_view_on_load_and_the_run_is_in_view_after_it(browser, app_server, viewport):
-    """The first step needs no scrolling; after Start, what the learner watches is on the screen."""
+    """The first step needs no scrolling; after Start, what the learner watches is on the screen; so is the text
+    Generate writes."""
     page = open_app(browser, app_server["url"], viewport)
     start = page.get_by_role("button", name="Start")
     expect(start).to_be_in_viewport()
@@ -368,3 +369,10 @@ def test_start_is_in_view_on_load_and_the_run_is_in_view_after_it(browser, app_s
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".status")).to_contain_text("Stopped tiny-", timeout=60_000)
     expect(page.locator("#train-message")).to_be_empty(timeout=15_000)  # "Started …" went with its run
+    # Generate: the text streams where it is seen (beside the settings, or scrolled to on a phone)
+    page.get_by_role("tab", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    output = page.get_by_label("Generated text")
+    expect(output).to_have_value(re.compile(r"^ROMEO:.{20,}", re.S), timeout=60_000)
+    expect(output).to_be_in_viewport(ratio=0.5)
+    page.screenshot(path=ARTIFACTS / f"generate-{viewport['width']}.png")

@@ -21,7 +21,7 @@ from gpt import runlog
 from webapp import access
 from webapp.state import WEIGHTS, runner
 
-CHECK_S = 1.0  # how often a stream looks for a change: a run started elsewhere appears within about a second
+CHECK_S = 1.0  # how often the view is looked at, for all streams: a run started elsewhere shows within a second
 DISK_S = 5.0  # how often the weights folder is looked at for a run written by another process (a command line)
 KEEPALIVE_S = 20.0  # a comment now and then keeps an idle stream open through proxies
 RETRY_MS = 2000  # how soon a page that lost the server tries again
@@ -53,27 +53,52 @@ def version() -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
+class Changes:
+    """One look a second at version(), for every open stream at once: a stream sleeps until the view changes (or
+    KEEPALIVE_S passes), so a crowd of idle pages costs the server one look a second in all."""
+
+    def __init__(self):
+        self.version = version()
+        self.changed = asyncio.Event()  # set when the version moves on, then replaced by a fresh one
+        self.watcher: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.watcher is None or self.watcher.done():  # nobody was listening: what is true now, then watch
+            self.version = version()
+            self.watcher = asyncio.get_running_loop().create_task(self.watch())
+
+    async def watch(self) -> None:
+        while _listeners:
+            await asyncio.sleep(CHECK_S)
+            now = version()
+            if now != self.version:
+                self.version, changed, self.changed = now, self.changed, asyncio.Event()
+                changed.set()
+
+
+_changes: Changes | None = None
+
+
 async def live_route(request: Request) -> Response:
-    global _listeners
+    global _listeners, _changes
     if _listeners >= MAX_LISTENERS:
         return PlainTextResponse("too many pages are listening; reload later", status_code=503)
+    _changes = _changes or Changes()
 
     async def stream():
         global _listeners
         _listeners += 1
+        _changes.start()
         try:
             yield f"retry: {RETRY_MS}\n\n"
-            last, quiet = None, 0.0
             while True:
-                now = version()
-                if now != last:
-                    last, quiet = now, 0.0
-                    yield f"data: {now}\n\n"
-                elif quiet >= KEEPALIVE_S:
-                    quiet = 0.0
-                    yield ": still here\n\n"
-                await asyncio.sleep(CHECK_S)
-                quiet += CHECK_S
+                changed = _changes.changed
+                yield f"data: {_changes.version}\n\n"
+                while not changed.is_set():
+                    try:
+                        await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                    except asyncio.TimeoutError:
+                        yield ": still here\n\n"
         finally:  # the page went away (Starlette cancels the stream when the client disconnects)
             _listeners -= 1
 
@@ -83,12 +108,12 @@ async def live_route(request: Request) -> Response:
 
 def calm_queue(demo) -> None:
     """Gradio's queue looks for work every millisecond while it has none, and for progress every 10 ms
-    (gradio/queueing.py: sleep_when_free): 0.05 CPU-s/s of an app that nobody uses. Every 20 ms and 100 ms
-    instead: an event waits at most 20 ms longer to start."""
+    (gradio/queueing.py: sleep_when_free): 0.05 CPU-s/s of an app that nobody uses. Every 50 ms and 100 ms
+    instead, as Gradio does on Windows: an event waits at most 50 ms longer to start."""
     queue = demo._queue
     assert hasattr(queue, "sleep_when_free") and hasattr(queue, "progress_update_sleep_when_free"), \
         "gradio's queue changed: see webapp/live.py calm_queue"
-    queue.sleep_when_free, queue.progress_update_sleep_when_free = 0.02, 0.1
+    queue.sleep_when_free, queue.progress_update_sleep_when_free = 0.05, 0.1
 
 
 ROUTES = [Route("/live", live_route)]
