@@ -69,7 +69,7 @@ def main():
     # quiet: Gradio's own start-up lines tell the reader to "set share=True in launch()"; ours name the app's flags
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS + train.CSS, quiet=True,
                 max_file_size=f"{MAX_UPLOAD_MB}mb", prevent_thread_lock=True, show_error=True,  # refusals say why
-                head=browser.head(), app_kwargs={"routes": browser.ROUTES + live.ROUTES})
+                head=browser.head(), app_kwargs={"routes": browser.ROUTES + live.routes(train.live_progress)})
     print(f"The app runs on {demo.local_url}" + (f" and on {demo.share_url}" if demo.share_url else
                                                  "  (python app.py --share: a public link too)"), flush=True)
     demo.block_thread()

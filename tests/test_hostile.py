@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from playwright.sync_api import expect
 
 from conftest import ROOT, run_main
 from test_app import TINY, client, generate, start, wait_for  # noqa: F401,F811 (client: the fixture)
+from test_browser import chromium  # noqa: F401 (the fixture)
 from test_cli import run
 
 DEFAULT = ROOT / "weights" / "default"
@@ -67,9 +69,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(command: list[str], weights: Path, log: Path, timeout=120) -> tuple[subprocess.Popen, str]:
+def serve(command: list[str], weights: Path, log: Path, timeout=120, port=None) -> tuple[subprocess.Popen, str]:
     """Start a server command (it gets the port as $PORT) and wait until it answers."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "GPT_WEIGHTS_DIR": str(weights), "PYTHONUNBUFFERED": "1", "PORT": str(port)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -340,20 +342,29 @@ def test_names_windows_reserves_are_refused(client, tmp_path):
     assert pulled.returncode == 1 and "Windows" in pulled.stderr  # (a traceback would have failed the test here)
 
 
-def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path):
+@pytest.mark.browser
+def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path, chromium):
+    """And a page open through it says it lost the server, then catches up when it is back (webapp/live.js)."""
     weights = tmp_path / "weights"
     app = ["sh", "-c", f"exec {sys.executable} app.py --port $PORT"]
     proc, url = serve(app, weights, tmp_path / "a.log")
     client = Client(url, verbose=False)
     assert "Started" in start(client, run_name="cut-short")
+    page = chromium.new_page()
+    page.goto(url, wait_until="load")
+    expect(page.locator(".status")).to_contain_text("Training cut-short", timeout=30_000)
     wait_for(client, lambda s: len(s["evals"]) >= 2)
     stop(proc, signal.SIGKILL)  # the server dies in the middle of the run
+    expect(page.locator("#gpt-lost")).to_contain_text("Lost the server", timeout=15_000)
     torn = weights / "cut-short" / ".model.safetensors.k1ll3d.tmp"
     torn.write_bytes(b"half a file")
     os.utime(torn, (time.time() - 3600, time.time() - 3600))  # left by the kill an hour ago
 
-    proc, url = serve(app, weights, tmp_path / "b.log")
+    proc, url = serve(app, weights, tmp_path / "b.log", port=int(url.rsplit(":", 1)[1].strip("/")))
     try:
+        expect(page.locator("#gpt-lost")).to_be_hidden(timeout=30_000)  # back, without a reload
+        expect(page.locator("#train-progress")).to_contain_text("was interrupted at step", timeout=15_000)
+        page.close()
         client = Client(url, verbose=False)
         status = client.predict(api_name="/training_status")
         assert status["state"] == "idle"

@@ -142,7 +142,7 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
     view = rung_view(shown, s) if ended else gr.skip()  # the code view fills in the figures just measured
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running))
+            gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running and bool(runner.ladder)))
 
 
 def build(demo: gr.Blocks, tab: gr.Tab) -> None:
@@ -181,7 +181,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                      concurrency_limit=None).then(None, js=live.REFRESH_JS)
     ladder_stop.click(stop_training, None, message, api_visibility="private",
                       concurrency_limit=None).then(None, js=live.REFRESH_JS)
-    timer = gr.Timer(1.0, active=False)  # on while a run goes; else webapp/live.js wakes the tab when one starts
+    timer = gr.Timer(5.0, active=False)  # on while a climb goes; webapp/live.js wakes the tab at each rung's change
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     climbing = gr.State(False)
     gr.on([timer.tick, demo.load, refresh.click], poll_ladder, [climbing, shown],

@@ -26,14 +26,18 @@
   function listen() {
     const source = new EventSource(new URL("live", document.baseURI));
     source.onmessage = ({ data }) => {
+      const message = JSON.parse(data);
       const back = lost;
       if (lost) {
         lost = false;
         banner(false);
       }
-      const changed = version !== null && data !== version;
-      version = data;
+      const changed = version !== null && message.version !== version;
+      version = message.version;
       if (changed || back) refresh();  // the first message only says where things stand: the page loaded that
+      // a live run's progress line, every second, for every viewer at once (the chart comes every few seconds)
+      const line = document.querySelector("#train-progress .status");
+      if (message.progress && line && line.closest(".server-view")) line.outerHTML = message.progress;
     };
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {  // no stream here (refused, or a mounted app without it):

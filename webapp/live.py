@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
+from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -28,6 +30,7 @@ RETRY_MS = 2000  # how soon a page that lost the server tries again
 MAX_LISTENERS = 1000  # streams open at once; a page beyond them still works, it is told of runs on reload
 _listeners = 0
 _disk = {"at": -DISK_S, "newest": None}
+_progress: Callable[[], str | None] = lambda: None  # the Train tab's progress line of a live run (routes())
 
 
 def newest_on_disk() -> int | None:
@@ -58,21 +61,27 @@ class Changes:
     KEEPALIVE_S passes), so a crowd of idle pages costs the server one look a second in all."""
 
     def __init__(self):
-        self.version = version()
-        self.changed = asyncio.Event()  # set when the version moves on, then replaced by a fresh one
+        self.message = self.look()
+        self.changed = asyncio.Event()  # set when the message changes, then replaced by a fresh one
         self.watcher: asyncio.Task | None = None
+
+    @staticmethod
+    def look() -> str:
+        """What every page is told: the view's version and, while a run is live, its progress line (sent to all
+        from here once a second, so that a live run's viewers do not each ask Gradio for it)."""
+        return json.dumps({"version": version(), "progress": _progress() if runner.running else None})
 
     def start(self) -> None:
         if self.watcher is None or self.watcher.done():  # nobody was listening: what is true now, then watch
-            self.version = version()
+            self.message = self.look()
             self.watcher = asyncio.get_running_loop().create_task(self.watch())
 
     async def watch(self) -> None:
         while _listeners:
             await asyncio.sleep(CHECK_S)
-            now = version()
-            if now != self.version:
-                self.version, changed, self.changed = now, self.changed, asyncio.Event()
+            now = self.look()
+            if now != self.message:
+                self.message, changed, self.changed = now, self.changed, asyncio.Event()
                 changed.set()
 
 
@@ -93,7 +102,7 @@ async def live_route(request: Request) -> Response:
             yield f"retry: {RETRY_MS}\n\n"
             while True:
                 changed = _changes.changed
-                yield f"data: {_changes.version}\n\n"
+                yield f"data: {_changes.message}\n\n"
                 while not changed.is_set():
                     try:
                         await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
@@ -116,5 +125,11 @@ def calm_queue(demo) -> None:
     queue.sleep_when_free, queue.progress_update_sleep_when_free = 0.05, 0.1
 
 
-ROUTES = [Route("/live", live_route)]
+def routes(progress: Callable[[], str | None]) -> list[Route]:
+    """/live, for the app's routes; progress: the Train tab's progress line while a run is live, else None."""
+    global _progress
+    _progress = progress
+    return [Route("/live", live_route)]
+
+
 REFRESH_JS = "() => { window.gptLive?.refresh(); }"  # .then() of a Start or Stop: this page's view at once

@@ -48,6 +48,7 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
+CHART_S = 5.0  # while a run is live, its chart and samples come every 5 s (the progress line every second: /live)
 PRESET_HINT = ("browser: small, for training in a browser · cpu: small and quick, made for a CPU · "
                "gpu: the lecture's model, trained fast on a CUDA GPU · "
                "lecture: the lecture's final model and recipe · "
@@ -361,7 +362,13 @@ def poll(was_running: bool, train_on: str, replay_began: float | None, profile: 
     moving = running or (replaying and now - began < REPLAY_S)
     return (progress, loss_frame(s), samples_markdown(s), gr.Button(interactive=not running and may_train),
             gr.Button(interactive=may_stop), running, message, began if replaying else None,
-            gr.Timer(active=moving))
+            gr.Timer(CHART_S if running else 1.0, active=moving))
+
+
+def live_progress() -> str | None:
+    """A live run's progress line, the same for every viewer: webapp/live.py sends it to all once a second."""
+    s = runner.status()
+    return progress_html(s) if s["state"] in ("running", "stopping") else None
 
 
 def browser_presets() -> dict:
