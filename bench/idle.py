@@ -1,6 +1,6 @@
 """What open pages cost the server: the idle app, idle pages, and pages watching a run.
 
-    python bench/idle.py [--pages 20] [--seconds 20] [--json bench/results/idle.json]
+    python bench/idle.py [--pages 20] [--seconds 20] [--json bench/results/idle.json] [--app-dir ../other-checkout]
 
 Starts `python app.py --public` (GPT_TRAINING_POLICY=anyone, so the bench may start a run) on a scratch copy of
 weights/default and reads the CPU time of the app and its children from /proc:
@@ -8,8 +8,9 @@ weights/default and reads the CPU time of the app and its children from /proc:
 2. with --pages anonymous pages open in headless Chromium, once each page's replay of the shipped weights has played;
 3. a `cpu` preset run training: its tokens/s with no page open, with the pages watching, and with none again (the
    two bare windows bracket the watched one, so a drift of the machine shows).
-Chromium runs on the same cores at the lowest priority (nice 19): its own CPU is reported apart, it is the visitors'
-machines' cost, not the server's.
+The pages' Chromium is the visitors' machines' cost, not the server's, and here it shares the server's two cores: so
+the app is pinned to core 0 and Chromium to core 1 (taskset), and the run's tokens/s are compared on core 0, alone
+and watched; Chromium's own CPU is reported apart.
 """
 
 from __future__ import annotations
@@ -80,21 +81,25 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20, help="pages open at once (default 20)")
     parser.add_argument("--seconds", type=float, default=20, help="length of each measuring window (default 20)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py to measure (default: "
+                        "this one; another commit's, to compare)")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
-    shutil.copytree(ROOT / "weights" / "default", work / "weights" / "default")
+    shutil.copytree(args.app_dir / "weights" / "default", work / "weights" / "default")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GPT_WEIGHTS_DIR": str(work / "weights"), "GPT_TRAINING_POLICY": "anyone",
            "GPT_MAX_MINUTES": "60", "GPT_MAX_STEPS": "1000000"}
-    app = subprocess.Popen([sys.executable, "app.py", "--public", "--port", str(port)], cwd=ROOT, env=env,
-                           stdout=open(work / "app.log", "w"), stderr=subprocess.STDOUT)
+    app = subprocess.Popen(["taskset", "-c", "0", sys.executable, "app.py", "--public", "--port", str(port)],
+                           cwd=args.app_dir, env=env, stdout=open(work / "app.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    figures: dict = {"pages": args.pages, "seconds": args.seconds, "load_before": os.getloadavg()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.app_dir, capture_output=True,
+                            text=True).stdout.strip()
+    figures: dict = {"app": commit, "pages": args.pages, "seconds": args.seconds, "load_before": os.getloadavg()}
     try:
         for _ in range(300):
             try:
@@ -111,13 +116,16 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=find_chromium(), headless=True, args=LAUNCH_ARGS)
             # Playwright's driver and the browser: every process under this one but the app's
             chromium = lambda: sorted(set(tree(os.getpid())) - set(tree(app.pid)) - {os.getpid()})  # noqa: E731
+            pin = lambda: os.system(f"for p in {' '.join(map(str, chromium()))}; do taskset -a -p -c 1 $p; done "  # noqa: E731
+                                    "> /dev/null 2>&1")
+            pin()
             pages = []
             for _ in range(args.pages):
                 page = browser.new_page()
                 page.goto(url, wait_until="load")
                 pages.append(page)
+            pin()
             pages[-1].wait_for_timeout(50_000)  # every page's replay (45 s) played
-            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null 2>&1")
             began, chrome_before = time.perf_counter(), cpu_seconds(chromium())
             with_pages = rate(server, args.seconds)
             chrome = (cpu_seconds(chromium()) - chrome_before) / (time.perf_counter() - began)
@@ -144,8 +152,8 @@ def main() -> None:
                 page = browser.new_page()
                 page.goto(url, wait_until="load")
                 pages.append(page)
-            os.system(f"renice -n 19 -p {' '.join(map(str, chromium()))} > /dev/null 2>&1")
-            pages[-1].wait_for_timeout(5_000)
+            pin()
+            pages[-1].wait_for_timeout(15_000)  # the pages' opening requests served
             watched = tokens_per_sec(client, args.seconds)
             for page in pages:
                 page.close()
