@@ -48,7 +48,7 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
-CHART_S = 10.0  # a live run: its chart and samples every 10 s and at each evaluation; its progress line every second (/live)
+CHART_S = 5.0  # a live run: chart and samples every 5 s and at each evaluation; the progress line each second
 PRESET_HINT = ("browser: small, for training in a browser · cpu: small and quick, made for a CPU · "
                "gpu: the lecture's model, trained fast on a CUDA GPU · "
                "lecture: the lecture's final model and recipe · "
