@@ -125,7 +125,7 @@ def main() -> None:
                 page.goto(url, wait_until="load")
                 pages.append(page)
             pin()
-            pages[-1].wait_for_timeout(50_000)  # every page's replay (45 s) played
+            pages[-1].wait_for_timeout(75_000)  # every page's replay (45 s from its first poll) played, with room
             began, chrome_before = time.perf_counter(), cpu_seconds(chromium())
             with_pages = rate(server, args.seconds)
             chrome = (cpu_seconds(chromium()) - chrome_before) / (time.perf_counter() - began)
