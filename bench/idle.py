@@ -153,7 +153,7 @@ def main() -> None:
                 page.goto(url, wait_until="load")
                 pages.append(page)
             pin()
-            pages[-1].wait_for_timeout(15_000)  # the pages' opening requests served
+            pages[-1].wait_for_timeout(60_000)  # the pages' opening requests served: watching, not arriving
             watched = tokens_per_sec(client, args.seconds)
             for page in pages:
                 page.close()
