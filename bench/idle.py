@@ -76,6 +76,16 @@ def tokens_per_sec(client: Client, seconds: float) -> float:
     return (last["step"] - first["step"]) * c["batch_size"] * c["block_size"] / (last["elapsed"] - first["elapsed"])
 
 
+def open_pages(browser, url: str, n: int) -> list:
+    """n anonymous visitors' pages of the app, each loaded."""
+    pages = []
+    for _ in range(n):
+        page = browser.new_page()
+        page.goto(url, wait_until="load")
+        pages.append(page)
+    return pages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=20, help="pages open at once (default 20)")
@@ -119,11 +129,7 @@ def main() -> None:
             pin = lambda: os.system(f"for p in {' '.join(map(str, chromium()))}; do taskset -a -p -c 1 $p; done "  # noqa: E731
                                     "> /dev/null 2>&1")
             pin()
-            pages = []
-            for _ in range(args.pages):
-                page = browser.new_page()
-                page.goto(url, wait_until="load")
-                pages.append(page)
+            pages = open_pages(browser, url, args.pages)
             pin()
             pages[-1].wait_for_timeout(75_000)  # every page's replay (45 s from its first poll) played, with room
             began, chrome_before = time.perf_counter(), cpu_seconds(chromium())
@@ -147,11 +153,7 @@ def main() -> None:
                            api_name="/start_training")
             time.sleep(10)  # past the first evaluation and the warm-up
             alone = tokens_per_sec(client, args.seconds)
-            pages = []
-            for _ in range(args.pages):
-                page = browser.new_page()
-                page.goto(url, wait_until="load")
-                pages.append(page)
+            pages = open_pages(browser, url, args.pages)
             pin()
             pages[-1].wait_for_timeout(60_000)  # the pages' opening requests served: watching, not arriving
             watched = tokens_per_sec(client, args.seconds)
