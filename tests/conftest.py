@@ -22,6 +22,10 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"  # the stand-in speaks classic LFS, not X
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
 os.environ["GPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpt-cache-")  # precision choices: shared by this run only
 os.environ.pop("HF_TOKEN", None)  # a real token never reaches the stand-in
+# One torch thread a process (this one and every app, command line and engine it starts, before torch is
+# imported): they share two cores with Chromium, and two OpenMP threads a process spin against the others. A tiny
+# 40-step run on a busy 2-core machine took 45-80 s with two threads, 2.5-5 s with one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 with socket.socket() as _s:
     _s.bind(("127.0.0.1", 0))
     HUB_PORT = _s.getsockname()[1]
@@ -100,6 +104,14 @@ def pytest_collection_modifyitems(session, config, items):
     for item in items:
         if item.path.name.startswith("test_browser"):
             item.add_marker(pytest.mark.browser)
+    # The visitor's one-minute run in the browser (test_browser_train.py) starts before the other browser tests
+    # and is read after them: they run in the minute it trains, instead of the suite waiting it out.
+    early = [item for item in items if item.path.name == "test_browser_train.py"
+             and "finished_run" not in item.fixturenames]
+    if early:
+        rest = [item for item in items if item not in early]
+        first = next((i for i, item in enumerate(rest) if item.get_closest_marker("browser")), len(rest))
+        items[:] = rest[:first] + early + rest[first:]
 
 
 def pytest_collection_finish(session):
@@ -217,6 +229,25 @@ def signed_in_cookie(user: str, token: str) -> str:
     return itsdangerous.TimestampSigner(key).sign(base64.b64encode(json.dumps({"oauth_info": info}).encode())).decode()
 
 
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))  # the browser tests' screenshots
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for every browser test; each test opens contexts of its own. WebGPU is offered (on a
+    software adapter here) for the browser training's checks."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_setup import LAUNCH_ARGS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:  # CHROMIUM: found or installed by pytest_collection_finish above
+        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True,
+                                    args=[*LAUNCH_ARGS, "--enable-unsafe-webgpu"])
+        yield browser
+        browser.close()
+
+
 JS = ROOT / "tests" / "js"  # package.json and package-lock.json: the JavaScript the tests run, pinned
 
 
@@ -237,3 +268,21 @@ def npm_ci(folder: Path, packages: list[str]) -> Path:
 def node_modules():
     """tests/js: transformers.js and onnxruntime-web from npm, as package-lock.json pins them (installed once)."""
     return npm_ci(JS, ["@huggingface/transformers"])
+
+
+PAGE_JS = ROOT / "webapp" / "js"  # the page's package.json and package-lock.json
+
+
+@pytest.fixture(scope="session")
+def js_dir():
+    """webapp/js with `npm ci` of its lockfile run in it: what GPT_JS_DIR names (installed once, from the registry)."""
+    npm_ci(PAGE_JS, ["@tensorflow/tfjs", "fflate", "onnxruntime-web"])
+    return PAGE_JS
+
+
+@pytest.fixture(scope="session")
+def public_app(tmp_path_factory, js_dir):
+    """A public app (every visitor a stranger) that serves the page's pinned libraries itself (GPT_JS_DIR): where
+    the browser tests generate and train in the visitor's browser."""
+    with running_app(tmp_path_factory.mktemp("public"), {"GPT_PUBLIC": "1", "GPT_JS_DIR": str(js_dir)}) as app:
+        yield app

@@ -1,5 +1,5 @@
 """Generation in the visitor's browser (webapp/browser.py, browser.js): a public app, Chromium whose network
-reaches the app alone, onnxruntime-web served from the pinned npm copy (GPT_ORT_WEB_DIR), and the server's
+reaches the app alone, onnxruntime-web served from the pinned npm copy (GPT_JS_DIR), and the server's
 generation requests counted."""
 
 import base64
@@ -10,21 +10,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT, running_app
+from conftest import ROOT
 from gpt import GPT
 from gpt.config import read_config
 from gpt.tokenizer import CharTokenizer
-from test_browser import ARTIFACTS, browser, chromium  # noqa: F401 - the module's browser fixtures
+from test_browser import ARTIFACTS, browser  # noqa: F401 - the browser fixture
 from test_export import ours_greedy
 
 DEFAULT = ROOT / "weights" / "default"
-
-
-@pytest.fixture(scope="module")
-def public_app(tmp_path_factory, node_modules):
-    env = {"GPT_PUBLIC": "1", "GPT_ORT_WEB_DIR": str(node_modules / "onnxruntime-web" / "dist")}
-    with running_app(tmp_path_factory.mktemp("browser-gen"), env) as app:
-        yield app
 
 
 def generate_fn(url: str) -> int:

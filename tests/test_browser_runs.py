@@ -5,7 +5,7 @@ import time
 from playwright.sync_api import expect
 
 from test_app import TINY, wait_for
-from test_browser import ARTIFACTS, browser, chromium, open_app  # noqa: F401  (fixtures)
+from test_browser import ARTIFACTS, browser, open_app  # noqa: F401  (fixtures)
 from webapp.runs import COLUMNS
 
 COLUMN_WORDS = {w for c in COLUMNS for w in c.split()}

@@ -6,7 +6,6 @@ alone."""
 import base64
 import hashlib
 import json
-import os
 import re
 import zipfile
 from dataclasses import asdict
@@ -14,11 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from safetensors.torch import save
 
-from browser_setup import LAUNCH_ARGS
-from conftest import ROOT, npm_ci, running_app
 from test_browser import ARTIFACTS
 from gpt import GPT, GPTConfig, runlog
 from gpt.data import TextData, load_text
@@ -29,20 +26,10 @@ from gpt.optim import build_optimizer
 from gpt.tokenizer import CharTokenizer
 from gpt.trainer import TrainConfig, get_lr
 
-PAGE_JS = ROOT / "webapp" / "js"  # the page's package.json and package-lock.json
-
-
 @pytest.fixture(scope="session")
-def js_dir():
-    """webapp/js with `npm ci` of its lockfile run in it: what GPT_JS_DIR names (installed once, from the registry)."""
-    npm_ci(PAGE_JS, ["@tensorflow/tfjs", "fflate"])
-    return PAGE_JS
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, js_dir):
-    with running_app(tmp_path_factory.mktemp("browser-train"), {"GPT_PUBLIC": "1", "GPT_JS_DIR": str(js_dir)}) as app:
-        yield app
+def app(public_app):
+    """The public app (conftest.py) that serves the page's libraries itself: a visitor's browser trains here."""
+    return public_app
 
 
 # The page's side of the tests: workers by name, one request at a time each, typed arrays as base64 both ways.
@@ -121,21 +108,18 @@ def floats(text: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.float32)
 
 
-@pytest.fixture(scope="module")
-def context(app):
-    """One Chromium (the browser tests' flags, and WebGPU's) for the whole file: an anonymous visitor whose pages
-    reach the app alone. Its `sent` lists the requests' (url, body) that went to the app."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ["CHROMIUM"], headless=True,
-                                    args=[*LAUNCH_ARGS, "--enable-unsafe-webgpu"])
-        context = browser.new_context(accept_downloads=True)
-        outside, context.sent = [], []
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app["url"])
-                      else (outside.append(route.request.url), route.abort()))
-        context.on("request", lambda r: context.sent.append((r.url, r.post_data or "")))
-        yield context
-        assert outside == []  # every library came from the app: no CDN, nothing else
-        browser.close()
+@pytest.fixture(scope="session")
+def context(app, chromium):
+    """An anonymous visitor whose pages reach the app alone, for the whole file (and the minute run, which goes on
+    while the other browser tests run). Its `sent` lists the requests' (url, body) that went to the app."""
+    context = chromium.new_context(accept_downloads=True)
+    outside, context.sent = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app["url"])
+                  else (outside.append(route.request.url), route.abort()))
+    context.on("request", lambda r: context.sent.append((r.url, r.post_data or "")))
+    yield context
+    assert outside == []  # every library came from the app: no CDN, nothing else
+    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +228,11 @@ def test_the_page_s_libraries_are_pinned_and_the_cdn_s_integrity_hashes_are_thei
     assert cdn["tf.min.js"] == {"url": "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js",
                                 "integrity": browser.TFJS_FILES["tf.min.js"][3]}
     assert browser.ort_base().startswith("https://cdn.jsdelivr.net/")
+    ort = js_dir / "node_modules" / "onnxruntime-web" / "dist"
+    monkeypatch.setenv("GPT_ORT_WEB_DIR", str(ort))  # the older setting: onnxruntime-web alone, from that folder
+    assert browser.ort_base() == "/browser/ort/" and browser.local_ort() == ort
+    assert browser.tfjs_libraries()["tf.min.js"]["url"].startswith("https://cdn.jsdelivr.net/")
+    monkeypatch.delenv("GPT_ORT_WEB_DIR")
     monkeypatch.setenv("GPT_JS_DIR", str(js_dir))  # one folder serves every library of the page
     assert all(lib["integrity"] is None and lib["url"].startswith("/browser/js/")
                for lib in browser.tfjs_libraries().values())
@@ -400,9 +389,10 @@ def server_training_calls(app, context, api_name="start_training") -> list[str]:
             ("/queue/join" in url and json.loads(body or "{}").get("fn_index") in ids)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def minute_run(app, context):
-    """A one-minute run in a visitor's browser, started early in the file: the exactness checks run meanwhile."""
+    """A one-minute run in a visitor's browser, started before every other browser test (conftest.py orders them):
+    the exactness checks and the other files' browser tests run meanwhile."""
     tab = context.new_page()
     ready_to_train(tab, app)
     tab.locator("#train-minutes input").fill("1")
@@ -413,7 +403,7 @@ def minute_run(app, context):
     tab.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(minute_run):
     """That run, to its end: (its page, the run as the page holds it)."""
     expect(minute_run.locator("#browser-run")).to_contain_text("Finished in this browser", timeout=150_000)

@@ -63,7 +63,9 @@ def test_generate_reads_the_prompt_from_standard_input_with_a_dash():
     piped = subprocess.run(args, cwd=ROOT, input="JULIET:\nO Romeo", capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.startswith("JULIET:\nO Romeo") and len(piped.stdout) == len("JULIET:\nO Romeo") + 30 + 1
-    typed = run("-m", "gpt.generate", "--prompt", "JULIET:\nO Romeo", "--max-new-tokens", "30", "--seed", "3")
+    from gpt.generate import main
+
+    typed = run_main(main, "--prompt", "JULIET:\nO Romeo", "--max-new-tokens", "30", "--seed", "3")
     assert piped.stdout == typed.stdout  # the same prompt, however it arrives
 
 

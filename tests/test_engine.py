@@ -174,6 +174,8 @@ def test_the_engine_checks_prompt_and_settings_before_it_starts(model):
 
 
 def test_use_threads_sets_only_the_calling_thread():
+    suite = torch.get_num_threads()  # one in the suite (conftest.py): two, so that one is a change
+    torch.set_num_threads(2)
     before, inside, later = torch.get_num_threads(), [], []
 
     def engine_thread():
@@ -186,7 +188,9 @@ def test_use_threads_sets_only_the_calling_thread():
     t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
     t.start()
     t.join()
-    assert inside == [1] and later == [before] and torch.get_num_threads() == before
+    after = torch.get_num_threads()
+    torch.set_num_threads(suite)
+    assert inside == [1] and later == [before] == [2] and after == 2
 
 
 def test_a_training_run_can_sample_under_bf16_autocast():

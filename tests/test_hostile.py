@@ -23,8 +23,6 @@ from playwright.sync_api import expect
 
 from conftest import ROOT, run_main
 from test_app import TINY, client, generate, start, wait_for  # noqa: F401,F811 (client: the fixture)
-from test_browser import chromium  # noqa: F401 (the fixture)
-from test_cli import run
 
 DEFAULT = ROOT / "weights" / "default"
 
@@ -154,7 +152,9 @@ def test_enormous_weights_configs_are_refused_before_anything_is_built(client, a
         with pytest.raises(Exception, match=r"parameters, which would need about [\d.]+ GB to load.*too big"):
             call()
     assert len(generate(client, "default")[0]) == 66  # the server is up and well
-    cli = run("-m", "gpt.generate", "--weights", str(app_server["weights"] / name), "--max-new-tokens", "5")
+    from gpt.generate import main
+
+    cli = run_main(main, "--weights", str(app_server["weights"] / name), "--max-new-tokens", "5")
     assert cli.returncode == 1 and "too big for this machine" in cli.stderr and "Traceback" not in cli.stderr
     (app_server["weights"] / name).unlink()
 
@@ -265,7 +265,9 @@ def test_resume_after_a_torn_metrics_line_and_a_killed_save(tmp_path, small_text
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"event": "step", "step": 21, "lo')  # a kill in the middle of an append
     (out / ".model.safetensors.k1ll3d.tmp").write_bytes(b"half a file")  # a kill in the middle of a save
-    resumed = run("-m", "train", "--out", str(out), "--resume", "--max-iters", "30")
+    from train.__main__ import main
+
+    resumed = run_main(main, "--out", str(out), "--resume", "--max-iters", "30")
     assert resumed.returncode == 0, resumed.stderr
     assert "finished at step 30" in resumed.stdout
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

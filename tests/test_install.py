@@ -44,42 +44,49 @@ def installed(tmp_path_factory):
     return {"venv": venv, "python": python, "site": Path(site), "cwd": elsewhere, "env": env}
 
 
-def run(installed, *args, timeout=120, **kwargs):
-    return subprocess.run(list(args), cwd=installed["cwd"], env=installed["env"], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+def run(installed, *commands, timeout=120) -> list[subprocess.CompletedProcess]:
+    """Each command (a list of arguments) in a process of its own, all at once: each imports torch or gradio,
+    and two cores start two at a time."""
+    procs = [subprocess.Popen(list(command), cwd=installed["cwd"], env=installed["env"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for command in commands]
+    results = []
+    for command, proc in zip(commands, procs):
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(command, proc.returncode, out, err))
+    return results
 
 
 def test_the_installed_package_imports_from_anywhere(installed):
-    result = run(installed, str(installed["python"]), "-c",
-                 "import gpt, train, webapp.space; from gpt import GPT, CharTokenizer; print(gpt.__file__)")
+    [result] = run(installed, [str(installed["python"]), "-c",
+                               "import gpt, train, webapp.space; from gpt import GPT, CharTokenizer; print(gpt.__file__)"])
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(installed["site"])  # the installed copy, not the clone
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_each_console_script_answers_help(installed, script):
-    path = installed["venv"] / "bin" / script
-    assert path.is_file(), f"pip install did not make {script}"
-    result = run(installed, str(path), "--help")
-    assert result.returncode == 0, result.stderr
-    assert "usage:" in result.stdout and "Traceback" not in result.stderr
+def test_each_console_script_answers_help(installed):
+    paths = [installed["venv"] / "bin" / script for script in SCRIPTS]
+    for path in paths:
+        assert path.is_file(), f"pip install did not make {path.name}"
+    for path, result in zip(paths, run(installed, *([str(path), "--help"] for path in paths))):
+        assert result.returncode == 0, (path.name, result.stderr)
+        assert "usage:" in result.stdout and "Traceback" not in result.stderr, path.name
 
 
 def test_the_installed_default_weights_load_and_generate(installed):
-    result = run(installed, str(installed["venv"] / "bin" / "gpt-generate"), "--prompt", "ROMEO:",
-                 "--max-new-tokens", "40", "--seed", "1")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 40 + 1
     code = ("from gpt import GPT; from gpt.weights import default_weights; m = GPT.from_pretrained(default_weights()); "
             "print(default_weights(), m.num_params())")
-    loaded = run(installed, str(installed["python"]), "-c", code)
+    result, loaded = run(installed, [str(installed["venv"] / "bin" / "gpt-generate"), "--prompt", "ROMEO:",
+                                     "--max-new-tokens", "40", "--seed", "1"],
+                         [str(installed["python"]), "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 40 + 1
     assert loaded.returncode == 0, loaded.stderr
     folder, params = loaded.stdout.split()
     assert Path(folder).is_relative_to(installed["site"]) and int(params) == 2_706_240  # the shipped 2.71M
 
 
 def test_a_usage_error_exits_2_and_a_failure_1_from_the_console_scripts(installed):
-    usage = run(installed, str(installed["venv"] / "bin" / "gpt-generate"), "--temperature", "-1")
+    generate = str(installed["venv"] / "bin" / "gpt-generate")
+    usage, failure = run(installed, [generate, "--temperature", "-1"], [generate, "--weights", "no/such/folder"])
     assert usage.returncode == 2 and "temperature" in usage.stderr and "Traceback" not in usage.stderr
-    failure = run(installed, str(installed["venv"] / "bin" / "gpt-generate"), "--weights", "no/such/folder")
     assert failure.returncode == 1 and "Traceback" not in failure.stderr

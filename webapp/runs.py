@@ -129,7 +129,12 @@ def refresh(sort, picked, resume_choice, delete_choice):
     resumable = [r["name"] for r in listed if r["resumable"]]
     deletable = [r["name"] for r in listed if r["group"] == "runs" and r["name"] != "default"]
     keep = lambda value, choices: value if value in choices else None  # noqa: E731
-    return (runs_frame(listed), gr.CheckboxGroup(choices=names, value=[p for p in picked or [] if p in names]),
+    # the ticks are sent back only when a ticked run is gone: a refresh that left the page before a tick and came
+    # back after it (a busy server) would otherwise untick it
+    gone = any(p not in names for p in picked or [])
+    ticks = gr.CheckboxGroup(choices=names, value=[p for p in picked if p in names]) if gone else \
+        gr.CheckboxGroup(choices=names)
+    return (runs_frame(listed), ticks,
             gr.Dropdown(choices=resumable, value=keep(resume_choice, resumable)),
             gr.Dropdown(choices=deletable, value=keep(delete_choice, deletable)))
 
