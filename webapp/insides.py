@@ -4,6 +4,7 @@ probabilities the next character is drawn from, and the characters' embedding ma
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
@@ -216,6 +217,23 @@ def show_map(weights_name) -> str:
         return maps_html(character_map(model), start_map(model, start) if start is not None else None, why_not)
     except (GPTError, ValueError) as e:
         return f"<div class='gen-error'>⚠ {html.escape(refused(e).message)}</div>"
+
+
+def follow_view(weights_name, text, prompt, temperature, top_k, top_p) -> str:
+    """The Generate tab's follow view of a text the server streams, as JSON for browser.js' showFollow: the
+    distribution its newest character was drawn from, {"drawn", "rows": [{"char", "p"}]} most likely first. Computed
+    again here, from the text before it and the copy of the weights the engine draws with (int8 where that is
+    faster). Empty while nothing is generated, or where it cannot be computed (it says nothing then)."""
+    prompt = prompt or ""
+    if not isinstance(text, str) or len(text) <= len(prompt) or not text.startswith(prompt):
+        return ""
+    try:
+        model = load_weights(weights_name, inference=True)  # already loaded: the stream asked for it
+        rows = next_characters(model, text[:-1], settings_of(temperature, top_k, top_p), n=len(model.vocab))
+    except (GPTError, ValueError, TypeError):
+        return ""
+    return json.dumps({"drawn": text[-1], "rows": [{"char": r.char, "p": r.probability} for r in rows
+                                                    if r.probability > 0 or r.char == text[-1]]})
 
 
 def show_attention(weights_name, prompt, layer=1):
