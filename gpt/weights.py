@@ -30,7 +30,7 @@ __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "START_FILE",
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
-START_FILE = "embedding_step0.safetensors"  # the token embedding table a run began with: the Insides map at step 0
+START_FILE = "embedding_step0.safetensors"  # the token embedding table a run began with (gpt.insides.start_map)
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
 TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<random>.tmp beside the file they will replace
 
@@ -338,7 +338,7 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
     return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta, average or None
 
 
-# --- the token embedding table at step 0: what the Insides tab draws beside the table at the end ---
+# --- the token embedding table at step 0: its map beside the map at the end shows what training did ---
 
 START_TENSOR = "token_embedding_table.weight"
 

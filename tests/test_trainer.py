@@ -111,7 +111,7 @@ def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(smal
     assert result["best_val"] == best
     end = GPT.from_pretrained(tmp_path)  # the best-val weights load
     assert (tmp_path / "README.md").read_text().count(f"{best:.4f}") >= 1
-    assert torch.equal(weights.read_start_embedding(tmp_path), began)  # step 0's table, exactly: the Insides map
+    assert torch.equal(weights.read_start_embedding(tmp_path), began)  # step 0's table, exactly: the map at step 0
     assert not torch.allclose(end.token_embedding_table.weight, began, atol=1e-3)  # which training then moved
 
 
