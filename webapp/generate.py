@@ -36,6 +36,7 @@ GENERATE_JS = """
     stats.style.display = '';
     say(why ? `Generated on the server: ${escape(why)}.` : 'Generated on the server.');
     document.querySelector('#generate-server').click();
+    document.querySelector('#follow-start').click();  // the follow view, from the server while its text streams
   };
   const kept = name === 'BROWSER_RUN';  // the run this browser trained: only here, never on the server
   if (!kept && (runOn !== 'this browser' || !window.gptBrowser)) { server(window.gptBrowser ? '' : 'the page could not load its browser code'); return []; }
@@ -159,8 +160,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     # the server's follow view: while its text streams, twice a second, the distribution of the newest character
     follow_data = gr.Textbox("", elem_classes=["gpt-hidden"], container=False)  # its JSON, drawn by browser.js
     follow_timer = gr.Timer(FOLLOW_S, active=False)
-    server_btn.click(lambda: gr.Timer(active=True), None, follow_timer, api_visibility="private",
-                     concurrency_limit=None, show_progress="hidden")
+    follow_start = gr.Button("Follow", elem_id="follow-start", elem_classes=["gpt-hidden"])  # clicked with the server's
+    follow_start.click(lambda: gr.Timer(active=True), None, follow_timer, api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden")
     follow_inputs = [weights_dd, output, prompt, temperature, top_k, top_p]
     follow_timer.tick(follow_view, follow_inputs, follow_data, api_visibility="private", concurrency_limit=4,
                       trigger_mode="always_last", show_progress="hidden")
