@@ -51,23 +51,55 @@ def next_characters(model: torch.nn.Module, prompt: str, settings: Settings, n: 
 
 @dataclass(frozen=True)
 class CharacterMap:
-    """Each character's embedding vector projected onto the table's first two principal components."""
+    """Each character's embedding vector projected onto two principal components of a table."""
     chars: list[str]
     x: list[float]
     y: list[float]
     explained: tuple[float, float]  # the share of the table's variance along each axis
+    spread: float = 1.0  # the points' root-mean-square distance from their mean, in the table's own units
+
+
+def _table(model: torch.nn.Module) -> torch.Tensor:
+    return model.token_embedding_table.weight.detach().float().cpu()  # (V, C)
+
+
+def _project(table: torch.Tensor, axes: torch.Tensor, chars: list[str]) -> CharacterMap:
+    """table (V, C), centred on its own mean, onto axes (2, C) of unit length."""
+    centred = table - table.mean(dim=0)  # (V, C)
+    points = centred @ axes.T  # (V, 2)
+    total = float((centred**2).sum()) or 1.0
+    share = (points**2).sum(dim=0) / total  # (2,)
+    spread = float(points.pow(2).sum(dim=1).mean().sqrt())
+    return CharacterMap(list(chars), points[:, 0].tolist(), points[:, 1].tolist(),
+                        (float(share[0]), float(share[1])), spread)
+
+
+def principal_axes(table: torch.Tensor) -> torch.Tensor:
+    """The (2, C) first two principal directions of a (V, C) table, by SVD, each with a deterministic sign: it
+    points so that the character farthest along it lies on its positive side (the same weights, the same picture;
+    a table times -1, the same picture too)."""
+    centred = table - table.mean(dim=0)  # (V, C)
+    _, _, Vh = torch.linalg.svd(centred, full_matrices=False)  # Vh (min(V, C), C)
+    axes = Vh[:2]  # (2, C)
+    points = centred @ axes.T  # (V, 2)
+    farthest = points.abs().argmax(dim=0)  # (2,)
+    return axes * torch.sign(points[farthest, torch.arange(2)])[:, None]
 
 
 @torch.no_grad()
 def character_map(model: torch.nn.Module) -> CharacterMap:
-    """PCA of the token embedding table (vocab_size, n_embd) by SVD, with a deterministic sign: each axis points
-    so that the character farthest along it lies on its positive side (the same weights, the same picture)."""
-    table = model.token_embedding_table.weight.detach().float().cpu()  # (V, C)
-    centred = table - table.mean(dim=0)  # (V, C)
-    _, S, Vh = torch.linalg.svd(centred, full_matrices=False)  # S (min(V, C),), Vh (min(V, C), C)
-    points = centred @ Vh[:2].T  # (V, 2)
-    farthest = points.abs().argmax(dim=0)  # (2,)
-    points = points * torch.sign(points[farthest, torch.arange(2)])  # (V, 2)
-    share = S**2 / (S**2).sum()
-    return CharacterMap(list(model.vocab), points[:, 0].tolist(), points[:, 1].tolist(),
-                        (float(share[0]), float(share[1])))
+    """PCA of the token embedding table (vocab_size, n_embd): each character on the table's first two principal
+    components."""
+    table = _table(model)
+    return _project(table, principal_axes(table), model.vocab)
+
+
+@torch.no_grad()
+def start_map(model: torch.nn.Module, start: torch.Tensor) -> CharacterMap:
+    """The table the run began with (step 0, `gpt.weights.read_start_embedding`) on the axes of the model's own
+    map: the same two directions of embedding space, so a character's move between the two maps is what training
+    did to it (a random table has no axes of its own worth drawing)."""
+    start = start.detach().float().cpu()
+    if start.shape != _table(model).shape:
+        raise ValueError(f"the step-0 table is {tuple(start.shape)}, the model's {tuple(_table(model).shape)}")
+    return _project(start, principal_axes(_table(model)), model.vocab)

@@ -402,6 +402,7 @@ class Trainer:
                 runlog.trim(self.out_dir, self.step)  # forget what came after the saved step
             else:
                 runlog.remove(self.out_dir)
+                weights.save_start_embedding(self.out_dir, model.token_embedding_table.weight)  # the map at step 0
         if config.compile:  # in run(), so that an app's Start returns at once and its thread does the waiting
             self.compile_seconds = self._compile_now()
         self.emit({"event": "start", "step": self.step, "max_iters": config.max_iters, "config": asdict(config),

@@ -22,14 +22,15 @@ from gpt.errors import ConfigError, WeightsError
 from gpt.gpt2 import from_gpt2, is_gpt2
 from gpt.model import GPTLanguageModel
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "NAME", "portable_name", "check_name", "atomic_write",
+__all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "START_FILE", "NAME", "portable_name", "check_name", "atomic_write",
            "save_error", "remove_temporary_files", "atomic_write_text", "save_weights", "locate", "read_config", "read_raw_config", "read_state_dict",
-           "check_state_dict", "check_uploaded_weights", "save_training_state", "read_training_meta", "load_training_state", "list_weights", "default_weights",
+           "check_state_dict", "check_uploaded_weights", "save_training_state", "read_training_meta", "load_training_state", "save_start_embedding", "read_start_embedding", "list_weights", "default_weights",
            "describe_source"]
 
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
+START_FILE = "embedding_step0.safetensors"  # the token embedding table a run began with (gpt.insides.start_map)
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
 TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<random>.tmp beside the file they will replace
 
@@ -335,6 +336,28 @@ def load_training_state(folder: str | Path) -> tuple[dict, dict, dict[str, torch
         elif kind == "rng":
             rng[rest] = value
     return model_state, {"state": opt_state, "param_groups": param_groups}, rng, meta, average or None
+
+
+# --- the token embedding table at step 0: its map beside the map at the end shows what training did ---
+
+START_TENSOR = "token_embedding_table.weight"
+
+
+def save_start_embedding(folder: str | Path, table: torch.Tensor) -> None:
+    """The (vocab_size, n_embd) table a run begins with, kept beside its weights (a few kB to a few hundred)."""
+    tensors = {START_TENSOR: table.detach().to("cpu", torch.float32).contiguous()}
+    atomic_write(Path(folder) / START_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+
+
+def read_start_embedding(folder: str | Path) -> torch.Tensor | None:
+    """The table a run began with, or None where the folder keeps none (shipped or pulled weights, older runs)."""
+    path = Path(folder) / START_FILE
+    if not path.is_file():
+        return None
+    tensors = _load_safetensors(path)
+    if START_TENSOR not in tensors or tensors[START_TENSOR].ndim != 2:
+        raise WeightsError(f"{path} holds no {START_TENSOR} table")
+    return tensors[START_TENSOR]
 
 
 # --- weights folders: what is there ---

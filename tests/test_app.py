@@ -248,6 +248,31 @@ def test_next_characters_are_what_the_sampler_draws_from(client, app_server):
     assert client.predict("default", "", 0, 0, 1.0, api_name="/next_characters")[0]["probability"] == 1.0
 
 
+def test_the_server_s_follow_view_is_what_its_newest_character_was_drawn_from(monkeypatch):
+    """Generate's follow view of a server's stream: the sampler's distribution at the position before the newest
+    character; nothing before a character is generated."""
+    import json
+
+    from gpt import GPT
+    from gpt.insides import next_logits
+    from conftest import ROOT
+    from gpt.sampling import Settings, probabilities
+    from webapp import insides
+    from webapp.insides import follow_view
+
+    model = GPT.from_pretrained(ROOT / "weights" / "default").eval()  # the float32 weights: measuring no precision
+    monkeypatch.setattr(insides, "load_weights",
+                        lambda name, inference=False: model if name == "default" else insides.weights_folder(name))
+    text = "ROMEO:\nWhat light through yonder window b"
+    view = json.loads(follow_view("default", text, "ROMEO:", 0.8, 40, 1.0))
+    sampler = probabilities(next_logits(model, text[:-1])[None], [Settings(0.8, top_k=40)])[0]  # (V,)
+    assert view["drawn"] == "b" and len(view["rows"]) == 40  # top-k 40: the kept characters, most likely first
+    assert all(abs(r["p"] - float(sampler[model.vocab.index(r["char"])])) < 1e-4 for r in view["rows"])
+    assert [r["p"] for r in view["rows"]] == sorted((r["p"] for r in view["rows"]), reverse=True)
+    assert follow_view("default", "ROMEO:", "ROMEO:", 0.8, 40, 1.0) == ""  # the prompt alone: nothing drawn yet
+    assert follow_view("nothing-here", text, "ROMEO:", 0.8, 40, 1.0) == ""  # says nothing, never a toast a tick
+
+
 def test_two_tabs_pressing_start_at_once_start_one_run(client, app_server):
     from concurrent.futures import ThreadPoolExecutor
 

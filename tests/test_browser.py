@@ -174,6 +174,24 @@ def test_ladder_climb_and_each_rungs_code_in_the_browser(browser, app_server):
 
 
 def test_insides_bars_follow_the_temperature_a_click_appends_and_the_map_labels_every_character(browser, app_server):
+    import shutil
+
+    import torch
+
+    from gpt import GPT, weights
+
+    run = app_server["weights"] / "insides-run"  # the shipped weights, as a run that kept its table of step 0
+    shutil.copytree(app_server["weights"] / "default", run)
+    model = GPT.from_pretrained(run)
+    torch.manual_seed(0)
+    weights.save_start_embedding(run, GPT(model.config, model.vocab).token_embedding_table.weight)
+    try:
+        insides(browser, app_server)
+    finally:
+        shutil.rmtree(run)
+
+
+def insides(browser, app_server):
     page = open_app(browser, app_server["url"], {"width": 1280, "height": 900})
     page.get_by_role("tab", name="Insides").click()
     after = page.locator("#next-bars-inner > div").nth(1)  # the distribution after the settings
@@ -181,6 +199,14 @@ def test_insides_bars_follow_the_temperature_a_click_appends_and_the_map_labels_
     expect(page.locator("#char-map text.char-label")).to_have_count(65, timeout=30_000)  # every character, labelled
     expect(page.locator("#char-map")).to_contain_text("⏎")  # newline and space, made visible
     expect(page.locator("#char-map")).to_contain_text("␣")
+    expect(page.locator("#char-map")).to_contain_text("No map at step 0: the shipped weights")  # none kept: one line
+    page.locator("#insides-weights input").click()
+    page.get_by_role("option", name="insides-run").click()
+    expect(page.locator("#char-map svg")).to_have_count(2, timeout=30_000)  # step 0 beside the end
+    expect(page.locator("#char-map text.char-label")).to_have_count(130)
+    start, end = (page.locator("#char-map .char-map-one").nth(i) for i in (0, 1))
+    expect(start).to_contain_text("Step 0")
+    assert start.locator("svg").inner_html() != end.locator("svg").inner_html()
     before = after.inner_text()
     temperature = page.locator("#insides-temperature input[type=number]")
     temperature.fill("1.6")

@@ -107,8 +107,19 @@ def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(visito
     visitor.page.reload(wait_until="load")  # a later visit, in the same browser
     expect(visitor.page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
     visitor.page.get_by_role("tab", name="Generate").click()
-    visitor.generate(n=20)
+    text = visitor.generate(n=20)
     assert visitor.page.evaluate(FETCHED) < 100e3  # the library's small script at most: the rest from the cache
+    # the follow view, at the end: what the newest character was drawn from, the sampler's distribution (our model's
+    # float32 logits at that position, temperature 0.8, top-k 40) within 1e-4
+    from gpt.insides import next_logits
+    from gpt.sampling import Settings, probabilities
+
+    model = GPT.from_pretrained(DEFAULT)
+    sampler = probabilities(next_logits(model, text[:-1])[None], [Settings(0.8, top_k=40)])[0]  # (V,)
+    bars = visitor.page.locator("#gen-follow .follow-bar")
+    shown = {chr(int(b.get_attribute("data-code"))): float(b.get_attribute("data-p")) for b in bars.all()}
+    assert len(shown) >= 10 and text[-1] in shown  # the ten likeliest, and the one drawn
+    assert all(abs(p - float(sampler[model.vocab.index(ch)])) < 1e-4 for ch, p in shown.items())
 
 
 def test_stop_ends_a_long_text_in_the_browser(visitor):
@@ -118,6 +129,12 @@ def test_stop_ends_a_long_text_in_the_browser(visitor):
     page.get_by_label("Seed").fill("3")
     page.get_by_role("button", name="Generate", exact=True).click()
     page.wait_for_function("() => document.querySelector('#gen-output textarea').value.length > 60", timeout=120_000)
+    follow = page.locator("#follow-inner")  # the newest character's distribution follows the text, a few times a second
+    expect(follow.locator(".follow-bar").first).to_be_visible()
+    seen = follow.inner_html()
+    page.wait_for_function("(seen) => document.querySelector('#follow-inner').innerHTML !== seen", arg=seen,
+                           timeout=10_000)
+    page.screenshot(path=ARTIFACTS / "browser-generate-follow.png", full_page=True)
     page.get_by_role("button", name="Stop generating").click()
     expect(page.locator("#gen-where")).to_contain_text("Generated in this browser", timeout=30_000)
     n = int(re.search(r"([\d,]+) characters in", page.locator("#gen-where").inner_text())[1].replace(",", ""))
@@ -145,6 +162,8 @@ def test_where_the_model_file_fails_the_server_generates_and_says_why(browser, p
     text = visitor.page.get_by_label("Generated text").input_value()
     assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 200
     assert visitor.generations == 1
+    expect(visitor.page.locator("#follow-inner")).to_contain_text("was drawn from")  # the server's follow view
+    assert visitor.page.locator("#follow-inner .follow-bar").count() >= 10
     visitor.context.close()
 
 

@@ -77,3 +77,25 @@ def test_the_characters_map_is_deterministic_and_sorts_the_characters(shipped):
 
     assert spread("aeiou") < 0.7 * spread(first.chars)  # training put the vowels together
     assert spread(",.;:!?") < 0.7 * spread(first.chars)  # and the punctuation
+
+
+def test_a_run_s_map_at_step_0_is_the_table_it_began_with_on_the_end_map_s_axes(small_text, tmp_path):
+    """A trained run keeps its step-0 table; drawn on the end map's axes it is another picture: what training did.
+    Weights with no step-0 record say so (None)."""
+    from gpt import weights
+    from gpt.insides import start_map
+    from gpt.trainer import TrainConfig, Trainer
+
+    config = TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=20, eval_iters=2,
+                                     sample_length=1, device="cpu")
+    Trainer(config, tmp_path).run()
+    end = GPT.from_pretrained(tmp_path)
+    start = weights.read_start_embedding(tmp_path)
+    assert weights.read_start_embedding(ROOT / "weights" / "default") is None  # shipped: no step-0 record
+    before, after = start_map(end, start), character_map(end)
+    assert before.chars == after.chars == end.vocab
+    assert start_map(end, end.token_embedding_table.weight) == after  # the end table on its own axes: the end map
+    moved = torch.tensor([before.x, before.y]) / before.spread - torch.tensor([after.x, after.y]) / after.spread
+    assert float(moved.norm(dim=0).mean()) > 0.3  # the characters moved, beyond any rescaling
+    assert after.spread > 1.5 * before.spread  # and spread out from the small random start (std 0.02)
+    assert sum(after.explained) > sum(before.explained)  # the end's axes hold more of the end table than of step 0's

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TEST_DEVICE
-from gpt import ConfigError, GPT
+from gpt import ConfigError, GPT, weights
 from gpt.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
 
 
@@ -95,7 +95,9 @@ def test_a_muon_run_lowers_the_loss_with_both_rates_on_one_schedule(small_text, 
 
 def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(small_text, tmp_path):
     events = []
-    result = Trainer(tiny(small_text, max_iters=60), tmp_path, callbacks=[events.append]).run()
+    trainer = Trainer(tiny(small_text, max_iters=60), tmp_path, callbacks=[events.append])
+    began = trainer.model.token_embedding_table.weight.detach().clone()  # the model the trainer starts from
+    result = trainer.run()
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 60
     evals = [e for e in events if e["event"] == "eval"]
@@ -107,8 +109,10 @@ def test_training_lowers_the_loss_reports_events_and_keeps_the_best_weights(smal
     assert read_metrics(tmp_path) == events  # metrics.jsonl holds the same events
     best = min(e["val_loss"] for e in evals)
     assert result["best_val"] == best
-    GPT.from_pretrained(tmp_path)  # the best-val weights load
+    end = GPT.from_pretrained(tmp_path)  # the best-val weights load
     assert (tmp_path / "README.md").read_text().count(f"{best:.4f}") >= 1
+    assert torch.equal(weights.read_start_embedding(tmp_path), began)  # step 0's table, exactly: the map at step 0
+    assert not torch.allclose(end.token_embedding_table.weight, began, atol=1e-3)  # which training then moved
 
 
 def test_same_seed_same_run(small_text, tmp_path):
@@ -150,6 +154,8 @@ def test_resume_continues_the_same_run_and_the_same_loss_curve(small_text, tmp_p
         assert torch.equal(resumed.state_dict()[name], tensor), name
     curve = lambda folder: [(e["step"], e["loss"]) for e in read_metrics(folder) if e["event"] == "step"]
     assert curve(tmp_path / "resumed") == curve(tmp_path / "straight")
+    start = weights.read_start_embedding(tmp_path / "straight")  # resuming keeps the table of step 0, not step 17's
+    assert torch.equal(weights.read_start_embedding(tmp_path / "resumed"), start)
     assert [e["step"] for e in read_metrics(tmp_path / "resumed") if e["event"] == "eval"] == [0, 10, 17, 20, 30]
 
 

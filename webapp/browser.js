@@ -19,12 +19,16 @@ window.gptBrowser = (() => {
     };
   }
 
-  function sample(logits, { temperature, topK, topP }, random) {
+  // The distribution a character is drawn from, as gpt/sampling.py's ranked_probabilities: temperature, then top-k,
+  // then top-p; temperature 0 is the likeliest alone. -> {order, weights, mass}: the kept tokens, most likely first,
+  // and their unnormalised weights (probability = weight / mass). sample() draws from it, the follow view shows it.
+  function distribution(logits, { temperature, topK, topP }) {
     const V = logits.length;
-    let best = 0;
-    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-    const u = random(); // drawn for greedy too, as the server draws it: a row's numbers never depend on settings
-    if (temperature === 0) return best;
+    if (temperature === 0) {
+      let best = 0;
+      for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+      return { order: [best], weights: Float64Array.of(1), mass: 1 };
+    }
     const order = Array.from({ length: V }, (_, i) => i).sort((i, j) => logits[j] - logits[i] || i - j);
     const k = topK > 0 ? Math.min(topK, V) : V;
     const probs = new Float64Array(k);
@@ -38,9 +42,42 @@ window.gptBrowser = (() => {
     }
     let mass = 0;
     for (let r = 0; r < kept; r++) mass += probs[r];
+    return { order: order.slice(0, kept), weights: probs.subarray(0, kept), mass };
+  }
+
+  function sample(logits, opts, random) {
+    const u = random(); // drawn for greedy too, as the server draws it: a row's numbers never depend on settings
+    const { order, weights, mass } = distribution(logits, opts);
     let target = u * mass;
-    for (let r = 0; r < kept; r++) if ((target -= probs[r]) < 0) return order[r];
-    return order[kept - 1];
+    for (let r = 0; r < order.length; r++) if ((target -= weights[r]) < 0) return order[r];
+    return order[order.length - 1];
+  }
+
+  // The follow view: the distribution the newest character was drawn from. -> {drawn, rows: [{char, p}]}, the kept
+  // characters, most likely first (the server's view, webapp/insides.py, has the same shape)
+  function follow(logits, opts, token, vocab) {
+    const { order, weights, mass } = distribution(logits, opts);
+    return { drawn: vocab[token], rows: order.map((i, r) => ({ char: vocab[i], p: weights[r] / mass })) };
+  }
+
+  // Draw a follow view into #gen-follow: its ten likeliest characters, and the one drawn (also when not among them)
+  function showFollow(view, n = 10) {
+    const el = document.querySelector("#gen-follow");
+    if (!el || !view || !view.rows) return;
+    const esc = (t) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    const seen = (c) => ({ "\n": "⏎", " ": "␣" })[c] ?? c;
+    const rows = view.rows.filter((row, r) => r < n || row.char === view.drawn);
+    const bars = rows.map(({ char, p }) => {
+      const mine = char === view.drawn;
+      return `<div class="follow-bar" data-code="${char.codePointAt(0)}" data-p="${p}" style="display:flex;align-items:center;` +
+        `gap:8px;${mine ? "font-weight:700" : ""}"><code style="width:1.6em;text-align:center">${esc(seen(char))}</code>` +
+        `<span style="flex:1;height:12px;background:var(--border-color-primary,#e5e7eb);border-radius:3px">` +
+        `<span style="display:block;height:100%;width:${(100 * p).toFixed(2)}%;border-radius:3px;` +
+        `background:${mine ? "var(--color-accent,#f97316)" : "#9ca3af"}"></span></span>` +
+        `<span style="width:3.6em;text-align:right;font-variant-numeric:tabular-nums">${p >= 0.001 ? (100 * p).toFixed(1) + "%" : "<0.1%"}</span></div>`;
+    }).join("");
+    el.innerHTML = `<div id="follow-inner" style="font-size:.9em"><div style="margin-bottom:4px">The newest character, ` +
+      `<b><code>${esc(seen(view.drawn))}</code></b>, was drawn from${view.where ? ` (${esc(view.where)})` : ""}:</div>${bars}</div>`;
   }
 
   // onnxruntime-web runs on this page's thread and its awaits resolve at once: without a pause now and then, the
@@ -171,8 +208,9 @@ window.gptBrowser = (() => {
 
   // The decode loop, for any model: step(ids, fresh) -> the logits of the character after them, where fresh says
   // the cache starts again from ids, else ids (one token) go on the cache. opts: {prompt, maxNew, temperature, topK,
-  // topP, seed}; show(text, n, seconds) as it streams. Used for the ONNX graph above and for a run trained in this
-  // browser (train_browser.js). Call begin() first, before loading anything: a Stop meanwhile then counts.
+  // topP, seed}; show(text, n, seconds, follow) as it streams, where follow() is the view of the newest character's
+  // distribution (the result has it too). Used for the ONNX graph above and for a run trained in this browser
+  // (train_browser.js). Call begin() first, before loading anything: a Stop meanwhile then counts.
   async function decode(opts, vocab, block, step, show) {
     refuseUnknown(opts.prompt, vocab);
     const stoi = new Map(vocab.map((c, i) => [c, i]));
@@ -181,14 +219,16 @@ window.gptBrowser = (() => {
     context = context.slice(-block);
     const start = performance.now();
     let logits = await step(context, true), cached = context.length;
-    let text = opts.prompt, n = 0, shown = 0;
+    let text = opts.prompt, n = 0, shown = 0, token = null, last = null;
+    const followView = () => (last ? follow(last, opts, token, vocab) : null);
     while (n < opts.maxNew && !stopped) {
-      const token = sample(logits, opts, random);
+      token = sample(logits, opts, random);
       text += vocab[token];
       n += 1;
       context = context.concat([token]).slice(-block);
+      last = logits; // what this character was drawn from: the follow view, computed only when the page shows it
       const now = performance.now();
-      if (now - shown > 100) { shown = now; show(text, n, (now - start) / 1000); } // 10 updates a second
+      if (now - shown > 100) { shown = now; show(text, n, (now - start) / 1000, followView); } // 10 updates a second
       if (n === opts.maxNew) break;
       await breathe();
       if (stopped) break;
@@ -200,12 +240,12 @@ window.gptBrowser = (() => {
         cached += 1;
       }
     }
-    return { text, n, seconds: (performance.now() - start) / 1000 };
+    return { text, n, seconds: (performance.now() - start) / 1000, follow: followView };
   }
 
   // Stop generating ends the browser's text too (a listener of the page: the button's own event goes to the server)
   document.addEventListener("click", (e) => { if (e.target.closest && e.target.closest("#gen-stop")) stopped = true; }, true);
 
   const begin = () => { stopped = false; }; // a new text: a Stop from before no longer counts (generate does it too)
-  return { generate, begin, decode, Fallback, Refusal };
+  return { generate, begin, decode, distribution, follow, showFollow, Fallback, Refusal };
 })();

@@ -11,6 +11,7 @@ import gradio as gr
 from gpt.engine import MAX_STREAMS
 from gpt.errors import GPTError
 from webapp import access
+from webapp.insides import follow_view
 from webapp.state import optional_number, refresh_weights, refused, text_stream, weights_choices
 
 MAX_NEW_TOKENS = 5000
@@ -30,10 +31,12 @@ GENERATE_JS = """
   const say = (html) => { where.innerHTML = `<div class='gen-where'>${html}</div>`; };
   const put = (text) => { box.value = text; box.dispatchEvent(new Event('input', { bubbles: true })); };
   const escape = (t) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  document.querySelector('#gen-follow').innerHTML = '';  // the view of an earlier text goes
   const server = (why) => {
     stats.style.display = '';
     say(why ? `Generated on the server: ${escape(why)}.` : 'Generated on the server.');
     document.querySelector('#generate-server').click();
+    document.querySelector('#follow-start').click();  // the follow view, from the server while its text streams
   };
   const kept = name === 'BROWSER_RUN';  // the run this browser trained: only here, never on the server
   if (!kept && (runOn !== 'this browser' || !window.gptBrowser)) { server(window.gptBrowser ? '' : 'the page could not load its browser code'); return []; }
@@ -43,12 +46,16 @@ GENERATE_JS = """
   stats.style.display = 'none'; put(opts.prompt);  // the server's figures of an earlier text go (the line below says)
   say('Generating in this browser…');
   const rate = (n, s) => `${n.toLocaleString()} characters in ${s.toFixed(2)} s · <b>${Math.round(n / Math.max(s, 1e-3)).toLocaleString()} characters/s</b>`;
-  const show = (text, n, s) => { put(text); say(`Generating in this browser · ${rate(n, s)}`); };
+  let followed = 0;  // the follow view: at most 4 updates a second, so that it never slows the text
+  const show = (text, n, s, follow) => {
+    put(text); say(`Generating in this browser · ${rate(n, s)}`);
+    if (follow && performance.now() - followed > 250) { followed = performance.now(); window.gptBrowser.showFollow(follow()); }
+  };
   if (kept && !(window.gptBrowser && window.gptTrain)) { say("<span class='gen-error'>⚠ <b>Nothing generated:</b> the page could not load its browser code</span>"); return []; }
   (kept ? window.gptTrain.generate(opts, show) :
    window.gptBrowser.generate(opts, show, (model, runtime) => say(`Loading the model into this browser: ${(model / 1e6).toFixed(1)} MB` +
                                (runtime ? ` and onnxruntime-web, ${(runtime / 1e6).toFixed(1)} MB` : '') + ', once; then it is cached…')))
-    .then((r) => { put(r.text); say(`▶ Generated in this browser: ${rate(r.n, r.seconds)} · weights: ${escape(name)} · ` +
+    .then((r) => { put(r.text); if (r.follow) window.gptBrowser.showFollow(r.follow()); say(`▶ Generated in this browser: ${rate(r.n, r.seconds)} · weights: ${escape(name)} · ` +
                    `<b>seed ${seed}</b> (type it in Seed to make this text again in this browser)`); })
     .catch((e) => {
       if (kept || e instanceof window.gptBrowser.Refusal) { put(''); say(`<span class='gen-error'>⚠ <b>Nothing generated:</b> ${escape(e.message || String(e))}</span>`); }
@@ -57,6 +64,8 @@ GENERATE_JS = """
   return [];
 }
 """.replace("MAX_NEW", str(MAX_NEW_TOKENS)).replace("BROWSER_RUN", BROWSER_RUN)
+FOLLOW_S = 0.5  # the server's follow view: twice a second, one forward pass each, while its text streams
+SHOW_FOLLOW_JS = "(data) => { if (data && window.gptBrowser) window.gptBrowser.showFollow(JSON.parse(data)); return []; }"
 MAX_SEED = 2**31 - 1  # a seed drawn for an empty field: short enough to read and type again
 
 
@@ -133,6 +142,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
             output = gr.Textbox(label="Generated text", lines=16, max_lines=40, elem_id="gen-output")
             stats = gr.Markdown(elem_id="gen-stats")
             where = gr.HTML(elem_id="gen-where")  # which of the two made the text, how fast (written by browser.js)
+            # the distribution the newest character was drawn from, following the text (drawn by browser.js)
+            gr.HTML(elem_id="gen-follow")
 
     # the server's generation: what Generate runs on the server (and where the browser cannot), and the API
     server_btn = gr.Button("Generate on the server", elem_id="generate-server", elem_classes=["gpt-hidden"])
@@ -146,8 +157,26 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> gr.Dropdown:
     generating = server_btn.click(generate, [weights_dd, prompt, max_new_tokens, temperature, top_k, top_p, seed],
                                   [output, stats], api_name="generate",
                                   concurrency_limit=MAX_STREAMS)  # nobody queues: the engine batches them
-    gen_stop.click(None, cancels=[generating], api_visibility="private")
+    # the server's follow view: while its text streams, twice a second, the distribution of the newest character
+    follow_data = gr.Textbox("", elem_classes=["gpt-hidden"], container=False)  # its JSON, drawn by browser.js
+    follow_timer = gr.Timer(FOLLOW_S, active=False)
+    follow_start = gr.Button("Follow", elem_id="follow-start", elem_classes=["gpt-hidden"])  # clicked with the server's
+    follow_start.click(lambda: gr.Timer(active=True), None, follow_timer, api_visibility="private",
+                       concurrency_limit=None, show_progress="hidden")
+    follow_inputs = [weights_dd, output, prompt, temperature, top_k, top_p]
+    follow_timer.tick(follow_view, follow_inputs, follow_data, api_visibility="private", concurrency_limit=4,
+                      trigger_mode="always_last", show_progress="hidden")
+    generating.then(follow_last, follow_inputs, [follow_data, follow_timer], api_visibility="private",
+                    show_progress="hidden")
+    follow_data.change(None, follow_data, None, js=SHOW_FOLLOW_JS)
+    gen_stop.click(lambda: gr.Timer(active=False), None, follow_timer, cancels=[generating],
+                   api_visibility="private")
     return weights_dd
+
+
+def follow_last(*inputs):
+    """The follow view of the finished text, and the timer stopped."""
+    return follow_view(*inputs), gr.Timer(active=False)
 
 
 def weights_list(current, browser_has_run: bool = False):

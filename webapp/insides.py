@@ -4,19 +4,22 @@ probabilities the next character is drawn from, and the characters' embedding ma
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
 from gpt.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
-from gpt.insides import CharacterMap, character_map, next_characters
+from gpt import weights
+from gpt.insides import CharacterMap, character_map, next_characters, start_map
 from gpt.sampling import Settings
-from webapp.state import load_weights, optional_number, refresh_weights, refused, weights_choices
+from webapp.state import (LIVE, load_weights, optional_number, refresh_weights, refused, runner, weights_choices,
+                          weights_folder)
 
 MAX_PROMPT = 10_000  # characters a prompt may have here (the model reads only its last block_size of them)
 SHOWN = {"\n": "⏎", " ": "␣"}  # newline and space, made visible
 # the labels' size in the map's own units: larger where the map is drawn small (a phone), so they stay readable
-MAP_STYLE = ".char-label { font-size: 15px } @media (max-width: 600px) { .char-label { font-size: 22px } }"
+MAP_STYLE = ".char-label { font-size: 15px } @media (max-width: 600px) { .char-label { font-size: 20px } }"
 KINDS = {"vowel": "#dc2626", "consonant": "#2563eb", "punctuation": "#16a34a", "space or new line": "#9333ea"}
 # a click on a bar appends its character to the prompt, which asks for the next distribution: sampling by hand
 APPEND_JS = """
@@ -114,8 +117,38 @@ def kind(ch: str) -> str:
     return "punctuation"
 
 
-def map_svg(m: CharacterMap, width: int = 600, height: int = 460, pad: int = 22) -> str:
-    """The map as an SVG: one label per character, coloured by kind, the axes through the mean."""
+LABEL = 18  # a label's box in the map's units, for placing them apart (drawn at 15, or 20 on a phone)
+
+
+def place_labels(points: list[tuple[float, float]], sizes: list[int]) -> list[tuple[float, float]]:
+    """Where each label goes: on its point where that is free, else the nearest free spot around it (a thin line
+    then joins the two), so that no two labels of a dense cluster are drawn over each other."""
+    w, h = 0.62 * LABEL, 0.9 * LABEL  # a monospace character's box
+    around = [(0.0, 0.0)] + [(r * dx, r * dy) for r in (1.0, 1.6, 2.3) for dx, dy in
+                             ((0, -1), (1, 0), (0, 1), (-1, 0), (1, -1), (1, 1), (-1, 1), (-1, -1))]
+    placed: list[tuple[float, float, float]] = []  # x, y, half width
+
+    def free(x, y, half):
+        return all(abs(x - px) >= half + ph or abs(y - py) >= h for px, py, ph in placed)
+
+    spots = []
+    for (x, y), n in zip(points, sizes):
+        half = w * n / 2
+        for dx, dy in around:
+            spot = (x + dx * (half + w / 2), y + dy * h)
+            if free(*spot, half):
+                break
+        else:
+            spot = (x, y)  # nowhere free: on its point, as before
+        placed.append((*spot, half))
+        spots.append(spot)
+    return spots
+
+
+def map_svg(m: CharacterMap, width: int = 600, height: int = 460, pad: int = 22, title: str = "",
+            caption: str = "") -> str:
+    """The map as an SVG: one label per character, coloured by kind, the axes through the mean; hovering a label
+    names its character and coordinates."""
     xs, ys = m.x, m.y
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
 
@@ -126,25 +159,81 @@ def map_svg(m: CharacterMap, width: int = 600, height: int = 460, pad: int = 22)
     ox, oy = at(0.0, 0.0)
     parts = [f'<line x1="{pad}" y1="{oy:.1f}" x2="{width - pad}" y2="{oy:.1f}" stroke="#9ca3af" stroke-width="0.6"/>',
              f'<line x1="{ox:.1f}" y1="{pad}" x2="{ox:.1f}" y2="{height - pad}" stroke="#9ca3af" stroke-width="0.6"/>']
-    for ch, x, y in zip(m.chars, xs, ys):
-        px, py = at(x, y)
+    points = [at(x, y) for x, y in zip(xs, ys)]
+    spots = place_labels(points, [len(shown(ch)) for ch in m.chars])
+    for ch, x, y, (px, py), (lx, ly) in zip(m.chars, xs, ys, points, spots):
+        color = KINDS[kind(ch)]
         bold = ' font-weight="bold"' if ch in SHOWN else ""  # the stand-ins for space and newline are thin
-        parts.append(f'<text class="char-label" x="{px:.1f}" y="{py:.1f}" fill="{KINDS[kind(ch)]}"{bold} '
+        moved = "" if (lx, ly) == (px, py) else (
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="1.8" fill="{color}"/>'
+            f'<line x1="{px:.1f}" y1="{py:.1f}" x2="{lx:.1f}" y2="{ly:.1f}" stroke="{color}" stroke-width="0.5" '
+            'opacity="0.6"/>')
+        parts.append(f'<g><title>{html.escape(repr(ch))} ({kind(ch)}): {x:+.3f}, {y:+.3f}</title>{moved}'
+                     f'<text class="char-label" x="{lx:.1f}" y="{ly:.1f}" fill="{color}"{bold} '
                      f'text-anchor="middle" dominant-baseline="central" font-family="monospace">'
-                     f'{html.escape(shown(ch))}</text>')
-    legend = " ".join(f'<span style="color:{color}">■ {name}</span>' for name, color in KINDS.items())
-    return (f'<div id="char-map-inner"><div style="font-size:.9em">{legend}</div>'
+                     f'{html.escape(shown(ch))}</text></g>')
+    heading = f'<div style="font-weight:600">{title}</div>' if title else ""
+    return (f'<div class="char-map-one" style="flex:1 1 340px;min-width:0">{heading}'
             f'<svg viewBox="0 0 {width} {height}" style="width:100%;max-width:{width * 5 // 4}px;height:auto" '
-            f'role="img" aria-label="the characters\' embedding map">{"".join(parts)}</svg>'
-            f'<div style="font-size:.85em;color:#6b7280">→ first principal component ({100 * m.explained[0]:.1f}% of '
-            f'the table\'s variance) · ↑ second ({100 * m.explained[1]:.1f}%)</div></div>')
+            f'role="img" aria-label="the characters\' embedding map{": " + title if title else ""}">{"".join(parts)}'
+            f'</svg><div style="font-size:.85em;color:#6b7280">→ first principal component ({100 * m.explained[0]:.1f}% '
+            f'of the table\'s variance) · ↑ second ({100 * m.explained[1]:.1f}%){caption}</div></div>')
+
+
+def maps_html(end: CharacterMap, start: CharacterMap | None, why_not: str = "") -> str:
+    """The map at the end, and beside it the map at step 0 (or one line saying why there is none)."""
+    legend = " ".join(f'<span style="color:{color}">■ {name}</span>' for name, color in KINDS.items())
+    if start is None:
+        return (f'<div id="char-map-inner"><div style="font-size:.9em">{legend}</div>{map_svg(end)}'
+                f'<div class="no-start" style="font-size:.9em">No map at step 0: {why_not}.</div></div>')
+    closer = end.spread / start.spread if start.spread else 1.0
+    return (f'<div id="char-map-inner"><div style="font-size:.9em">{legend} · hover a character for its '
+            'coordinates</div><div style="display:flex;flex-wrap:wrap;gap:16px">'
+            + map_svg(start, title="Step 0: the table the run began with",
+                      caption=f" · both on the end map's axes · drawn {closer:.1f}× larger than the end's")
+            + map_svg(end, title="The end: these weights") + "</div></div>")
+
+
+def start_of(weights_name: str):
+    """The token embedding table the run behind weights_name began with, or (None, why there is none)."""
+    if weights_name == LIVE:
+        trainer = runner.trainer
+        folder = trainer.out_dir if trainer is not None else None
+    else:
+        folder = weights_folder(weights_name)
+    table = weights.read_start_embedding(folder) if folder is not None else None
+    if table is not None:
+        return table, ""
+    if weights_name == "default":
+        return None, "the shipped weights were trained before runs kept their first table"
+    return None, ("this folder keeps no table from step 0 (weights pulled from the Hub, uploaded, or trained before "
+                  "runs kept it)")
 
 
 def show_map(weights_name) -> str:
     try:
-        return map_svg(character_map(load_weights(weights_name)))
+        model = load_weights(weights_name)
+        start, why_not = start_of(weights_name)
+        return maps_html(character_map(model), start_map(model, start) if start is not None else None, why_not)
     except (GPTError, ValueError) as e:
         return f"<div class='gen-error'>⚠ {html.escape(refused(e).message)}</div>"
+
+
+def follow_view(weights_name, text, prompt, temperature, top_k, top_p) -> str:
+    """The Generate tab's follow view of a text the server streams, as JSON for browser.js' showFollow: the
+    distribution its newest character was drawn from, {"drawn", "rows": [{"char", "p"}]} most likely first. Computed
+    again here, from the text before it and the copy of the weights the engine draws with (int8 where that is
+    faster). Empty while nothing is generated, or where it cannot be computed (it says nothing then)."""
+    prompt = prompt or ""
+    if not isinstance(text, str) or len(text) <= len(prompt) or not text.startswith(prompt):
+        return ""
+    try:
+        model = load_weights(weights_name, inference=True)  # already loaded: the stream asked for it
+        rows = next_characters(model, text[:-1], settings_of(temperature, top_k, top_p), n=len(model.vocab))
+    except (GPTError, ValueError, TypeError):
+        return ""
+    return json.dumps({"drawn": text[-1], "rows": [{"char": r.char, "p": r.probability} for r in rows
+                                                    if r.probability > 0 or r.char == text[-1]]})
 
 
 def show_attention(weights_name, prompt, layer=1):
@@ -192,7 +281,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
 
     gr.Markdown("#### The characters' map\n**The token embedding table**, `nn.Embedding(vocab_size, n_embd)`: one "
                 "vector per character, projected onto its first two principal components. Nobody told the model "
-                "what a vowel is; training put characters that behave alike near each other.")
+                "what a vowel is; training put characters that behave alike near each other. Beside it, where the run "
+                "kept it, the table at step 0, random, on the same two axes: what training did.")
     char_map = gr.HTML(elem_id="char-map", css_template=MAP_STYLE)
 
     inputs = [weights, prompt, temperature, top_k, top_p]
