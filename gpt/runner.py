@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from gpt import ladder, runlog, weights
+from gpt import budget, ladder, runlog, weights
 from gpt.card import params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
@@ -57,9 +57,8 @@ def limited(config: TrainConfig, limits: Limits | None, trained: float = 0.0, sh
         return config
     if config.max_iters > limits.max_steps:
         raise ConfigError(f"at most {limits.max_steps:,} steps here (you asked for {config.max_iters:,})")
-    budget = trained + limits.max_seconds / share
     return replace(config, max_iters=min(config.max_iters or limits.max_steps, limits.max_steps),
-                   max_time=min(config.max_time, budget) if config.max_time else budget)
+                   max_time=budget.within(config.max_time, trained + limits.max_seconds / share))
 
 
 def check_params(config: TrainConfig, vocab_size: int, max_params: int, what: str = "") -> None:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import ladder, rung_code, runs, weights
+from gpt import budget, ladder, rung_code, runs, weights
 from gpt.card import params_text
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
-from gpt.trainer import Trainer, TrainConfig, parse_duration
+from gpt.trainer import Trainer, TrainConfig
 
 # what may change when resuming: anything else would no longer be the same run
 RESUMABLE = {"max_iters", "max_time", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}
@@ -78,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        return budget.seconds(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt import runlog
+from gpt import budget, runlog
 from gpt.card import COLORS, params_text
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
@@ -165,11 +165,7 @@ def estimate(preset, *settings_and_minutes) -> str:
 
 def time_limit(minutes) -> float:
     """Seconds from the "Train for" minutes (0 or empty: run the iterations), or a GPTError a person can act on."""
-    if minutes in (None, ""):
-        return 0.0
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes <= MAX_MINUTES:
-        raise GPTError(f"Train for: give 0 (run the iterations) up to {MAX_MINUTES} minutes, not {minutes!r}")
-    return 60.0 * minutes
+    return budget.seconds(minutes, unit=60, most=MAX_MINUTES, what="Train for")
 
 
 def training_status() -> dict:
