@@ -467,7 +467,8 @@ class Trainer:
         return dt, rate
 
     def _process_0_decides(self, flag: bool) -> bool:
-        """A decision taken by the clock: under DDP every process must agree, so process 0's clock decides."""
+        """Under DDP every process must take the same decision (stop, evaluate, time is up) at the same step, or the
+        others would wait forever: process 0's decides."""
         if self.ddp:
             t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
             dist.broadcast(t, src=0)
@@ -501,12 +502,7 @@ class Trainer:
         return progress
 
     def _should_stop(self) -> bool:
-        flag = self.stop.is_set()
-        if self.ddp:  # every process must stop at the same step, or the others would wait forever
-            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-        return flag
+        return self._process_0_decides(self.stop.is_set())  # torchrun gives every process the Ctrl-C
 
     def _evaluate(self, elapsed: float) -> None:
         if not self.master:

@@ -58,7 +58,7 @@ SCROLL_TO_RUN = """(...args) => {
   return args;
 }"""  # after Start, the run (progress, chart, newest sample) is what the learner looks at
 TRAIN_ON = ["this browser", "the server"]
-BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (gpt/presets.py)
+BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (bench/README.md: how the presets were chosen)
 # "Train on" shows one of two sets of buttons (and, once this browser has a run, of views: until then the server's,
 # a replay of the shipped weights' training for a stranger); CSS, so that the view the page draws stays put
 CSS = """
