@@ -8,8 +8,8 @@ import html
 import gradio as gr
 import pandas as pd
 
-from gpt import ladder, rung_code
-from gpt.runlog import read_log
+from gpt import ladder, rung_code, runlog
+from gpt.runner import rung_row
 from gpt.errors import GPTError
 from webapp import access, live
 from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training
@@ -137,16 +137,8 @@ def climbed(s: dict) -> dict:
     """The ladder as the runner has it; after a restart (nothing climbed since), the rungs trained on disk."""
     if s["ladder"]:
         return s
-    rows = []
-    for r in ladder.RUNGS:
-        log = read_log(WEIGHTS / "ladder" / f"rung-{r.number}")
-        if not log or not log["evals"]:
-            continue
-        curve = [(e["step"], e["val_loss"]) for e in log["evals"]]
-        rows.append({"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
-                     "params": log["params"], "val": min(v for _, v in curve), "curve": curve,
-                     "time": log["evals"][-1].get("elapsed") if log["end"] else None,
-                     "sample": log["evals"][-1].get("sample", ""), "state": log["end"] or "interrupted"})
+    runs = [(r, runlog.read(WEIGHTS / "ladder" / f"rung-{r.number}")) for r in ladder.RUNGS]
+    rows = [rung_row(r, run) for r, run in runs if run and run.evals]
     return {**s, "ladder": rows}
 
 
