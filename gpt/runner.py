@@ -131,10 +131,6 @@ class TrainingRunner:
     def running(self) -> bool:
         return self.run.state in ("running", "stopping")
 
-    @property
-    def state(self) -> str:
-        return self.run.state
-
     def start(self, config: TrainConfig, name: str, text_name: str | None = None, *, started_by: str | None = None,
               limits: Limits | None = None) -> Path:
         """Build the run (errors surface here, before anything starts), then train in a background thread.
