@@ -127,11 +127,12 @@ class RunRecord:
     first_step: int = 0  # where its latest start began (a resumed run's saved step), and how long it had trained
     first_elapsed: float = 0.0
     step: int = 0
-    elapsed: float = 0.0  # seconds trained, as of the latest event
+    elapsed: float = 0.0  # seconds trained, as of the latest step or evaluation: the clock a viewer sees
     steps: list[tuple[int, float]] = field(default_factory=list)  # (step, batch loss)
     last_step: dict = field(default_factory=dict)  # the latest step event: its lr and tokens/s
     evals: list[dict] = field(default_factory=list)  # the eval events
     ended: str | None = None  # "done" or "stopped"; None: still going, or cut off
+    took: float | None = None  # seconds it trained in all, its final evaluation included (once it has ended)
     events: int = 0  # how many it has read
 
     def add(self, event: dict) -> None:
@@ -140,7 +141,7 @@ class RunRecord:
         if kind == "start":
             self.config = event.get("config") or self.config
             self.params, self.device = event.get("params"), event.get("device", "")
-            self.command, self.ended = event.get("command"), None
+            self.command, self.ended, self.took = event.get("command"), None, None
             self.init_from = event.get("init_from") or self.init_from
             if self.started is None and isinstance(event.get("time"), (int, float)):
                 self.started = event["time"]
@@ -151,9 +152,9 @@ class RunRecord:
         elif kind == "eval":
             self.evals.append(event)
         elif kind in ENDS:
-            self.ended = kind
+            self.ended, self.took = kind, event.get("elapsed", self.elapsed)
         self.step = max(self.step, event.get("step", 0))
-        if isinstance(event.get("elapsed"), (int, float)):
+        if kind in ("start", "step", "eval") and isinstance(event.get("elapsed"), (int, float)):
             self.elapsed = event["elapsed"]
         self.events += 1
 

@@ -98,7 +98,7 @@ def rung_row(rung: ladder.Rung, run: runlog.RunRecord) -> dict:
     """A rung's row of the ladder's table and chart, from its record: live (state waiting, training, then how it
     ended) or read from its folder after a restart."""
     return {"rung": rung.number, "name": rung.name, "change": rung.change, "lecture_val": rung.lecture_val,
-            "params": run.params, "val": run.best_val, "time": run.elapsed if run.ended else None,
+            "params": run.params, "val": run.best_val, "time": run.took,
             "sample": run.sample, "curve": [(e["step"], e["val_loss"]) for e in run.evals],
             "state": run.ended or run.state}
 

@@ -83,7 +83,7 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
         "steps": steps,
         "max_iters": config.get("max_iters"),
         "best_val": run.best_val if run.evals else meta.get("best_val"),
-        "time": run.elapsed if run.events else None,
+        "time": run.took or (run.elapsed if run.events else None),
         "state": state,
         "resumable": bool(meta) and state != "training",
         "init_from": run.init_from,
