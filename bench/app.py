@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,12 +30,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import serve  # noqa: E402  the app started and waited for, as the tests start it
 
 
 def latencies(client, n=20, pause=0.25) -> list[float]:
@@ -105,21 +99,11 @@ def main():
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp())
     shutil.copytree(ROOT / "weights" / "default", scratch / "default")
-    port = free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "GPT_WEIGHTS_DIR": str(scratch)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = serve.start(weights=scratch)
     try:
-        while True:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", analytics_enabled=False, verbose=False)
-                client.predict(api_name="/training_status")
-                break
-            except Exception:
-                if proc.poll() is not None or time.perf_counter() - started > 120:
-                    raise SystemExit("app.py did not start")
-                time.sleep(0.1)
+        client = Client(app.url, analytics_enabled=False, verbose=False)
+        client.predict(api_name="/training_status")
         figures = {"startup_to_first_answer_s": time.perf_counter() - started}
         figures["status_latency_idle_ms"] = statistics.median(latencies(client)) * 1000
         generation_rate(client, 50)  # load the weights once
@@ -143,8 +127,7 @@ def main():
         client.predict(api_name="/stop_training")
         figures["default_weights"] = f"{defaults['n_layer']} layers, {defaults['n_embd']} wide, block {defaults['block_size']}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     for k, v in figures.items():
         print(f"{k:40s} {v:,.2f}" if isinstance(v, float) and v < 100 else

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "tests" / "js"
+sys.path.insert(0, str(ROOT / "tests"))
+import serve  # noqa: E402  the app started and waited for, as the tests start it
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,12 +59,6 @@ def cpu_seconds(pid: int) -> float:
             continue
         todo += children.get(p, [])
     return total
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_generation(client: Client, chars: int, seed: int) -> dict:
@@ -135,23 +130,12 @@ def main():
         subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=JS, check=True)
     scratch = Path(tempfile.mkdtemp())
     shutil.copytree(ROOT / "weights" / "default", scratch / "default")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(scratch), "GPT_PUBLIC": "1",
-           "GPT_ORT_WEB_DIR": str(JS / "node_modules" / "onnxruntime-web" / "dist")}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = serve.start(weights=scratch, timeout=180, env={
+        "GPT_PUBLIC": "1", "GPT_ORT_WEB_DIR": str(JS / "node_modules" / "onnxruntime-web" / "dist")})
+    url, proc = app.url, app.proc
     figures: dict = {"chars": args.chars, "machine": f"{os.cpu_count()} cores"}
     try:
-        deadline = time.perf_counter() + 180
-        while True:
-            try:
-                client = Client(url, analytics_enabled=False, verbose=False, ssl_verify=False)
-                break
-            except Exception:
-                if proc.poll() is not None or time.perf_counter() > deadline:
-                    raise SystemExit("app.py did not start")
-                time.sleep(0.5)
+        client = Client(url, analytics_enabled=False, verbose=False, ssl_verify=False)
         server_generation(client, args.chars, 0)  # warm: the engine's first request loads the weights
         runs, cpu = [], []
         for seed in (1, 2, 3):
@@ -198,8 +182,7 @@ def main():
                                         "server_cpu_s": cpu_seconds(proc.pid) - before, "seconds": wall}
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     warm = figures["browser"]["warm"]
     figures["ratios"] = {

@@ -23,9 +23,7 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,15 +34,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import serve  # noqa: E402  the app started and waited for, as the tests start it
 PROMPTS = ["ROMEO:", "JULIET:\nO", "First Citizen:\n", "KING RICHARD III:\nNow is the winter", "", "To be, or not",
            "HAMLET:", "MENENIUS:\nWhy, masters", "O", "Good morrow, cousin.\n"]
 SETTINGS = [(0.8, 40, 1.0), (1.0, 0, 1.0), (0.0, 0, 1.0), (0.9, 0, 0.9), (0.7, 20, 0.95)]  # temperature, top_k, top_p
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load() -> str:
@@ -122,22 +116,11 @@ def main():
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp())
     shutil.copytree(ROOT / "weights" / "default", scratch / "default")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "GPT_WEIGHTS_DIR": str(scratch)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     figures = {"load_at_start": load()}
+    app = serve.start(weights=scratch, timeout=180)
     try:
-        deadline = time.perf_counter() + 180
-        while True:
-            try:
-                clients = [Client(url, analytics_enabled=False, verbose=False, ssl_verify=False) for _ in range(args.clients)]
-                break
-            except Exception:
-                if proc.poll() is not None or time.perf_counter() > deadline:
-                    raise SystemExit("app.py did not start")
-                time.sleep(0.5)
+        clients = [Client(app.url, analytics_enabled=False, verbose=False, ssl_verify=False)
+                   for _ in range(args.clients)]
         crowd(clients[:1], 20)  # load the weights and start the engine once
         for client in clients:  # each visitor has opened the page: the server holds its session already
             client.predict(api_name="/training_status")
@@ -163,7 +146,7 @@ def main():
         during_rates, stop = [], threading.Event()
 
         def watch():  # the run's tokens/s while the crowd generates
-            c = Client(url, analytics_enabled=False, verbose=False, ssl_verify=False)
+            c = Client(app.url, analytics_enabled=False, verbose=False, ssl_verify=False)
             while not stop.is_set():
                 rate = c.predict(api_name="/training_status").get("tokens_per_sec")
                 if rate:
@@ -182,8 +165,7 @@ def main():
         figures["training_tokens_per_s_with_crowd"] = statistics.median(during_rates) if during_rates else None
         figures["load_at_end"] = load()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     a, c, t = figures["alone"], figures["crowd"], figures["crowd_while_training"]
     figures["ratio_chars_per_s_crowd_over_alone"] = c["chars_per_s_total"] / a["chars_per_s_total"]

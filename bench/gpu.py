@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import serve  # noqa: E402  the app started and waited for, as the tests start it
 
 TARGET_VAL = 1.48  # the lecture's final val
 # the tests that exercise what differs on a GPU (test_device.py is written for it; the rest take the device too)
@@ -205,26 +205,13 @@ def part_app(args) -> dict:
     folder = args.work / "app"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(ROOT / "weights" / "default", folder / "weights" / "default")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(folder / "weights"), "PYTHONUNBUFFERED": "1",
-           "TINYSHAKESPEARE_PATH": args.data}
-    log = open(folder / "app.log", "w")
     began = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    app = serve.start(weights=folder / "weights", env={"TINYSHAKESPEARE_PATH": args.data}, log=folder / "app.log",
+                      timeout=600)
     out = {"device": args.device}
     try:
-        url = f"http://127.0.0.1:{port}/"
-        client = None
-        while client is None:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited: {(folder / 'app.log').read_text()[-2000:]}")
-            try:
-                client = Client(url, analytics_enabled=False, verbose=False)
-            except Exception:  # noqa: BLE001  not answering yet
-                time.sleep(0.5)
+        url = app.url
+        client = Client(url, analytics_enabled=False, verbose=False)
         out["start_seconds"] = round(time.perf_counter() - began, 1)
         # the gpu preset at the lecture's shape; a dry run the tiny preset (the gpu preset compiles: a minute on a CPU)
         from gpt.trainer import TrainConfig
@@ -266,12 +253,7 @@ def part_app(args) -> dict:
         out["ok"] = (final["state"] == "stopped" and out["best_weights_kept"] and out["chart_points"] >= points
                      and text.startswith("ROMEO:") and len(text) > 100)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        app.stop()
         print((folder / "app.log").read_text()[-3000:], flush=True)
     return out
 

@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -32,6 +30,7 @@ from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import serve  # noqa: E402  the app started and waited for, as the tests start it
 from browser_setup import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 
@@ -99,33 +98,23 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
     shutil.copytree(args.app_dir / "weights" / "default", work / "weights" / "default")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(work / "weights"), "GPT_TRAINING_POLICY": "anyone",
-           "GPT_MAX_MINUTES": "60", "GPT_MAX_STEPS": "1000000"}
-    app = subprocess.Popen(["taskset", "-c", "0", sys.executable, "app.py", "--public", "--port", str(port)],
-                           cwd=args.app_dir, env=env, stdout=open(work / "app.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    env = {"GPT_TRAINING_POLICY": "anyone", "GPT_MAX_MINUTES": "60", "GPT_MAX_STEPS": "1000000"}
+    app = serve.start(["taskset", "-c", "0", sys.executable, "app.py", "--public"], weights=work / "weights", env=env,
+                      cwd=args.app_dir, log=work / "app.log", timeout=90)  # the port: $GRADIO_SERVER_PORT
+    url = app.url
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.app_dir, capture_output=True,
                             text=True).stdout.strip()
     figures: dict = {"app": commit, "pages": args.pages, "seconds": args.seconds, "load_before": os.getloadavg()}
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
         time.sleep(5)  # the engine's process started, start-up work done
-        server = lambda: tree(app.pid)  # noqa: E731
+        server = lambda: tree(app.proc.pid)  # noqa: E731
         figures["idle_app_cpu_s_per_s"] = round(rate(server, args.seconds), 4)
         print(f"idle app: {figures['idle_app_cpu_s_per_s']} CPU-s/s", flush=True)
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=find_chromium(), headless=True, args=LAUNCH_ARGS)
             # Playwright's driver and the browser: every process under this one but the app's
-            chromium = lambda: sorted(set(tree(os.getpid())) - set(tree(app.pid)) - {os.getpid()})  # noqa: E731
+            chromium = lambda: sorted(set(tree(os.getpid())) - set(tree(app.proc.pid)) - {os.getpid()})  # noqa: E731
             pin = lambda: os.system(f"for p in {' '.join(map(str, chromium()))}; do taskset -a -p -c 1 $p; done "  # noqa: E731
                                     "> /dev/null 2>&1")
             pin()
@@ -169,11 +158,7 @@ def main() -> None:
         print(f"a cpu run: {alone:,.0f} tokens/s alone, {watched:,.0f} with {args.pages} pages watching, "
               f"{after:,.0f} alone again: {watched / bare:.3f}x", flush=True)
     finally:
-        app.terminate()
-        try:
-            app.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        app.stop()
         shutil.rmtree(work, ignore_errors=True)
     figures["load_after"] = os.getloadavg()
     if args.json:

@@ -49,12 +49,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="training time of each rung (default 60)")
     parser.add_argument("--seeds", default="1337,1338", help="comma-separated (default 1337,1338)")
-    parser.add_argument("--rungs", default="8-14", help="a range of the second flight (default 8-14)")
+    flight = ladder.span(ladder.flight("beyond"))
+    parser.add_argument("--rungs", default=flight, help=f"a range of the second flight (default {flight})")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "ladder_beyond.json")
     parser.add_argument("--add", action="store_true", help="add these seeds' runs to those already in --json")
     args = parser.parse_args(argv)
     low, _, high = args.rungs.partition("-")
-    rungs = [ladder.BY_NUMBER[n] for n in range(int(low), int(high or low) + 1)]
+    rungs = [ladder.rung(n) for n in range(int(low), int(high or low) + 1)]
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="ladder-beyond-"))
     runs = {r.number: [] for r in rungs}
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
             print(f"seed {seed} rung {r.number:>2} {r.name:<20} {runs[r.number][-1]}", flush=True)
 
     table = []
-    for r in [ladder.BY_NUMBER[n] for n in sorted(runs)]:
+    for r in [ladder.rung(n) for n in sorted(runs)]:
         vals = [run["val"] for run in runs[r.number]]
         row = {"rung": r.number, "name": r.name, "change": r.change, "before": r.before,
                "val_mean": round(statistics.mean(vals), 4), "vals": vals,

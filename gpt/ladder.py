@@ -51,8 +51,8 @@ class Rung:
 
     @property
     def why(self) -> str:
-        """The idea and why it lowers the loss, in a few sentences of our own (WHY)."""
-        return WHY[self.number]
+        """The idea and why it lowers the loss, in a few sentences of our own (WHY; else what it adds)."""
+        return WHY.get(self.number, self.change)
 
     @property
     def before(self) -> int | None:
@@ -134,9 +134,19 @@ RUNGS = [
     Rung(14, "weight averaging", "evaluate and keep a moving average of the weights (ema 0.95)",
          None, dict(BEYOND, **SCHEDULE, ema=0.95), flight="beyond"),
 ]
-LECTURE = [r for r in RUNGS if r.flight == "lecture"]
-FLIGHT = [r for r in RUNGS if r.flight == "beyond"]
-BY_NUMBER = {r.number: r for r in RUNGS}
+# RUNGS is the one list: the chart's colours, the code view, the command line and the messages' ranges ("8-14")
+# are all read from it, so a rung added here appears everywhere
+
+
+def flight(name: str) -> list[Rung]:
+    """The rungs of one flight: "lecture" (1-7) or "beyond" (8 on)."""
+    return [r for r in RUNGS if r.flight == name]
+
+
+def span(rungs: list[Rung]) -> str:
+    """Rungs' numbers as a range for messages: "8-14"."""
+    numbers = [r.number for r in rungs]
+    return f"{min(numbers)}-{max(numbers)}" if len(numbers) > 1 else str(numbers[0])
 
 
 def rung(number: int | str) -> Rung:
@@ -145,9 +155,10 @@ def rung(number: int | str) -> Rung:
         number = int(number)
     except (TypeError, ValueError):
         pass  # not a number: refused below, as it was written
-    if number not in BY_NUMBER:
-        raise ConfigError(f"the ladder has rungs 1 to {len(RUNGS)}, not {number!r}")
-    return BY_NUMBER[number]
+    found = [r for r in RUNGS if r.number == number]
+    if not found:
+        raise ConfigError(f"the ladder has rungs {span(RUNGS).replace('-', ' to ')}, not {number!r}")
+    return found[0]
 
 
 class LadderModel(nn.Module):

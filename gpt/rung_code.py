@@ -74,7 +74,7 @@ def settings_diff(rung: ladder.Rung) -> list[str]:
     """The training settings this rung changes from the one before, as diff lines."""
     if rung.before is None:
         return []
-    old, new = ladder.BY_NUMBER[rung.before].settings, rung.settings
+    old, new = ladder.rung(rung.before).settings, rung.settings
     lines = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
@@ -85,7 +85,7 @@ def settings_diff(rung: ladder.Rung) -> list[str]:
 def pieces(number: int) -> list[Piece]:
     """The code rung `number` adds to the rung before it."""
     found = []
-    for before, after in PIECES[number]:
+    for before, after in PIECES.get(number, []):
         path, name = where(after)
         new = source(after)
         if before is None:
@@ -101,12 +101,12 @@ def pieces(number: int) -> list[Piece]:
 @functools.lru_cache(maxsize=None)  # builds two models (rung 7 has 10.8M parameters): once per rung
 def params_added(number: int, vocab_size: int = 65) -> int | None:
     """Parameters this rung's model has more than the rung before's (at each one's own settings)."""
-    rung = ladder.BY_NUMBER[number]
+    rung = ladder.rung(number)
 
     def count(r: ladder.Rung) -> int:
         return ladder.build(r.number, ladder.train_config(r).model_config(vocab_size)).num_params()
 
-    return count(rung) - count(ladder.BY_NUMBER[rung.before]) if rung.before else count(rung)
+    return count(rung) - count(ladder.rung(rung.before)) if rung.before else count(rung)
 
 
 BENCH = ROOT / "bench" / "results" / "ladder_beyond.json"  # python bench/ladder.py (not in an installed package)

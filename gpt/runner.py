@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from gpt import ladder, runlog, weights
+from gpt import budget, ladder, runlog, weights
 from gpt.card import params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
@@ -23,7 +23,6 @@ from gpt.model import GPTLanguageModel, param_count
 from gpt.trainer import Trainer, TrainConfig
 
 SHAKESPEARE_VOCAB = 65  # Tiny Shakespeare's characters: the ladder's text
-MAX_STEP_POINTS = 400  # the per-step loss curve is thinned to this many points for the chart
 
 
 def check_run_name(name: str, root: Path) -> Path:
@@ -57,9 +56,8 @@ def limited(config: TrainConfig, limits: Limits | None, trained: float = 0.0, sh
         return config
     if config.max_iters > limits.max_steps:
         raise ConfigError(f"at most {limits.max_steps:,} steps here (you asked for {config.max_iters:,})")
-    budget = trained + limits.max_seconds / share
     return replace(config, max_iters=min(config.max_iters or limits.max_steps, limits.max_steps),
-                   max_time=min(config.max_time, budget) if config.max_time else budget)
+                   max_time=budget.within(config.max_time, trained + limits.max_seconds / share))
 
 
 def check_params(config: TrainConfig, vocab_size: int, max_params: int, what: str = "") -> None:
@@ -86,14 +84,23 @@ def interrupted_run(root: Path) -> dict | None:
         meta = weights.read_training_meta(folder)
     except (OSError, GPTError):
         return None
-    found = runlog.events(folder)
-    if not found or runlog.ending(found):
+    run = runlog.read(folder)
+    if run is None or not run.events or run.state != "interrupted":
         return None
     config = meta.get("config") if isinstance(meta, dict) else None
     if not isinstance(config, dict) or not all(isinstance(v, int) for v in (meta.get("step"), config.get("max_iters"))):
         return None
     return {"run": folder.name, "step": meta["step"], "max_iters": config["max_iters"],
             "best_val": meta.get("best_val")}
+
+
+def rung_row(rung: ladder.Rung, run: runlog.RunRecord) -> dict:
+    """A rung's row of the ladder's table and chart, from its record: live (state waiting, training, then how it
+    ended) or read from its folder after a restart."""
+    return {"rung": rung.number, "name": rung.name, "change": rung.change, "lecture_val": rung.lecture_val,
+            "params": run.params, "val": run.best_val, "time": run.took,
+            "sample": run.sample, "curve": [(e["step"], e["val_loss"]) for e in run.evals],
+            "state": run.ended or run.state}
 
 
 class TrainingRunner:
@@ -104,15 +111,10 @@ class TrainingRunner:
         self.clock = clock  # the runs' clock (their minutes, ETA, tokens/s); tests pass a SteadyClock
         self._lock = threading.Lock()
         self.trainer: Trainer | None = None
-        self.state = "idle"  # idle -> running -> stopping -> finished | stopped | failed
-        self.error = ""
-        self.out_dir: Path | None = None
-        self.config: TrainConfig | None = None
-        self.steps: list[tuple[int, float]] = []  # (step, batch loss)
-        self.evals: list[dict] = []  # step, train_loss, val_loss, sample, elapsed
-        self.last_step: dict = {}
-        self.start_info: dict = {}
-        self.ladder: list[dict] = []  # one row per rung while a ladder runs: the table and the curves
+        # the run every viewer watches (each rung in turn, in a ladder); its state: idle -> running -> stopping ->
+        # finished | stopped | failed
+        self.run = runlog.RunRecord()
+        self.ladder: list[tuple[ladder.Rung, runlog.RunRecord]] = []  # each rung's record while a ladder runs
         self.started_by: str | None = None  # who started the run (a name the caller chooses), to say and to check
         self.started_at: float | None = None
         self.deadline: float | None = None  # wall-clock end (time.time()) of a run with a time limit
@@ -127,7 +129,7 @@ class TrainingRunner:
 
     @property
     def running(self) -> bool:
-        return self.state in ("running", "stopping")
+        return self.run.state in ("running", "stopping")
 
     def start(self, config: TrainConfig, name: str, text_name: str | None = None, *, started_by: str | None = None,
               limits: Limits | None = None) -> Path:
@@ -199,9 +201,7 @@ class TrainingRunner:
                       for i, (r, c) in enumerate(zip(chosen, configs))]
             self._begin(configs[0], self.root / "ladder" / f"rung-{chosen[0].number}")
             self._record(started_by, limits)
-            self.ladder = [{"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
-                            "params": None, "val": None, "time": None, "sample": "", "curve": [],
-                            "state": "waiting"} for r in chosen]
+            self.ladder = [(r, runlog.RunRecord(state="waiting")) for r in chosen]
             threading.Thread(target=self._run, args=(makers,), name="ladder", daemon=True).start()
 
     def _check_idle(self) -> None:
@@ -216,19 +216,18 @@ class TrainingRunner:
 
     def _begin(self, config: TrainConfig, out_dir: Path, trainer: Trainer | None = None) -> None:
         """Make this run the one every viewer watches (called with the lock held)."""
-        self.trainer, self.config, self.out_dir = trainer, config, out_dir
-        self.steps, self.evals, self.last_step, self.start_info = [], [], {}, {}
-        self.interrupted = None
-        if self.state not in ("running", "stopping"):
-            self.state, self.error = "running", ""
+        if not self.running:
             self._stop.clear()
+        state = self.run.state if self.running else "running"  # a ladder's next rung: still stopping, perhaps
+        self.trainer, self.interrupted = trainer, None
+        self.run = runlog.RunRecord(name=self._name(out_dir), folder=out_dir, state=state, config=asdict(config))
 
     def stop(self) -> bool:
         """Ask the run to stop after its current step; False if nothing is running."""
         with self._lock:
             if not self.running:
                 return False
-            self.state = "stopping"
+            self.run.state = "stopping"
             self._stop.set()
             return True
 
@@ -249,69 +248,23 @@ class TrainingRunner:
             traceback.print_exc()
             state, error = "failed", f"training failed: {type(e).__name__}: {e}"
         with self._lock:
-            self.state, self.error = state, error
+            self.run.state, self.run.error = state, error
 
     def _on_rung_event(self, i: int, event: dict) -> None:
         with self._lock:
-            rung = self.ladder[i]
-            if event["event"] == "start":
-                rung["state"], rung["params"] = "training", event["params"]
-            elif event["event"] == "eval":
-                rung["curve"].append((event["step"], event["val_loss"]))
-                rung["val"] = min(v for _, v in rung["curve"])
-                rung["sample"] = event["sample"]
-            elif event["event"] in ("done", "stopped"):
-                rung["state"], rung["time"] = event["event"], event["elapsed"]
+            run = self.ladder[i][1]
+            run.add(event)
+            run.state = "training"
 
     def _on_event(self, event: dict) -> None:
         with self._lock:
-            kind = event["event"]
-            if kind == "start":
-                self.start_info = event
-            elif kind == "step":
-                self.steps.append((event["step"], event["loss"]))
-                self.last_step = event
-            elif kind == "eval":
-                self.evals.append({k: event[k] for k in ("step", "train_loss", "val_loss", "sample", "elapsed")})
+            self.run.add(event)
 
     def status(self) -> dict:
         """Everything a viewer shows, copied under the lock: safe to read from any thread."""
         with self._lock:
-            step = self.last_step.get("step", self.start_info.get("step", 0))
-            max_iters = self.config.max_iters if self.config else 0
-            elapsed = self.last_step.get("elapsed", 0.0)
-            first = self.start_info.get("step", 0)
-            per_step = elapsed / (step - first) if step > first else None
-            max_time = self.config.max_time if self.config else 0.0
-            eta = per_step * (max_iters - step) if per_step and max_iters else None
-            if max_time:  # a timed run counts down its clock, unless its steps run out first
-                eta = min(max(0.0, max_time - elapsed), eta if eta is not None else float("inf"))
-            stride = max(1, len(self.steps) // MAX_STEP_POINTS)
-            return {
-                "state": self.state,
-                "error": self.error,
-                "run": self._name(self.out_dir) if self.out_dir else None,  # ladder/rung-6 for a rung
-                "out_dir": str(self.out_dir) if self.out_dir else None,
-                "step": step,
-                "max_iters": max_iters,
-                "loss": self.last_step.get("loss"),
-                "lr": self.last_step.get("lr"),
-                "tokens_per_sec": self.last_step.get("tokens_per_sec"),
-                "elapsed": elapsed,
-                "max_time": max_time,
-                "eta": eta if self.running else None,
-                "params": self.start_info.get("params"),
-                "config": self._shown_config(),
-                "device": self.start_info.get("device"),
-                "best_val": min((e["val_loss"] for e in self.evals), default=None),
-                "steps": self.steps[::stride],
-                "evals": list(self.evals),
-                "ladder": [{**r, "curve": list(r["curve"])} for r in self.ladder],
-                "started_by": self.started_by,
-                "started_at": self.started_at,
-                "deadline": self.deadline,
-                "interrupted": self.interrupted,
-            }
+            return self.run.status(ladder=[rung_row(r, run) for r, run in self.ladder], started_by=self.started_by,
+                                   started_at=self.started_at, deadline=self.deadline, interrupted=self.interrupted)
 
     def _name(self, folder: Path) -> str:
         """A run folder as the app names it: its path under the weights folder."""
@@ -319,15 +272,6 @@ class TrainingRunner:
             return folder.relative_to(self.root).as_posix()
         except ValueError:
             return folder.name
-
-    def _shown_config(self) -> dict | None:
-        """The run's settings for viewers: an uploaded text by its name, never by where the server keeps it."""
-        if self.config is None:
-            return None
-        config = asdict(self.config)
-        if config["data"] != SHAKESPEARE:
-            config["data"] = Path(config["data"]).name
-        return config
 
     def snapshot(self) -> GPTLanguageModel:
         """The model being trained, as it is right now (a copy, for generating while training goes on)."""

@@ -8,7 +8,6 @@ restart is listed the same way by the app and by `python -m train --list`.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict
@@ -22,7 +21,6 @@ from gpt.model import param_count
 from gpt.presets import PRESETS
 from gpt.trainer import TrainConfig
 
-LIVE_SECONDS = 120  # a log written this recently, with no end, belongs to a run that is still training
 NOT_SETTINGS = {"device", "compile"}  # where a run trained, not what it is
 STATES = ("training", "finished", "stopped", "interrupted", "weights only")
 
@@ -51,30 +49,21 @@ def closest_preset(config: dict) -> tuple[str, dict]:
 
 def read_run(folder: Path, name: str, group: str = "runs", now: float | None = None) -> dict:
     """One run's summary: settings, progress, best val, state, val curve and latest sample."""
-    events = runlog.events(folder)
-    starts = [e for e in events if e.get("event") == "start"]
-    evals = [e for e in events if e.get("event") == "eval"]
+    run = runlog.read(folder, name) or runlog.RunRecord(name=name, folder=folder)
     meta = {}
     if (folder / weights.STATE_FILE).is_file():
         try:
             meta = weights.read_training_meta(folder)
         except weights.WeightsError:
             pass  # a state file cut short: the log still tells the story
-    config = starts[-1].get("config", {}) if starts else meta.get("config", {})
+    config = run.config or meta.get("config", {})
     changed = max((p.stat().st_mtime for p in folder.iterdir() if p.is_file()), default=0.0)
     # when it started (the log says; a copy or a fresh clone would give its files new dates), else its files' date
-    started = next((e["time"] for e in starts if isinstance(e.get("time"), (int, float))), None) or changed
-    times = [e["elapsed"] for e in events if "elapsed" in e]
-    steps = meta.get("step", max((e["step"] for e in events if "step" in e), default=0))
-    if not events:
-        state = "weights only"  # shipped or pulled: no log of its training here
-    elif runlog.ending(events):
-        state = "finished" if runlog.ending(events) == "done" else "stopped"
-    elif (now or time.time()) - changed < LIVE_SECONDS:
-        state = "training"
-    else:  # cut off (a restart, a kill) -- unless it had reached its last step, as a log rebuilt from a card has
-        state = "finished" if steps >= config.get("max_iters", math.inf) else "interrupted"
-    params = starts[-1].get("params") if starts else None
+    started = run.started or changed
+    steps = meta.get("step", run.step)
+    # shipped or pulled, with no log of its training here: weights only
+    state = run.outcome(changed, now or time.time()) if run.events else "weights only"
+    params = run.params
     if params is None and (folder / weights.CONFIG_FILE).is_file():
         try:
             params = param_count(weights.read_raw_config(folder)[0])
@@ -82,26 +71,25 @@ def read_run(folder: Path, name: str, group: str = "runs", now: float | None = N
             pass
     preset, differs = closest_preset(config) if config and group == "runs" else ("", {})
     differs = {k: Path(v).name if k in ("data", "init_from") else v for k, v in differs.items()}  # no long paths
-    best_val = min((e["val_loss"] for e in evals), default=meta.get("best_val"))
     return {
         "name": name,
         "group": group,
         "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)) if started else "",
         "started": started,
-        "device": starts[-1].get("device", "") if starts else "",
+        "device": run.device,
         "params": params,
         "preset": preset,
         "differs": differs,
         "steps": steps,
         "max_iters": config.get("max_iters"),
-        "best_val": best_val,
-        "time": max(times, default=None),
+        "best_val": run.best_val if run.evals else meta.get("best_val"),
+        "time": run.took or (run.elapsed if run.events else None),
         "state": state,
         "resumable": bool(meta) and state != "training",
-        "init_from": next((e["init_from"] for e in reversed(starts) if e.get("init_from")), None),
+        "init_from": run.init_from,
         "config": config,
-        "curve": [(e["step"], e.get("elapsed", 0.0), e["val_loss"]) for e in evals],
-        "sample": evals[-1].get("sample", "") if evals else "",
+        "curve": [(e["step"], e.get("elapsed", 0.0), e["val_loss"]) for e in run.evals],
+        "sample": run.sample,
     }
 
 

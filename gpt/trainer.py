@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
 import threading
 import time
 from contextlib import nullcontext
@@ -23,8 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gpt import weights
-from gpt import runlog
+from gpt import budget, runlog, weights
 from gpt.card import CURVE_FILE, loss_curve_png, model_card
 from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.data import SHAKESPEARE, TextData, load_text
@@ -98,11 +96,7 @@ class TrainConfig:
         self.model_config(vocab_size=1)  # GPTConfig validates the model fields
         positive = ["batch_size", "eval_iters", "log_every"]
         non_negative = ["max_iters", "warmup_iters", "sample_length", "eval_interval"]
-        if isinstance(self.max_time, str):
-            self.max_time = parse_duration(self.max_time)
-        if isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float)) \
-                or not 0 <= self.max_time < math.inf:
-            raise ConfigError(f"max_time must be a number of seconds (0 = off), not {self.max_time!r}")
+        self.max_time = budget.seconds(self.max_time)  # "2m" from a command line, or seconds
         for name in positive + non_negative:
             whole_number(name, getattr(self, name), 1 if name in positive else 0)
         check_seed(self.seed)
@@ -145,22 +139,6 @@ class TrainConfig:
     def eval_every(self) -> int:
         """The steps between evaluations: eval_interval, or with auto (0) about EVAL_POINTS over max_iters."""
         return self.eval_interval or max(1, round(self.max_iters / EVAL_POINTS))
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds from 120, "120", "90s", "2m", "1.5h" or "1m30s"; a ConfigError a person can act on otherwise."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d*)?)h)?\s*(?:(\d+(?:\.\d*)?)m)?\s*(?:(\d+(?:\.\d*)?)s?)?\s*",
-                             str(text).lower())
-        if not parts or not any(parts.groups()):
-            raise ConfigError(f"max_time {text!r} is not a duration: write seconds (120) or 90s, 2m, 1h, 1m30s")
-        h, m, s = (float(g or 0) for g in parts.groups())
-        seconds = 3600 * h + 60 * m + s
-    if not 0 <= seconds < math.inf:
-        raise ConfigError(f"max_time must be 0 (off) or more seconds, not {text!r}")
-    return seconds
 
 
 def get_lr(step: int, config: TrainConfig, progress: float | None = None) -> float:
@@ -490,7 +468,8 @@ class Trainer:
         return dt, rate
 
     def _process_0_decides(self, flag: bool) -> bool:
-        """A decision taken by the clock: under DDP every process must agree, so process 0's clock decides."""
+        """Under DDP every process must take the same decision (stop, evaluate, time is up) at the same step, or the
+        others would wait forever: process 0's decides."""
         if self.ddp:
             t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
             dist.broadcast(t, src=0)
@@ -524,12 +503,7 @@ class Trainer:
         return progress
 
     def _should_stop(self) -> bool:
-        flag = self.stop.is_set()
-        if self.ddp:  # every process must stop at the same step, or the others would wait forever
-            t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-        return flag
+        return self._process_0_decides(self.stop.is_set())  # torchrun gives every process the Ctrl-C
 
     def _evaluate(self, elapsed: float) -> None:
         if not self.master:

@@ -1,15 +1,14 @@
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from serve import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = list("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # a vocabulary for small test models
@@ -26,9 +25,7 @@ os.environ.pop("HF_TOKEN", None)  # a real token never reaches the stand-in
 # imported): they share two cores with Chromium, and two OpenMP threads a process spin against the others. A tiny
 # 40-step run on a busy 2-core machine took 45-80 s with two threads, 2.5-5 s with one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-with socket.socket() as _s:
-    _s.bind(("127.0.0.1", 0))
-    HUB_PORT = _s.getsockname()[1]
+HUB_PORT = free_port()
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
 if "TINYSHAKESPEARE_PATH" not in os.environ:
     if SHARED_COPY.is_file():
@@ -151,28 +148,8 @@ def small_text(tmp_path, shakespeare) -> Path:
 def running_app(folder: Path, env_extra: dict | None = None):
     """`python app.py` on a free port, as a user starts it, with its own weights folder (a copy of the default)."""
     shutil.copytree(ROOT / "weights" / "default", folder / "weights" / "default")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(folder / "weights"), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    log = open(folder / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"app.py did not start: {(folder / 'app.log').read_text()}")
-            time.sleep(0.3)
-    yield {"url": url, "weights": folder / "weights", "log": folder / "app.log"}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with serving(weights=folder / "weights", env=env_extra, log=folder / "app.log", timeout=90) as app:
+        yield {"url": app.url, "weights": folder / "weights", "log": folder / "app.log"}
 
 
 @pytest.fixture(scope="session")

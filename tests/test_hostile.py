@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
+import serve
 from conftest import ROOT, run_main
 from test_app import TINY, client, generate, start, wait_for  # noqa: F401,F811 (client: the fixture)
 
@@ -61,36 +61,6 @@ def huge_weights(folder: Path, **config) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(command: list[str], weights: Path, log: Path, timeout=120, port=None) -> tuple[subprocess.Popen, str]:
-    """Start a server command (it gets the port as $PORT) and wait until it answers."""
-    port = port or free_port()
-    env = {**os.environ, "GPT_WEIGHTS_DIR": str(weights), "PYTHONUNBUFFERED": "1", "PORT": str(port)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError(f"the server did not start: {log.read_text()}")
-            time.sleep(0.3)
-
-
-def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    os.killpg(proc.pid, sig)
-    proc.wait(timeout=30)
-
-
 def in_namespace(script: str) -> list[str]:
     """A shell script run in a private mount namespace, where it may mount a tiny tmpfs that only it sees."""
     return ["unshare", "-m", "--propagation", "private", "sh", "-ec", script]
@@ -126,7 +96,8 @@ def test_a_mounted_app_refuses_server_files_too(tmp_path):
     mounted = ("import os, fastapi, gradio as gr, uvicorn; from app import demo; "
                "uvicorn.run(gr.mount_gradio_app(fastapi.FastAPI(), demo.queue(), path='/'), host='127.0.0.1', "
                "port=int(os.environ['PORT']))")
-    proc, url = serve([sys.executable, "-c", mounted], tmp_path / "weights", tmp_path / "mounted.log")
+    app = serve.start([sys.executable, "-c", mounted], weights=tmp_path / "weights", log=tmp_path / "mounted.log")
+    url = app.url
     try:
         args = [*list(TINY.values())[:11], "My own text",
                 {"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "stolen", 0, "", "muon", 0.035]
@@ -137,7 +108,7 @@ def test_a_mounted_app_refuses_server_files_too(tmp_path):
         assert status["state"] == "idle"
         assert not (tmp_path / "weights" / "stolen").exists()
     finally:
-        stop(proc, signal.SIGKILL)  # uvicorn run by hand waits ~15 s on SIGTERM (python app.py stops at once)
+        app.stop(signal.SIGKILL)  # uvicorn run by hand waits ~15 s on SIGTERM (python app.py stops at once)
 
 
 # --- 2. configs that would allocate before anyone refuses them ---
@@ -320,16 +291,13 @@ def test_the_train_tab_says_why_a_run_could_not_save(tmp_path):
     weights = tmp_path / "weights"
     (weights / "full").mkdir(parents=True)
     script = f"mount -t tmpfs -o size=64k none {weights}/full; exec {sys.executable} app.py --port $PORT"
-    proc, url = serve(in_namespace(script), weights, tmp_path / "app.log")
-    try:
-        client = Client(url, verbose=False)
+    with serve.serving(in_namespace(script), weights=weights, log=tmp_path / "app.log") as app:
+        client = Client(app.url, verbose=False)
         assert "Started" in start(client, run_name="full")
         status = wait_for(client, lambda s: s["state"] == "failed")
         assert "could not save model.safetensors" in status["error"] and "no space left on device" in status["error"]
         assert "Traceback" not in status["error"]
-        assert Client(url, verbose=False).predict(api_name="/training_status")["state"] == "failed"  # still up
-    finally:
-        stop(proc)
+        assert Client(app.url, verbose=False).predict(api_name="/training_status")["state"] == "failed"  # still up
 
 
 # --- 9. names Windows reserves; a run interrupted by a restart ---
@@ -349,21 +317,21 @@ def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path, ch
     """And a page open through it says it lost the server, then catches up when it is back (webapp/live.js)."""
     weights = tmp_path / "weights"
     app = ["sh", "-c", f"exec {sys.executable} app.py --port $PORT"]
-    proc, url = serve(app, weights, tmp_path / "a.log")
+    first = serve.start(app, weights=weights, log=tmp_path / "a.log")
+    url = first.url
     client = Client(url, verbose=False)
     assert "Started" in start(client, run_name="cut-short")
     page = chromium.new_page()
     page.goto(url, wait_until="load")
     expect(page.locator(".status")).to_contain_text("Training cut-short", timeout=30_000)
     wait_for(client, lambda s: len(s["evals"]) >= 2)
-    stop(proc, signal.SIGKILL)  # the server dies in the middle of the run
+    first.stop(signal.SIGKILL)  # the server dies in the middle of the run
     expect(page.locator("#gpt-lost")).to_contain_text("Lost the server", timeout=15_000)
     torn = weights / "cut-short" / ".model.safetensors.k1ll3d.tmp"
     torn.write_bytes(b"half a file")
     os.utime(torn, (time.time() - 3600, time.time() - 3600))  # left by the kill an hour ago
 
-    proc, url = serve(app, weights, tmp_path / "b.log", port=int(url.rsplit(":", 1)[1].strip("/")))
-    try:
+    with serve.serving(app, weights=weights, log=tmp_path / "b.log", port=first.port):
         expect(page.locator("#gpt-lost")).to_be_hidden(timeout=30_000)  # back, without a reload
         expect(page.locator("#train-progress")).to_contain_text("was interrupted at step", timeout=15_000)
         page.close()
@@ -376,5 +344,3 @@ def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path, ch
         assert not torn.exists()
         text, _ = generate(client, "cut-short")  # its best weights are there to generate with
         assert text.startswith("ROMEO:")
-    finally:
-        stop(proc)

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from huggingface_hub import HfApi, constants, metadata_load, snapshot_download
 from PIL import Image
 
 from conftest import ROOT, TOKENS, run_main
+from serve import serving
 from gpt import GPT, HubError
 from gpt.card import best_eval
 from gpt.runlog import read_log
@@ -340,24 +340,18 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     assert SPACE["sdk_version"] == gradio.__version__  # the Space runs the Gradio the tests ran
     assert meta["hf_oauth"] is True and "manage-repos" in meta["hf_oauth_scopes"]  # visitors sign in to push
     assert (space / "weights/default/model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
-    # the app starts and generates, and (checked while it starts) its requirements are installable (here: already
-    # satisfied, offline)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "GPT_WEIGHTS_DIR"}
-    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=space, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        check = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "-q", "-r", "requirements.txt"],
-                               cwd=space, capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
-        client = _wait_for_client(f"http://127.0.0.1:{port}/", app)
+    # its requirements are installable (here: already satisfied, offline: checked while the app starts), and the
+    # app starts and generates
+    check = subprocess.Popen([sys.executable, "-m", "pip", "install", "--no-index", "-q", "-r", "requirements.txt"],
+                             cwd=space, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    from gradio_client import Client
+
+    with serving(cwd=space, env={"GPT_WEIGHTS_DIR": None}, log=tmp_path / "space.log", timeout=90) as app:
+        client = Client(app.url, analytics_enabled=False, verbose=False)
         text, _ = client.predict("default", "ROMEO:", 80, 0.8, 40, 1.0, 7, api_name="/generate")
         assert text == "ROMEO:" + sample(served(GPT.from_pretrained(run)))  # as the app generates
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
+    said, _ = check.communicate(timeout=120)
+    assert check.returncode == 0, said
 
 
 def test_a_space_serving_pulled_weights_links_their_model_repo(hub_server, run, tmp_path):
@@ -371,24 +365,6 @@ def test_a_space_serving_pulled_weights_links_their_model_repo(hub_server, run, 
     assert "https://huggingface.co/alice/served" in (tmp_path / "card.md").read_text()
     (tmp_path / "own.md").write_bytes(space_files(run, GPT.from_pretrained(run), "alice/space")["README.md"])
     assert "models" not in metadata_load(tmp_path / "own.md")  # weights made here: no repo to link
-
-
-def _wait_for_client(url, proc, timeout=90):
-    import time
-    import urllib.request
-
-    from gradio_client import Client
-
-    deadline = time.time() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return Client(url, analytics_enabled=False, verbose=False)
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise AssertionError(f"the Space's app.py did not start: {proc.stdout.read()}")
-            time.sleep(0.3)
 
 
 def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_server):

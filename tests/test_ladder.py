@@ -11,8 +11,8 @@ from train.__main__ import main as train_main
 
 
 def test_the_rungs_follow_the_lecture():
-    assert [r.number for r in ladder.LECTURE] == [1, 2, 3, 4, 5, 6, 7]
-    assert [r.lecture_val for r in ladder.LECTURE] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06, 1.48]
+    assert [r.number for r in ladder.flight("lecture")] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.lecture_val for r in ladder.flight("lecture")] == [2.5, 2.4, 2.28, 2.24, 2.08, 2.06, 1.48]
     for r in ladder.RUNGS[1:6]:  # the lecture's small settings
         c = ladder.train_config(r)
         assert (c.block_size, c.batch_size, c.n_embd, c.learning_rate, c.max_iters) == (8, 32, 32, 1e-3, 5000)
@@ -36,7 +36,7 @@ def test_every_rung_is_a_causal_language_model(rung):
 
 
 def test_rungs_grow_one_idea_at_a_time():
-    sizes = [ladder.build(r.number, ladder.train_config(r).model_config(65)).num_params() for r in ladder.LECTURE]
+    sizes = [ladder.build(r.number, ladder.train_config(r).model_config(65)).num_params() for r in ladder.flight("lecture")]
     assert sizes[0] == 65 * 65  # a lookup table
     assert sizes[1] == sizes[2]  # 4 heads of a quarter the size have as many weights as one wide head
     assert sizes[2] < sizes[3] < sizes[4] < sizes[5] < sizes[6]
@@ -62,7 +62,7 @@ def test_ladder_command_prints_the_table(small_text, tmp_path):
                       "--eval-iters", "5", "--data", str(small_text), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("rung what changed"):]
-    for r in ladder.LECTURE[:6]:
+    for r in ladder.flight("lecture")[:6]:
         assert f"{r.number}    {r.name}" in table and f"{r.lecture_val:.2f}" in table
     assert (tmp_path / "rung-6" / "model.safetensors").exists()
 
@@ -129,7 +129,7 @@ def _resolve(path: str, name: str):
 def test_each_rungs_diff_is_the_code_of_the_module_that_builds_it(number):
     """Every name a rung's code view shows exists where it says, and the diff is its source, line for line:
     the kept and added lines make the object as it is, the kept and removed ones what it replaces."""
-    rung = ladder.BY_NUMBER[number]
+    rung = ladder.rung(number)
     shown = rung_code.pieces(number)
     assert shown or rung_code.settings_diff(rung)  # every rung shows what it changes
     for piece in shown:
@@ -150,18 +150,18 @@ def test_each_rungs_diff_is_the_code_of_the_module_that_builds_it(number):
 
 
 def test_a_rungs_settings_diff_is_what_it_trains_with():
-    rung = ladder.BY_NUMBER[9]
+    rung = ladder.rung(9)
     lines = rung_code.settings_diff(rung)
     assert "-learning_rate=0.001" in lines and "+learning_rate=0.0035" in lines and "+warmup_iters=30" in lines
-    before = ladder.train_config(ladder.BY_NUMBER[rung.before])
+    before = ladder.train_config(ladder.rung(rung.before))
     assert f"-warmup_iters={before.warmup_iters!r}" in lines
-    assert rung_code.settings_diff(ladder.BY_NUMBER[11]) == []  # an idea in the code alone
-    assert ladder.BY_NUMBER[11].before == 9  # the flight goes on from AdamW's schedule, past Muon
+    assert rung_code.settings_diff(ladder.rung(11)) == []  # an idea in the code alone
+    assert ladder.rung(11).before == 9  # the flight goes on from AdamW's schedule, past Muon
 
 
-@pytest.mark.parametrize("number", [r.number for r in ladder.FLIGHT])
+@pytest.mark.parametrize("number", [r.number for r in ladder.flight("beyond")])
 def test_the_second_flight_trains_saves_and_loads_like_every_rung(number, small_text, tmp_path):
-    rung = ladder.BY_NUMBER[number]
+    rung = ladder.rung(number)
     config = ladder.train_config(rung, max_time=0, max_iters=4, eval_interval=2, eval_iters=1, sample_length=10,
                                  n_layer=1, n_embd=32, n_head=2, block_size=16, data=str(small_text))
     trainer = Trainer(config, tmp_path, model_factory=lambda c, v: ladder.build(number, c, v))
@@ -180,7 +180,7 @@ def test_the_second_flight_trains_saves_and_loads_like_every_rung(number, small_
 @pytest.mark.parametrize("number", [11, 12, 13])
 def test_rotary_rungs_generate_through_the_kv_cache_as_without_it(number):
     torch.manual_seed(0)
-    config = ladder.train_config(ladder.BY_NUMBER[number], n_layer=2, n_embd=32, n_head=2,
+    config = ladder.train_config(ladder.rung(number), n_layer=2, n_embd=32, n_head=2,
                                  block_size=16).model_config(len(VOCAB))
     model = ladder.build(number, config, VOCAB).eval()
     for p in model.parameters():
@@ -210,3 +210,25 @@ def test_the_ladder_command_lists_the_rungs_and_shows_one_rungs_code():
     assert wrong.returncode == 2 and "rungs 1 to 14" in wrong.stderr and "Traceback" not in wrong.stderr
     from train.__main__ import parse_rungs
     assert parse_rungs("beyond") == list(range(8, 15)) and parse_rungs("lecture") == list(range(1, 8))
+
+
+def test_a_rung_added_to_the_list_appears_everywhere(monkeypatch):
+    """The rungs are one list: a 15th appended to it is in the chart (with a colour of its own), the code view,
+    the command line's range, help and messages, and the Ladder tab's words, with no other change."""
+    from train.__main__ import parse_rungs
+    from webapp import ladder as ladder_tab
+
+    extra = ladder.Rung(15, "longer warmup", "a longer warmup", None, dict(ladder.BEYOND), flight="beyond")
+    monkeypatch.setattr(ladder, "RUNGS", [*ladder.RUNGS, extra])
+    colors = ladder_tab.series()
+    assert "15 longer warmup" in colors and len(set(colors.values())) == len(colors)  # no colour shared
+    frame = ladder_tab.ladder_frame({"ladder": [{"rung": 15, "name": "longer warmup", "lecture_val": None,
+                                                 "curve": [(0, 4.2), (100, 2.1)]}]})
+    assert "15 longer warmup" in set(frame["rung"])
+    assert "Rung 15 · longer warmup" in ladder_tab.rung_view(15, {"ladder": []})
+    assert "Rungs 8-15 go" in ladder_tab.intro()
+    assert parse_rungs("beyond") == list(range(8, 16)) and parse_rungs("15") == [15]
+    help_text = run_main(train_main, "--help").stdout
+    assert "second flight, 8-15" in " ".join(help_text.split())
+    wrong = run_main(train_main, "--ladder", "--rungs", "16")
+    assert wrong.returncode == 2 and "rungs 1 to 15" in wrong.stderr

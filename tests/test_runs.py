@@ -192,14 +192,18 @@ def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, m
 
 def test_a_past_run_is_shown_from_its_log_and_replays_noise_to_shakespeare(tmp_path, text):
     """With no live run the Train tab shows a log: whole for the last run, step by step for the shipped weights."""
-    from webapp.train import REPLAY_S, logged_status, progress_html, replay
+    from gpt.runlog import RunRecord
+    from webapp.train import REPLAY_S, logged, logged_status, progress_html, replay
 
+    live = RunRecord(name="past", folder=tmp_path / "past")  # as the runner keeps it, fed the events as they come
     Trainer(TrainConfig.from_preset("tiny", data=str(text), max_iters=30, eval_interval=10, eval_iters=2),
-            tmp_path / "past").run()
+            tmp_path / "past", callbacks=[live.add]).run()
     past = logged_status(tmp_path / "past", "past")
     assert past["state"] == "finished" and [e["step"] for e in past["evals"]] == [0, 10, 20, 30]
+    assert {**live.status(), "state": "finished"} == past  # one record: the same whether watched live or read back
     assert "Finished <b>past</b>" in progress_html(past)
-    start, middle, end = (replay(past, t) for t in (0.0, REPLAY_S / 2, REPLAY_S * 10))
+    run = logged(tmp_path / "past", "past")
+    start, middle, end = (replay(run, t) for t in (0.0, REPLAY_S / 2, REPLAY_S * 10))
     assert [e["step"] for e in start["evals"]] == [0] and start["state"] == "replay"
     assert [e["step"] for e in middle["evals"]] == [0, 10] and middle["step"] == 15
     assert end["evals"] == past["evals"] and end["step"] == 30  # played once, then held whole

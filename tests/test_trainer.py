@@ -7,7 +7,8 @@ import torch
 
 from conftest import TEST_DEVICE
 from gpt import ConfigError, GPT, weights
-from gpt.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr, parse_duration
+from gpt.budget import seconds
+from gpt.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr
 
 
 def tiny(small_text, **overrides) -> TrainConfig:
@@ -307,12 +308,16 @@ def test_auto_evaluations_follow_the_run_length_and_the_clock(small_text, tmp_pa
 
 
 def test_durations_read_as_seconds_and_nonsense_is_explained():
-    assert [parse_duration(t) for t in ("120", "90s", "2m", "1h", "1m30s", " 1.5m ", 45)] == \
+    assert [seconds(t) for t in ("120", "90s", "2m", "1h", "1m30s", " 1.5m ", 45)] == \
         [120, 90, 120, 3600, 90, 90, 45]
-    for text in ("soon", "2 minutes", "-5", "m"):
+    for text in ("soon", "2 minutes", "-5", "m", -5, True, float("inf")):
         with pytest.raises(ConfigError, match="max_time"):
-            parse_duration(text)
+            seconds(text)
     assert TrainConfig.from_preset("tiny", max_time="2m").max_time == 120
+    # the app's minutes: the same rule, in minutes, up to its cap
+    assert seconds(1.5, unit=60, most=60, what="Train for") == 90 and seconds("", unit=60) == 0
+    with pytest.raises(ConfigError, match="Train for: give 0 .* up to 60 minutes, not 61"):
+        seconds(61, unit=60, most=60, what="Train for")
 
 
 def test_timed_learning_rate_follows_the_clock_to_min_lr_at_the_deadline():

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import ladder, rung_code, runs, weights
+from gpt import budget, ladder, rung_code, runs, weights
 from gpt.card import params_text
 from gpt.errors import ConfigError, GPTError, command
 from gpt.presets import PRESETS
-from gpt.trainer import Trainer, TrainConfig, parse_duration
+from gpt.trainer import Trainer, TrainConfig
 
 # what may change when resuming: anything else would no longer be the same run
 RESUMABLE = {"max_iters", "max_time", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}
@@ -46,8 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "with --ladder: the rungs, what each adds and its figures")
     parser.add_argument("--sort", default="newest", choices=["newest", "best val"], help="with --list: the order")
     parser.add_argument("--rungs", default="1-6",
-                        help="with --ladder: which rungs, e.g. 1-6, 3,5 or 7; 'beyond' for the second flight, 8-14 "
-                             "(default 1-6)")
+                        help=f"with --ladder: which rungs, e.g. 1-6, 3,5 or 7; 'lecture' for "
+                             f"{ladder.span(ladder.flight('lecture'))}, 'beyond' for the second flight, "
+                             f"{ladder.span(ladder.flight('beyond'))} (default 1-6)")
     parser.add_argument("--show", type=int, metavar="N",
                         help="with --ladder: print what rung N adds (the idea, and its code as a diff), train nothing")
     overrides = parser.add_argument_group("settings (override the preset)")
@@ -77,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        return budget.seconds(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -152,9 +153,8 @@ class ProgressBar:
 
 
 def parse_rungs(text: str) -> list[int]:
-    flights = {"lecture": ladder.LECTURE, "beyond": ladder.FLIGHT}
-    if text.strip() in flights:
-        return [r.number for r in flights[text.strip()]]
+    if text.strip() in ("lecture", "beyond"):
+        return [r.number for r in ladder.flight(text.strip())]
     rungs = set()
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
@@ -163,7 +163,8 @@ def parse_rungs(text: str) -> list[int]:
         rungs.update(range(int(low), int(high or low) + 1))
     known = {r.number for r in ladder.RUNGS}
     if not rungs <= known:
-        raise ConfigError(f"the ladder has rungs {min(known)} to {max(known)}, not {sorted(rungs - known)}")
+        raise ConfigError(f"the ladder has rungs {ladder.span(ladder.RUNGS).replace('-', ' to ')}, not "
+                          f"{sorted(rungs - known)}")
     return sorted(rungs)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_space
 
+from gpt import budget
 from gpt.runner import Limits
 
 POLICIES = ("owner", "signed-in", "anyone")
@@ -123,7 +124,7 @@ def caps(profile: gr.OAuthProfile | None) -> Access | None:
 def limits(profile: gr.OAuthProfile | None) -> Limits | None:
     """What a run this caller starts may use, for the runner to hold every kind of run to; None: no limits."""
     a = caps(profile)
-    return Limits(a.max_steps, a.max_minutes * 60, a.max_params) if a else None
+    return Limits(a.max_steps, budget.seconds(a.max_minutes, unit=60, what="GPT_MAX_MINUTES"), a.max_params) if a else None
 
 
 def starter(profile: gr.OAuthProfile | None, request: gr.Request | None) -> str | None:

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import colorsys
 import html
 
 import gradio as gr
 import pandas as pd
 
-from gpt import ladder, rung_code
-from gpt.runlog import read_log
+from gpt import ladder, rung_code, runlog
+from gpt.runner import rung_row
 from gpt.errors import GPTError
 from webapp import access, live
 from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training
 
-RUNG_COLORS = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626",
-               "#0f766e", "#a16207", "#4338ca", "#be123c", "#15803d", "#7c3aed", "#b45309"]
-SERIES = {}
-for r, color in zip(ladder.RUNGS, RUNG_COLORS):
-    SERIES[f"{r.number} {r.name}"] = color
-    if r.lecture_val is not None:
-        SERIES[f"{r.number} lecture {r.lecture_val}"] = color + "66"  # the same hue, faded
+PALETTE = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#dc2626",
+           "#0f766e", "#a16207", "#4338ca", "#be123c", "#15803d", "#7c3aed", "#b45309"]
+
+
+def rung_color(i: int) -> str:
+    """The i-th rung's colour: the palette cycled, its hues turned by the golden angle each time round, so that a
+    rung added to gpt/ladder.py gets a colour of its own."""
+    color, turns = PALETTE[i % len(PALETTE)], i // len(PALETTE)
+    if not turns:
+        return color
+    h, light, sat = colorsys.rgb_to_hls(*(int(color[k:k + 2], 16) / 255 for k in (1, 3, 5)))
+    turned = colorsys.hls_to_rgb((h + 0.382 * turns) % 1.0, light, sat)
+    return "#" + "".join(f"{round(c * 255):02x}" for c in turned)
+
+
+def series() -> dict[str, str]:
+    """The chart's series, from the rungs: each rung's curve, and the lecture's number faded in the same hue."""
+    found = {}
+    for i, r in enumerate(ladder.RUNGS):
+        found[f"{r.number} {r.name}"] = rung_color(i)
+        if r.lecture_val is not None:
+            found[f"{r.number} lecture {r.lecture_val}"] = rung_color(i) + "66"
+    return found
 
 
 def start_ladder(rungs, steps_per_rung, profile: gr.OAuthProfile | None, request: gr.Request):
@@ -46,10 +63,10 @@ def ladder_frame(s: dict) -> pd.DataFrame:
             rows += [(0, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}"),
                      (end, r["lecture_val"], f"{r['rung']} lecture {r['lecture_val']}")]
     if not rows:  # nothing climbed yet: the lecture's number for every rung, the levels a climb aims for
-        for r in ladder.LECTURE:
+        for r in ladder.flight("lecture"):
             name = f"{r.number} lecture {r.lecture_val}"
             rows += [(0, r.lecture_val, name), (r.settings["max_iters"], r.lecture_val, name)]
-    return chart_frame(rows, SERIES, ["step", "val loss", "rung"])
+    return chart_frame(rows, series(), ["step", "val loss", "rung"])
 
 
 def ladder_table(s: dict) -> pd.DataFrame:
@@ -59,7 +76,7 @@ def ladder_table(s: dict) -> pd.DataFrame:
         return None if a is None or b is None else round(a - b, 3)
 
     rows = [(r["rung"], r["change"], r["params"], None if r["val"] is None else round(r["val"], 3), r["lecture_val"],
-             gap(r["val"], r["lecture_val"]), gap(r["val"], vals.get(ladder.BY_NUMBER[r["rung"]].before)),
+             gap(r["val"], r["lecture_val"]), gap(r["val"], vals.get(ladder.rung(r["rung"]).before)),
              f"{r['time']:.0f} s" if r["time"] else r["state"], " ".join(r["sample"].split())[:80])
             for r in s["ladder"]]
     return pd.DataFrame(rows, columns=["rung", "what changed", "parameters", "our val", "lecture's val",
@@ -82,7 +99,7 @@ def rung_view(number, s: dict | None = None) -> str:
         rung = ladder.rung(number)
     except GPTError as e:
         raise refused(e)
-    before = ladder.BY_NUMBER.get(rung.before)
+    before = ladder.rung(rung.before) if rung.before else None
     ours = {r["rung"]: r["val"] for r in climbed(s or runner.status())["ladder"]}
     bench, where = rung_code.flight_figures()
     added = rung_code.params_added(rung.number)
@@ -120,16 +137,8 @@ def climbed(s: dict) -> dict:
     """The ladder as the runner has it; after a restart (nothing climbed since), the rungs trained on disk."""
     if s["ladder"]:
         return s
-    rows = []
-    for r in ladder.RUNGS:
-        log = read_log(WEIGHTS / "ladder" / f"rung-{r.number}")
-        if not log or not log["evals"]:
-            continue
-        curve = [(e["step"], e["val_loss"]) for e in log["evals"]]
-        rows.append({"rung": r.number, "name": r.name, "change": r.change, "lecture_val": r.lecture_val,
-                     "params": log["params"], "val": min(v for _, v in curve), "curve": curve,
-                     "time": log["evals"][-1].get("elapsed") if log["end"] else None,
-                     "sample": log["evals"][-1].get("sample", ""), "state": log["end"] or "interrupted"})
+    runs = [(r, runlog.read(WEIGHTS / "ladder" / f"rung-{r.number}")) for r in ladder.RUNGS]
+    rows = [rung_row(r, run) for r, run in runs if run and run.evals]
     return {**s, "ladder": rows}
 
 
@@ -145,15 +154,20 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
             gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running and bool(runner.ladder)))
 
 
-def build(demo: gr.Blocks, tab: gr.Tab) -> None:
-    """The Ladder tab's components and events (call inside `with gr.Tab(...)`)."""
-    gr.Markdown(
+def intro() -> str:
+    """The tab's first words: the two flights, their ranges read from the rungs."""
+    return (
         "### Retrace the lecture, rung by rung\n"
         "The lecture improves its model one idea at a time and quotes the validation loss at each step. "
         "Rungs 1-6 use its small settings (block 8, batch 32, 32 channels, lr 1e-3, 5000 steps) and take "
         "about two minutes together on a CPU; rung 7 is the full lecture model: pick it on a GPU. "
-        "Rungs 8-14 go **past the lecture**: one idea from the years since per rung, on the lecture's model at a "
-        "CPU's size, each trained for the same 90 seconds.")
+        f"Rungs {ladder.span(ladder.flight('beyond'))} go **past the lecture**: one idea from the years since per "
+        "rung, on the lecture's model at a CPU's size, each trained for the same 90 seconds.")
+
+
+def build(demo: gr.Blocks, tab: gr.Tab) -> None:
+    """The Ladder tab's components and events (call inside `with gr.Tab(...)`)."""
+    gr.Markdown(intro())
     with gr.Row():
         # values are strings: Gradio's API page documents a CheckboxGroup's choices as strings
         rungs = gr.CheckboxGroup([(f"{r.number} · {r.name}", str(r.number)) for r in ladder.RUNGS],
@@ -165,8 +179,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         ladder_btn = gr.Button("Climb the ladder", variant="primary")
         ladder_stop = gr.Button("Stop", variant="stop")
     message = gr.Markdown()
-    chart = gr.LinePlot(x="step", y="val loss", color="rung", color_map=SERIES, height=360,
-                        colors_in_legend=[k for k in SERIES if " lecture " not in k],  # the faded levels need none
+    colors = series()
+    chart = gr.LinePlot(x="step", y="val loss", color="rung", color_map=colors, height=360,
+                        colors_in_legend=[k for k in colors if " lecture " not in k],  # the faded levels need none
                         title="Validation loss of each rung (faded: the lecture's number)", elem_id="ladder-chart")
     table = gr.Dataframe(label="The ladder", wrap=True)
     gr.Markdown("### What each rung adds\nThe code a rung adds to the one before, read from the modules that "

@@ -49,10 +49,11 @@ def newest_on_disk() -> int | None:
 def version() -> str:
     """A short token that changes when the tabs' view does: a run starts, is evaluated, ends; a rung of a climb
     moves on; a run appears on disk. Not at every step: a page that shows a live run polls it every second."""
-    parts = (runner.state, str(runner.out_dir), len(runner.evals), runner.interrupted is not None,
-             tuple(row["state"] for row in list(runner.ladder)),
+    run = runner.run
+    parts = (run.state, str(run.folder), len(run.evals), runner.interrupted is not None,
+             tuple((rung.state, rung.ended) for _, rung in list(runner.ladder)),
              # with no run of its own, a laptop's page shows the newest on disk (a public page never shows past runs)
-             newest_on_disk() if runner.state == "idle" and not access.current().public else None)
+             newest_on_disk() if run.state == "idle" and not access.current().public else None)
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt import runlog
+from gpt import budget, runlog
 from gpt.card import COLORS, params_text
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
@@ -28,7 +28,6 @@ from gpt.errors import GPTError
 from gpt.estimate import estimate_time
 from gpt.optim import OPTIMIZERS
 from gpt.presets import LECTURE_VAL, PRESETS
-from gpt.runner import MAX_STEP_POINTS
 from gpt.weights import new_run_name
 from gpt.trainer import TrainConfig
 from webapp import access, live, share
@@ -58,7 +57,7 @@ SCROLL_TO_RUN = """(...args) => {
   return args;
 }"""  # after Start, the run (progress, chart, newest sample) is what the learner looks at
 TRAIN_ON = ["this browser", "the server"]
-BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (gpt/presets.py)
+BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (bench/README.md: how the presets were chosen)
 # "Train on" shows one of two sets of buttons (and, once this browser has a run, of views: until then the server's,
 # a replay of the shipped weights' training for a stranger); CSS, so that the view the page draws stays put
 CSS = """
@@ -165,11 +164,7 @@ def estimate(preset, *settings_and_minutes) -> str:
 
 def time_limit(minutes) -> float:
     """Seconds from the "Train for" minutes (0 or empty: run the iterations), or a GPTError a person can act on."""
-    if minutes in (None, ""):
-        return 0.0
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes <= MAX_MINUTES:
-        raise GPTError(f"Train for: give 0 (run the iterations) up to {MAX_MINUTES} minutes, not {minutes!r}")
-    return 60.0 * minutes
+    return budget.seconds(minutes, unit=60, most=MAX_MINUTES, what="Train for")
 
 
 def training_status() -> dict:
@@ -182,42 +177,31 @@ def training_status() -> dict:
 
 # --- what the chart shows when no run is live: the last run on disk, or the shipped weights' training replayed ---
 
-_logs: dict[tuple, dict] = {}  # (folder, log's mtime) -> its status: a log is read once, not at every poll
+_logs: dict[tuple, runlog.RunRecord] = {}  # (folder, log's mtime) -> its record: a log is read once, not at every poll
 
 
-def logged_status(folder: Path, name: str) -> dict | None:
-    """A past run, from its log, shaped like the runner's status (state 'finished', 'stopped' or 'interrupted')."""
+def logged(folder: Path, name: str) -> runlog.RunRecord | None:
+    """A past run, from its log (state finished, stopped or interrupted); None without an evaluation to show."""
     try:
         key = (str(folder), runlog.changed_ns(folder))
     except OSError:
         return None
     if key not in _logs:
-        log = runlog.read_log(folder)
-        if not log or not log["evals"]:
-            return None
-        config, last = log["config"], log["evals"][-1]
         _logs.clear()  # one log is shown at a time (the last run, or the shipped one): keep only the newest read
-        steps = log["steps"][::max(1, len(log["steps"]) // MAX_STEP_POINTS)]  # thinned as the runner thins a run's
-        _logs[key] = {
-            "state": {"done": "finished", "stopped": "stopped"}.get(log["end"], "interrupted"), "error": "",
-            "run": name, "out_dir": str(folder), "step": max([last["step"], *(s for s, _ in log["steps"][-1:])]),
-            "max_iters": config.get("max_iters", 0), "loss": log["steps"][-1][1] if log["steps"] else None,
-            "lr": None, "tokens_per_sec": None, "elapsed": last.get("elapsed", 0.0),
-            "max_time": config.get("max_time", 0.0), "eta": None, "params": log["params"], "config": config,
-            "device": log["device"], "best_val": min(e["val_loss"] for e in log["evals"]), "steps": steps,
-            "evals": log["evals"], "started_by": None, "started_at": None, "deadline": None, "interrupted": None,
-        }
-    return _logs[key]
+        _logs[key] = runlog.read(folder, name)
+    run = _logs[key]
+    return run if run and run.evals else None
 
 
-def replay(s: dict, seconds: float) -> dict:
-    """The run s as far as it had got `seconds` into its replay (which plays once, then holds the end)."""
-    upto = round(s["step"] * min(1.0, max(0.0, seconds) / REPLAY_S))
-    evals = [e for e in s["evals"] if e["step"] <= upto]
-    steps = [p for p in s["steps"] if p[0] <= upto]
-    return {**s, "state": "replay", "step": upto, "evals": evals, "steps": steps,
-            "loss": steps[-1][1] if steps else None, "best_val": min((e["val_loss"] for e in evals), default=None),
-            "elapsed": evals[-1]["elapsed"] if evals else 0.0}
+def logged_status(folder: Path, name: str) -> dict | None:
+    """A past run, from its log, as a viewer polls it."""
+    run = logged(folder, name)
+    return run.status() if run else None
+
+
+def replay(run: runlog.RunRecord, seconds: float) -> dict:
+    """The run as far as it had got `seconds` into its replay (which plays once, then holds the end)."""
+    return run.until(round(run.step * min(1.0, max(0.0, seconds) / REPLAY_S))).status()
 
 
 def last_run() -> dict | None:
@@ -239,8 +223,8 @@ def shown_status(replay_seconds: float = REPLAY_S) -> dict:
     past = None if access.current().public else last_run()
     if past is not None:
         return past
-    shipped = logged_status(WEIGHTS / "default", "default")
-    return replay(shipped, replay_seconds) if shipped and len(shipped["evals"]) > 1 else s
+    shipped = logged(WEIGHTS / "default", "default")
+    return replay(shipped, replay_seconds) if shipped and len(shipped.evals) > 1 else s
 
 
 def interrupted_html(run: dict) -> str:
