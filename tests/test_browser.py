@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from browser_setup import LAUNCH_ARGS
-from gpt import ladder
+from gpt.ladder import rungs as ladder
 from conftest import ROOT
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))

@@ -20,14 +20,15 @@ from safetensors.torch import save
 from browser_setup import LAUNCH_ARGS
 from conftest import ROOT, npm_ci, running_app
 from test_browser import ARTIFACTS
-from gpt import GPT, GPTConfig, runlog
+from gpt import GPT, GPTConfig
+from gpt.training import log as runlog
 from gpt.data import TextData, load_text
-from gpt.decode import stream_text
+from gpt.generation.decode import stream_text
 from gpt.errors import DataError
 from gpt.evaluate import split_loss
-from gpt.optim import build_optimizer
+from gpt.training.optim import build_optimizer
 from gpt.tokenizer import CharTokenizer
-from gpt.trainer import TrainConfig, get_lr
+from gpt.training.trainer import TrainConfig, get_lr
 
 PAGE_JS = ROOT / "webapp" / "js"  # the page's package.json and package-lock.json
 
@@ -210,7 +211,7 @@ def page_steps(page, worker, data, train: TrainConfig) -> list[float]:
 
 
 def pytorch_steps(model, data, train: TrainConfig) -> tuple[list[float], list[float]]:
-    """gpt/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
+    """gpt/training/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
     optimizer = build_optimizer(model, "adamw", train.learning_rate, train.muon_lr, train.weight_decay,
                                 (train.beta1, train.beta2))
     losses, norms = [], []

@@ -1,4 +1,4 @@
-"""Inside the model (gpt/insides.py): the next character's distribution is the sampler's own, the characters' map.
+"""Inside the model (gpt/insides/characters.py): the next character's distribution is the sampler's own, the characters' map.
 
 In-process, on the shipped weights; the app's endpoint is tested in test_app.py, the tab in test_browser.py.
 """
@@ -6,9 +6,10 @@ In-process, on the shipped weights; the app's endpoint is tested in test_app.py,
 import pytest
 import torch
 
-from gpt import GPT, sampling
-from gpt.insides import character_map, next_characters, next_logits
-from gpt.sampling import Settings, sample, seeded
+from gpt import GPT
+from gpt.generation import sampling
+from gpt.insides.characters import character_map, next_characters, next_logits
+from gpt.generation.sampling import Settings, sample, seeded
 
 from conftest import ROOT
 
@@ -38,7 +39,7 @@ def test_the_sampler_draws_only_and_as_often_as_the_view_says(shipped, settings)
 
 
 def test_sample_and_the_view_call_one_function(shipped, monkeypatch):
-    """Both ask gpt.sampling.ranked_probabilities: change it, and both change with it."""
+    """Both ask gpt.generation.sampling.ranked_probabilities: change it, and both change with it."""
     z = shipped.vocab.index("z")
 
     def only_z(logits, settings):

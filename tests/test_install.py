@@ -70,7 +70,7 @@ def test_the_installed_default_weights_load_and_generate(installed):
                  "--max-new-tokens", "40", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 40 + 1
-    code = ("from gpt import GPT; from gpt.weights import default_weights; m = GPT.from_pretrained(default_weights()); "
+    code = ("from gpt import GPT; from gpt.sharing.weights import default_weights; m = GPT.from_pretrained(default_weights()); "
             "print(default_weights(), m.num_params())")
     loaded = run(installed, str(installed["python"]), "-c", code)
     assert loaded.returncode == 0, loaded.stderr

@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from gpt.engine import MAX_STREAMS
+from gpt.generation.engine import MAX_STREAMS
 from gpt.errors import GPTError
 from webapp import access
 from webapp.state import optional_number, refresh_weights, refused, text_stream, weights_choices

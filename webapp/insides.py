@@ -7,10 +7,10 @@ import html
 
 import gradio as gr
 
-from gpt.attention import MAX_CHARS, attention_image, prompt_maps
+from gpt.insides.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
-from gpt.insides import CharacterMap, character_map, next_characters
-from gpt.sampling import Settings
+from gpt.insides.characters import CharacterMap, character_map, next_characters
+from gpt.generation.sampling import Settings
 from webapp.state import load_weights, optional_number, refresh_weights, refused, weights_choices
 
 MAX_PROMPT = 10_000  # characters a prompt may have here (the model reads only its last block_size of them)

@@ -7,8 +7,9 @@ import html
 import gradio as gr
 import pandas as pd
 
-from gpt import ladder, rung_code
-from gpt.runlog import read_log
+from gpt.ladder import rungs as ladder
+from gpt.ladder import rung_code
+from gpt.training.log import read_log
 from gpt.errors import GPTError
 from webapp import access, live
 from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training

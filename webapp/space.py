@@ -14,10 +14,10 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCardData
 
-from gpt import hub
-from gpt.card import params_text
+from gpt.sharing import hub
+from gpt.sharing.card import params_text
 from gpt.errors import command
-from gpt.pretrained import GPT
+from gpt.sharing.pretrained import GPT
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt, README.md
 # the Space's settings (its README's front matter); the project's README.md opens with the same, so the project

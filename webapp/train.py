@@ -20,17 +20,17 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt import runlog
-from gpt.card import COLORS, params_text
+from gpt.training import log as runlog
+from gpt.sharing.card import COLORS, params_text
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
-from gpt.estimate import estimate_time
-from gpt.optim import OPTIMIZERS
-from gpt.presets import LECTURE_VAL, PRESETS
-from gpt.runner import MAX_STEP_POINTS
-from gpt.weights import new_run_name
-from gpt.trainer import TrainConfig
+from gpt.training.estimate import estimate_time
+from gpt.training.optim import OPTIMIZERS
+from gpt.training.presets import LECTURE_VAL, PRESETS
+from gpt.training.background import MAX_STEP_POINTS
+from gpt.sharing.weights import new_run_name
+from gpt.training.trainer import TrainConfig
 from webapp import access, live, share
 from webapp.state import (DEVICE, MAX_UPLOAD_MB, PRESET, WEIGHTS, chart_frame, duration, refused, runner,
                           stop_training, weights_choices, weights_folder)
@@ -58,7 +58,7 @@ SCROLL_TO_RUN = """(...args) => {
   return args;
 }"""  # after Start, the run (progress, chart, newest sample) is what the learner looks at
 TRAIN_ON = ["this browser", "the server"]
-BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (gpt/presets.py)
+BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (gpt/training/presets.py)
 # "Train on" shows one of two sets of buttons (and, once this browser has a run, of views: until then the server's,
 # a replay of the shipped weights' training for a stranger); CSS, so that the view the page draws stays put
 CSS = """

@@ -29,13 +29,13 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_downl
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from gpt.card import CURVE_FILE, card_files, params_text
-from gpt import runlog
-from gpt.runlog import METRICS_FILE, check_log, read_log
+from gpt.sharing.card import CURVE_FILE, card_files, params_text
+from gpt.training import log as runlog
+from gpt.training.log import METRICS_FILE, check_log, read_log
 from gpt.errors import GPTError, HubError, WeightsError, command
-from gpt.hf_export import ONNX_DIR, ONNX_FILE, try_repo_files
-from gpt.pretrained import GPT
-from gpt.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, check_uploaded_weights, portable_name
+from gpt.sharing.export_folder import ONNX_DIR, ONNX_FILE, try_repo_files
+from gpt.sharing.pretrained import GPT
+from gpt.sharing.weights import CARD_FILE, CONFIG_FILE, MODEL_FILE, REPO_ID, check_uploaded_weights, portable_name
 
 SHARED_FILES = [MODEL_FILE, CONFIG_FILE, CARD_FILE, CURVE_FILE, METRICS_FILE]  # what a repo of ours always holds
 BROWSER_FILE = f"{ONNX_DIR}/{ONNX_FILE}"  # an exported repo's graph, pulled too: the app's Generate runs it in the browser
@@ -178,7 +178,7 @@ def check_weights(folder: str | Path) -> tuple[Path, GPT]:
 
 def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = None) -> dict[str, bytes | Path]:
     """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log; with the
-    export extra installed, as gpt.hf_export writes them, so transformers, transformers.js and onnxruntime load
+    export extra installed, as gpt.sharing.export_folder writes them, so transformers, transformers.js and onnxruntime load
     the same repo (its model.safetensors and config.json are then GPT-2's, which GPT.from_pretrained reads too)."""
     progress = quiet(progress)
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}

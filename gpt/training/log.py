@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from gpt.errors import WeightsError
-from gpt.weights import atomic_write_text
+from gpt.sharing.weights import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 ENDS = ("done", "stopped")
