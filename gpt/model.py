@@ -105,7 +105,7 @@ class MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # back onto the residual stream
         self.attn_dropout = config.dropout
         self.dropout = nn.Dropout(config.dropout)
-        self.keep_wei = False  # gpt.insides.attention sets it to draw the heatmaps: `wei` is then kept after each forward
+        self.keep_wei = False  # gpt.insides.attention sets it for the heatmaps: `wei` is then kept after each forward
         self.wei = None
 
     def forward(self, x, cache=None):  # (B, T, C) -> (B, T, C)

@@ -176,7 +176,7 @@ def generate_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
                     rebuild: int | None = None, **settings) -> Iterator[torch.Tensor]:
     """Yield the next token of every row of idx (B, T), shape (B,), max_new_tokens times.
 
-    settings: temperature, top_k, top_p (gpt.generation.sampling.Settings). Row i draws from its own generator, seeded with
+    settings: temperature, top_k, top_p (generation.sampling.Settings). Row i draws from its own generator, seeded with
     seed + i: the global RNG is never touched. Everything is checked before this returns.
     """
     check_request(max_new_tokens, seed)

@@ -56,7 +56,7 @@ class Engine:
             return len(self.batch.streams) + len(self.waiting)
 
     def stream_text(self, prompt: str = "", *, max_new_tokens: int = 500, **sampling) -> Iterator[str]:
-        """gpt.generation.decode.stream_text, served by this engine. Prompt and settings are checked before it returns."""
+        """decode.stream_text, served by this engine. Prompt and settings are checked before it returns."""
         tokenizer, ids = encode_prompt(self.model, prompt)
         return (tokenizer.itos[t] for t in self.stream_tokens(ids, max_new_tokens, **sampling))
 
@@ -137,7 +137,7 @@ class Request(Stream):
 
 def stream_settings(max_new_tokens: int, *, seed: int | None = None, rebuild: int | None = None,
                     **settings) -> dict:
-    """A stream's settings (gpt.generation.sampling.Settings, seed, rebuild), checked: a SamplingError says what is wrong,
+    """A stream's settings (sampling.Settings, seed, rebuild), checked: a SamplingError says what is wrong,
     an unknown one is a TypeError."""
     check_request(max_new_tokens, seed)
     return dict(vars(Settings(**settings)), seed=seed, rebuild=rebuild)

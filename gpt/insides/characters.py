@@ -2,7 +2,7 @@
 
 The lecture's generate is four lines: logits, softmax, multinomial, append. next_characters shows the second and
 third: the softmax of the last position's logits, and the distribution sample() really draws from after temperature,
-top-k and top-p (the same function, gpt.generation.sampling.ranked_probabilities). character_map shows the token embedding
+top-k and top-p (the same function, sampling.ranked_probabilities). character_map shows the token embedding
 table, `nn.Embedding(vocab_size, n_embd)`, projected onto its first two principal components.
 """
 

@@ -5,7 +5,7 @@ character-level tokenizer.json, and onnx/model.onnx (float32) and onnx/model_qua
 the KV cache as inputs and outputs, where transformers.js looks for them. config.json keeps our own settings and
 vocabulary beside GPT-2's, so GPT.from_pretrained(OUT) loads it too, and a Hub push of a run is this folder.
 
-Weights GPT-2 cannot express exactly (gpt.sharing.gpt2: lm_head's bias in a model narrower than its vocabulary) are refused
+Weights GPT-2 cannot express exactly (gpt2.py: lm_head's bias in a model narrower than its vocabulary) are refused
 with one line and exit status 2; nothing is written until everything is made and checked. Needs the export extra:
 pip install ".[export]" (transformers, tokenizers, onnx, onnxscript, onnxruntime).
 """

@@ -178,7 +178,7 @@ def check_weights(folder: str | Path) -> tuple[Path, GPT]:
 
 def repo_files(folder: Path, model: GPT, name: str, progress: Progress | None = None) -> dict[str, bytes | Path]:
     """What goes into a repo: weights, config, a card naming `name`, and the run's loss curve and log; with the
-    export extra installed, as gpt.sharing.export_folder writes them, so transformers, transformers.js and onnxruntime load
+    export extra installed, as export_folder.py writes them, so transformers, transformers.js and onnxruntime load
     the same repo (its model.safetensors and config.json are then GPT-2's, which GPT.from_pretrained reads too)."""
     progress = quiet(progress)
     files: dict[str, bytes | Path] = {MODEL_FILE: folder / MODEL_FILE, CONFIG_FILE: folder / CONFIG_FILE}

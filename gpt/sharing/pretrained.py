@@ -5,7 +5,7 @@
     model.push_to_hub("user/my-shakespeare-gpt")
 
 The format is this project's own (gpt.sharing.weights): model.safetensors + config.json, read strictly, never a pickle.
-save_pretrained and push_to_hub write the same card as `python -m gpt.hub push` (gpt.sharing.card): a model loaded from a
+save_pretrained and push_to_hub write the same card as `python -m gpt.hub push` (card.py): a model loaded from a
 run folder carries that run's log (metrics.jsonl), so its card has the metric, a sample and the loss curve.
 """
 
@@ -62,7 +62,7 @@ class GPT(
 
     def save_pretrained(self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs):
         """The mixin's save_pretrained, with this project's card naming the folder (or, pushing, the repo); with
-        the export extra installed, the folder is also gpt.sharing.export_folder's, for transformers and ONNX (so is a push)."""
+        the export extra installed, the folder is also export_folder.py's, for transformers and ONNX (so is a push)."""
         exported, _ = try_repo_files(self)
         card = {"name": str(save_directory), "exported": bool(exported), **(model_card_kwargs or {})}
         result = super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
@@ -92,7 +92,7 @@ _loaded_lock = threading.Lock()
 def load_cached(folder: str | Path, *, inference: bool = False) -> GPTLanguageModel:
     """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
 
-    inference=True gives the copy a server generates with (gpt.generation.precision.serving_dtype: int8 where bf16 is native).
+    inference=True gives the copy a server generates with (precision.serving_dtype: int8 where bf16 is native).
     """
     folder = Path(folder)
     try:

@@ -18,7 +18,7 @@ PRESETS: dict[str, dict] = {
     # 1150 steps: 1.833 against 1.903 at step 300, 1.707 / 1.764 at 600, 1.627 / 1.643 at 900, 1.566 / 1.573 at
     # the end (0.9 and 0.98 did no better at step 250-300).
     # optimizer auto: Muon only where bf16 is native (torch's Muon works in bf16: emulated, a step took 7x as long
-    # on a 2-core AMD EPYC, gpt.training.optim.resolve); the rates above suit AdamW alone too (1.680 at 2e-3, 1.683 at 4e-3)
+    # on a 2-core AMD EPYC, training.optim.resolve); the rates above suit AdamW alone too (1.680 at 2e-3, 1.683 at 4e-3)
     # eval_iters 15 (not 25): an evaluation cost 3.5 s on that AMD machine, and auto spacing (4x an evaluation)
     # left a one-minute run 4 of them; with 15, 6 (`python -m train --preset cpu --max-time 60`)
     # eval_interval 0: about 15 evaluations whatever the run's length or time budget (gpt.training.trainer.EVAL_POINTS)
