@@ -62,7 +62,7 @@ def test_every_command_the_docs_show_is_a_command_that_answers(monkeypatch):
     pages = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     shown = {m for page in pages for m in re.findall(r"python -m ([a-z_.]+)", page.read_text(encoding="utf-8"))}
     ours = sorted(m for m in shown if m.split(".")[0] in ("gpt", "train", "webapp") and m != "gpt.generation.engine_process")
-    assert {"train", "gpt.generate", "gpt.sharing.hub", "webapp.space"} <= set(ours)
+    assert {"train", "gpt.generate", "gpt.hub", "webapp.space"} <= set(ours)
     for module in ours:
         monkeypatch.setattr(sys, "argv", [module, "--help"])
         monkeypatch.delitem(sys.modules, module, raising=False)  # run as `python -m` runs it: not yet imported
