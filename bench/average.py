@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from time_to_quality import referee_val  # noqa: E402
 
-from gpt.trainer import Trainer, TrainConfig  # noqa: E402
+from gpt.training.trainer import Trainer, TrainConfig  # noqa: E402
 
 
 def main():

@@ -3,7 +3,7 @@
     python bench/browser_train.py [--steps 3] [--backends wasm webgpu] [--json bench/results/browser_train.json]
 
 The `cpu` preset's shape (4 layers, 128 wide, block 64, batch 32, 65 characters), float32:
-- PyTorch: gpt/trainer.py's step (forward, backward, clipping, AdamW) on this machine's threads, median of 10;
+- PyTorch: gpt/training/trainer.py's step (forward, backward, clipping, AdamW) on this machine's threads, median of 10;
 - the browser: `python app.py --public` on a free port with the page's libraries from webapp/js (GPT_JS_DIR; `npm ci`
   there if missing), Debian's Chromium (headless, `--enable-unsafe-webgpu`) opening the app's /browser/train-speed
   page, which is cross-origin isolated, so WebAssembly runs on every core; then the same page with a worker that is
@@ -32,8 +32,8 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from browser_setup import LAUNCH_ARGS  # noqa: E402
 from conftest import running_app  # noqa: E402
 from gpt import GPT  # noqa: E402
-from gpt.optim import build_optimizer  # noqa: E402
-from gpt.trainer import TrainConfig  # noqa: E402
+from gpt.training.optim import build_optimizer  # noqa: E402
+from gpt.training.trainer import TrainConfig  # noqa: E402
 
 ARGS = [*LAUNCH_ARGS, "--enable-unsafe-webgpu"]
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt.model  # noqa: E402
 from gpt.device import describe_device  # noqa: E402
-from gpt.decode import generate_text  # noqa: E402
-from gpt.trainer import Trainer, TrainConfig  # noqa: E402
+from gpt.generation.decode import generate_text  # noqa: E402
+from gpt.training.trainer import Trainer, TrainConfig  # noqa: E402
 
 written_out = gpt.model.attention
 

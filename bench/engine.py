@@ -3,11 +3,11 @@
     python bench/engine.py [--streams 20] [--chars 200] [--rounds 3] [--json bench/results/engine.json]
 
 What batching gives before the app takes its share of the cores, and what sets its limit. For each precision the
-server could serve in here (int8 is the one it serves on a CPU with native bf16: gpt.precision.serving_dtype):
-  - a decoding step's time with 1 row and with 20 rows (gpt.decode.Batch, the engine's step, over 150 steps
+server could serve in here (int8 is the one it serves on a CPU with native bf16: gpt.generation.precision.serving_dtype):
+  - a decoding step's time with 1 row and with 20 rows (gpt.generation.decode.Batch, the engine's step, over 150 steps
     that include each stream's cache rebuild past block_size), and how many rows the model's matmuls need before
-    every row gets the same bits whatever the batch holds (gpt.decode.min_shared_rows: fewer are padded);
-  - characters/s of one stream alone and of twenty at once through gpt.engine.Engine, each read by its own
+    every row gets the same bits whatever the batch holds (gpt.generation.decode.min_shared_rows: fewer are padded);
+  - characters/s of one stream alone and of twenty at once through gpt.generation.engine.Engine, each read by its own
     thread, and whether stream 0's seeded text was the same alone and in the crowd.
 One stream and twenty, and the precisions, alternate round by round, so all see the same moods of the machine;
 medians.
@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from crowd import PROMPTS  # noqa: E402  the app bench's visitors' prompts
 
 from gpt.device import cpu_name, fast_bf16  # noqa: E402
-from gpt.engine import THREADS, Engine, with_threads  # noqa: E402
-from gpt.pretrained import load_cached  # noqa: E402
-from gpt.decode import Batch, Stream, min_shared_rows  # noqa: E402
-from gpt.precision import inference_model, serving_dtype  # noqa: E402
+from gpt.generation.engine import THREADS, Engine, with_threads  # noqa: E402
+from gpt.sharing.pretrained import load_cached  # noqa: E402
+from gpt.generation.decode import Batch, Stream, min_shared_rows  # noqa: E402
+from gpt.generation.precision import inference_model, serving_dtype  # noqa: E402
 
 
 def step_ms(model, rows: int, steps: int = 150) -> float:

@@ -30,14 +30,14 @@ from lecture_gpt import GPTLanguageModel  # noqa: E402
 from gpt import GPT, CharTokenizer, GPTConfig  # noqa: E402
 from gpt.data import TextData, load_text  # noqa: E402
 from gpt.device import describe_device, fast_bf16  # noqa: E402
-from gpt.decode import generate_text, generate_tokens  # noqa: E402
-from gpt.precision import inference_model, precision  # noqa: E402
+from gpt.generation.decode import generate_text, generate_tokens  # noqa: E402
+from gpt.generation.precision import inference_model, precision  # noqa: E402
 
 PROMPT_CHARS = 100
 
 
 def ours(model, idx, n: int) -> tuple[float, float]:
-    """(seconds to the first token, tokens/s over all n) for gpt.decode.generate_tokens."""
+    """(seconds to the first token, tokens/s over all n) for gpt.generation.decode.generate_tokens."""
     started = time.perf_counter()
     tokens = generate_tokens(model, idx, n, seed=0)
     next(tokens)

@@ -11,7 +11,7 @@ still leaves the others' figures; DIR gets gpu.json (the machine, and each part'
      model, bf16 autocast, fused AdamW and Muon, --compile, exact resume, torchrun over nccl, the engine).
   2. train: tokens/s with and without torch.compile; the `gpu` preset for 20 s of training (compile time apart,
      evaluations included), the seconds until val <= 1.48; then, if time is left, a longer run's best val.
-  3. generate: one stream and twenty at once through gpt.engine, float32 and bfloat16 (characters/s each).
+  3. generate: one stream and twenty at once through gpt.generation.engine, float32 and bfloat16 (characters/s each).
   4. app: `python app.py` driven through gradio_client: Start, chart points arriving, Stop keeping the best
      weights, Generate from them.
 """
@@ -93,7 +93,7 @@ def part_tests(args) -> dict:
 def trained(config, folder: Path, target: float | None = None, dry_run: bool = False) -> dict:
     """Train config into folder; what the run measured: tokens/s, compile time, evaluations, time to target.
     A dry run's clock moves 8 ms a reading, so its timed runs take the same steps on any machine, however busy."""
-    from gpt.trainer import SteadyClock, Trainer
+    from gpt.training.trainer import SteadyClock, Trainer
 
     events = []
     trainer = Trainer(config, folder, callbacks=[events.append], **({"clock": SteadyClock(0.008)} if dry_run else {}))
@@ -115,7 +115,7 @@ def trained(config, folder: Path, target: float | None = None, dry_run: bool = F
 
 
 def part_train(args) -> dict:
-    from gpt.trainer import TrainConfig
+    from gpt.training.trainer import TrainConfig
 
     work = args.work / "train"
     toy = TOY if args.dry_run else {}
@@ -153,8 +153,8 @@ def part_train(args) -> dict:
 def part_generate(args) -> dict:
     import torch
 
-    from gpt.engine import Engine
-    from gpt.pretrained import GPT
+    from gpt.generation.engine import Engine
+    from gpt.sharing.pretrained import GPT
 
     weights = args.work / "train" / "gpu-run"
     if (weights / "model.safetensors").is_file():
@@ -214,7 +214,7 @@ def part_app(args) -> dict:
         client = Client(url, analytics_enabled=False, verbose=False)
         out["start_seconds"] = round(time.perf_counter() - began, 1)
         # the gpu preset at the lecture's shape; a dry run the tiny preset (the gpu preset compiles: a minute on a CPU)
-        from gpt.trainer import TrainConfig
+        from gpt.training.trainer import TrainConfig
 
         preset = "tiny" if args.dry_run else "gpu"
         c = TrainConfig.from_preset(preset)

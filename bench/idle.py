@@ -134,7 +134,7 @@ def main() -> None:
                 page.close()
 
             client = Client(url, verbose=False, analytics_enabled=False)
-            from gpt.trainer import TrainConfig
+            from gpt.training.trainer import TrainConfig
 
             c = TrainConfig.from_preset("cpu")
             client.predict("cpu", c.n_layer, c.n_head, c.n_embd, c.block_size, c.batch_size, c.learning_rate,

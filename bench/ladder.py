@@ -25,12 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt import ladder  # noqa: E402
+from gpt.ladder import rungs as ladder  # noqa: E402
 from gpt.data import TextData, load_text  # noqa: E402
 from gpt.device import cpu_name, describe_device, pick_device  # noqa: E402
 from gpt.evaluate import split_loss  # noqa: E402
 from gpt.tokenizer import CharTokenizer  # noqa: E402
-from gpt.trainer import Trainer  # noqa: E402
+from gpt.training.trainer import Trainer  # noqa: E402
 
 
 def climb(rung: ladder.Rung, seconds: float, seed: int, folder: Path) -> dict:

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpt import GPT, CharTokenizer  # noqa: E402
 from gpt.data import TextData, load_text  # noqa: E402
-from gpt.decode import generate_tokens  # noqa: E402
+from gpt.generation.decode import generate_tokens  # noqa: E402
 
 
 @torch.no_grad()

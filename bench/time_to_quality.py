@@ -30,8 +30,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from gpt.card import line_chart_png  # noqa: E402
-from gpt.trainer import Trainer, TrainConfig  # noqa: E402
+from gpt.sharing.card import line_chart_png  # noqa: E402
+from gpt.training.trainer import Trainer, TrainConfig  # noqa: E402
 
 THRESHOLDS = (2.0, 1.8, 1.6, 1.5)
 TARGETS = ((1.75, 120), (1.60, 600))  # (val loss, within seconds), for the cpu preset

@@ -2,7 +2,7 @@
 
     python bench/train_throughput.py [--configs cpu lecture] [--json bench/results/train_throughput.json]
 
-Ours is gpt.trainer.Trainer itself, run for a few steps and timed from its own step events: batch, forward,
+Ours is gpt.training.trainer.Trainer itself, run for a few steps and timed from its own step events: batch, forward,
 loss, backward, clipping, AdamW, the per-step event and metrics.jsonl line, exactly as in training. The
 lecture's is bench/lecture_gpt.py with the lecture's loop (get_batch, forward, zero_grad, backward, AdamW step).
 Both see the same batches and run alternately in one process (ours, lecture, ours, lecture, ...), each round
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from lecture_gpt import GPTLanguageModel, get_batch  # noqa: E402
 
 from gpt.device import describe_device  # noqa: E402
-from gpt.trainer import Trainer, TrainConfig, _seed  # noqa: E402
+from gpt.training.trainer import Trainer, TrainConfig, _seed  # noqa: E402
 
 # preset -> (measured steps per round, warm-up steps per round, rounds); the lecture size takes seconds a step
 PLANS = {"cpu": (30, 5, 5), "lecture": (3, 2, 3)}

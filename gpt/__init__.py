@@ -3,7 +3,7 @@
 from gpt.errors import (BusyError, ConfigError, DataError, DeviceError, GPTError, HubError, SamplingError,
                         UnknownCharactersError, WeightsError)
 from gpt.config import GPTConfig
-from gpt.pretrained import GPT
+from gpt.sharing.pretrained import GPT
 from gpt.tokenizer import CharTokenizer
 
 __all__ = ["GPT", "GPTConfig", "CharTokenizer", "GPTError", "BusyError", "ConfigError", "DataError", "DeviceError",

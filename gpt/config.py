@@ -113,4 +113,4 @@ def check_gpt(raw: dict, where) -> None:
     rung = raw.get("rung", 6)
     if rung not in (6, 7):
         raise WeightsError(f"{where} holds rung {rung} of the lecture ladder, not a GPT: load it with "
-                           f"gpt.ladder.load()")
+                           f"gpt.ladder.rungs.load()")

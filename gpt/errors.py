@@ -49,7 +49,7 @@ class BusyError(GPTError):
 
 
 class EngineError(GPTError):
-    """The generation engine's process stopped or could not start (gpt.engine_process)."""
+    """The generation engine's process stopped or could not start (gpt.generation.engine_process)."""
 
 
 class HubError(GPTError):

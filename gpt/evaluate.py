@@ -14,9 +14,9 @@ import torch
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import pick_device
 from gpt.errors import command
-from gpt.pretrained import GPT
+from gpt.sharing.pretrained import GPT
 from gpt.tokenizer import CharTokenizer
-from gpt.weights import default_weights
+from gpt.sharing.weights import default_weights
 
 
 @torch.no_grad()

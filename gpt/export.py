@@ -1,4 +1,4 @@
-"""Export a weights folder for transformers, transformers.js and onnxruntime (gpt.hf_export makes it):
+"""Export a weights folder for transformers, transformers.js and onnxruntime (gpt.sharing.export_folder makes it):
 
     python -m gpt.export weights/NAME OUT [--overwrite]
 
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from gpt.errors import command
-from gpt.hf_export import ONNX_DIR, ONNX_FILE, export, require_libraries
-from gpt.pretrained import GPT
+from gpt.sharing.export_folder import ONNX_DIR, ONNX_FILE, export, require_libraries
+from gpt.sharing.pretrained import GPT
 
 
 @command

@@ -15,10 +15,10 @@ import torch
 
 from gpt.device import pick_device
 from gpt.errors import command
-from gpt.pretrained import GPT
-from gpt.decode import generate_text, stream_text
-from gpt.precision import DTYPES, inference_model
-from gpt.weights import default_weights
+from gpt.sharing.pretrained import GPT
+from gpt.generation.decode import generate_text, stream_text
+from gpt.generation.precision import DTYPES, inference_model
+from gpt.sharing.weights import default_weights
 
 
 @command

@@ -2,8 +2,8 @@
 
 Names follow the lecture: Head, MultiHeadAttention ("communication"), FeedForward ("computation"), Block,
 and GPTLanguageModel that stacks them. Shapes use B (batch), T (time), C (channels, n_embd), nh (heads),
-hs (head size). This file knows nothing of files, the Hub or sampling: gpt.pretrained adds saving and loading
-(`GPT`), gpt.sampling the KV cache and generation.
+hs (head size). This file knows nothing of files, the Hub or sampling: gpt.sharing.pretrained adds saving and loading
+(`GPT`), gpt.generation.sampling the KV cache and generation.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # back onto the residual stream
         self.attn_dropout = config.dropout
         self.dropout = nn.Dropout(config.dropout)
-        self.keep_wei = False  # gpt.attention sets it to draw the heatmaps: `wei` is then kept after each forward
+        self.keep_wei = False  # gpt.insides.attention sets it for the heatmaps: `wei` is then kept after each forward
         self.wei = None
 
     def forward(self, x, cache=None):  # (B, T, C) -> (B, T, C)
@@ -187,7 +187,7 @@ class GPTLanguageModel(nn.Module):
     def forward(self, idx, targets=None, cache=None):
         """idx (B, T) -> logits (B, T, vocab_size) and the loss against targets (B, T), if given.
 
-        cache (gpt.kv_cache.KVCache) holds earlier positions while generating; it says where idx stands.
+        cache (gpt.generation.kv_cache.KVCache) holds earlier positions while generating; it says where idx stands.
         """
         B, T = idx.shape
         if cache is None:

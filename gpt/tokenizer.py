@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt import weights
+from gpt.sharing import weights
 from gpt.errors import ConfigError, UnknownCharactersError
 
 

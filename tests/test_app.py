@@ -254,9 +254,9 @@ def test_the_server_s_follow_view_is_what_its_newest_character_was_drawn_from(mo
     import json
 
     from gpt import GPT
-    from gpt.insides import next_logits
+    from gpt.insides.characters import next_logits
     from conftest import ROOT
-    from gpt.sampling import Settings, probabilities
+    from gpt.generation.sampling import Settings, probabilities
     from webapp import insides
     from webapp.insides import follow_view
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from gpt import ladder
+from gpt.ladder import rungs as ladder
 from conftest import ARTIFACTS
 
 
@@ -178,7 +178,8 @@ def test_insides_bars_follow_the_temperature_a_click_appends_and_the_map_labels_
 
     import torch
 
-    from gpt import GPT, weights
+    from gpt import GPT
+    from gpt.sharing import weights
 
     run = app_server["weights"] / "insides-run"  # the shipped weights, as a run that kept its table of step 0
     shutil.copytree(app_server["weights"] / "default", run)

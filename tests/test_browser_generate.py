@@ -111,8 +111,8 @@ def test_the_model_comes_once_and_a_later_visit_reads_it_from_the_browser(visito
     assert visitor.page.evaluate(FETCHED) < 100e3  # the library's small script at most: the rest from the cache
     # the follow view, at the end: what the newest character was drawn from, the sampler's distribution (our model's
     # float32 logits at that position, temperature 0.8, top-k 40) within 1e-4
-    from gpt.insides import next_logits
-    from gpt.sampling import Settings, probabilities
+    from gpt.insides.characters import next_logits
+    from gpt.generation.sampling import Settings, probabilities
 
     model = GPT.from_pretrained(DEFAULT)
     sampler = probabilities(next_logits(model, text[:-1])[None], [Settings(0.8, top_k=40)])[0]  # (V,)

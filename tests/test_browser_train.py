@@ -17,14 +17,15 @@ from playwright.sync_api import expect
 from safetensors.torch import save
 
 from test_browser import ARTIFACTS
-from gpt import GPT, GPTConfig, runlog
+from gpt import GPT, GPTConfig
+from gpt.training import log as runlog
 from gpt.data import TextData, load_text
-from gpt.decode import stream_text
+from gpt.generation.decode import stream_text
 from gpt.errors import DataError
 from gpt.evaluate import split_loss
-from gpt.optim import build_optimizer
+from gpt.training.optim import build_optimizer
 from gpt.tokenizer import CharTokenizer
-from gpt.trainer import TrainConfig, get_lr
+from gpt.training.trainer import TrainConfig, get_lr
 
 @pytest.fixture(scope="session")
 def app(public_app):
@@ -194,7 +195,7 @@ def page_steps(page, worker, data, train: TrainConfig) -> list[float]:
 
 
 def pytorch_steps(model, data, train: TrainConfig) -> tuple[list[float], list[float]]:
-    """gpt/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
+    """gpt/training/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
     optimizer = build_optimizer(model, "adamw", train.learning_rate, train.muon_lr, train.weight_decay,
                                 (train.beta1, train.beta2))
     losses, norms = [], []

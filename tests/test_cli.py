@@ -70,7 +70,7 @@ def test_generate_reads_the_prompt_from_standard_input_with_a_dash():
 
 
 def test_generate_streams_before_it_is_done(tmp_path, small_text):
-    from gpt.trainer import TrainConfig, Trainer
+    from gpt.training.trainer import TrainConfig, Trainer
 
     out = tmp_path / "run"  # weights to generate from (trained here: the command line's training has its own tests)
     Trainer(TrainConfig.from_preset("tiny", data=str(small_text), max_iters=5), out).run()
@@ -121,7 +121,7 @@ def test_user_mistakes_get_a_message_not_a_traceback_and_exit_2_for_usage_1_for_
 
 def test_max_time_trains_for_a_duration_and_counts_down_the_seconds(tmp_path, small_text, monkeypatch):
     import train.__main__ as cli
-    from gpt.trainer import SteadyClock, Trainer
+    from gpt.training.trainer import SteadyClock, Trainer
 
     class SteadyTrainer(Trainer):  # the command line's trainer on a clock this test controls: about 200 steps in 10 s
         def __init__(self, *args, **kwargs):

@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from conftest import ROOT, VOCAB, small_gpt
-from gpt import GPT, weights
-from gpt.decode import generate_text
-from gpt.engine import Engine
-from gpt.kv_cache import KVCache
-from gpt.optim import build_optimizer
-from gpt.runner import TrainingRunner
-from gpt.trainer import TrainConfig, Trainer
+from gpt import GPT
+from gpt.sharing import weights
+from gpt.generation.decode import generate_text
+from gpt.generation.engine import Engine
+from gpt.generation.kv_cache import KVCache
+from gpt.training.optim import build_optimizer
+from gpt.training.background import TrainingRunner
+from gpt.training.trainer import TrainConfig, Trainer
 
 
 def tiny(small_text, device, **overrides) -> TrainConfig:

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gpt import GPT, UnknownCharactersError
-from gpt import engine as engine_module
-from gpt.engine import Engine, engine_for, use_threads, with_threads
-from gpt.decode import Batch, Stream, encode_prompt, stream_text
-from gpt.kv_cache import RowCache
-from gpt.precision import inference_model, precision
+from gpt.generation import engine as engine_module
+from gpt.generation.engine import Engine, engine_for, use_threads, with_threads
+from gpt.generation.decode import Batch, Stream, encode_prompt, stream_text
+from gpt.generation.kv_cache import RowCache
+from gpt.generation.precision import inference_model, precision
 
 from conftest import ROOT
 
@@ -197,7 +197,7 @@ def test_a_training_run_can_sample_under_bf16_autocast():
     """A run's samples are written under autocast: keys and values then come in bf16 into a float32 cache."""
     from conftest import VOCAB
     from gpt import GPTConfig
-    from gpt.decode import generate_text
+    from gpt.generation.decode import generate_text
 
     model = GPT(GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=2, n_embd=32), VOCAB).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):

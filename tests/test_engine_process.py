@@ -7,11 +7,11 @@ import time
 import pytest
 
 from gpt import GPT, UnknownCharactersError
-from gpt import engine as engine_module
-from gpt.engine import with_threads
-from gpt.engine_process import EngineProcess
+from gpt.generation import engine as engine_module
+from gpt.generation.engine import with_threads
+from gpt.generation.engine_process import EngineProcess
 from gpt.errors import EngineError
-from gpt.precision import inference_model
+from gpt.generation.precision import inference_model
 
 from conftest import ROOT
 from test_engine import alone, read_at_once, specs

@@ -1,4 +1,4 @@
-"""The export (gpt.export, gpt.hf_export): our weights in transformers, onnxruntime and transformers.js, each
+"""The export (gpt.export, gpt.sharing.export_folder): our weights in transformers, onnxruntime and transformers.js, each
 checked against our own model, and a Hub push (to tests/hub_server.py, the local stand-in) that they all load."""
 
 import json
@@ -15,12 +15,12 @@ import torch
 from conftest import ROOT, TOKENS
 from gpt import GPT
 from gpt.config import GPTConfig
-from gpt.decode import generate_tokens
-from gpt.hf_export import EXPORTED, MAX_LOGIT_ERROR, ONNX_DIR, QUANTIZED_FILE, OnnxModel, export
+from gpt.generation.decode import generate_tokens
+from gpt.sharing.export_folder import EXPORTED, MAX_LOGIT_ERROR, ONNX_DIR, QUANTIZED_FILE, OnnxModel, export
 from gpt.model import GPTLanguageModel
-from gpt.presets import PRESETS
+from gpt.training.presets import PRESETS
 from gpt.tokenizer import CharTokenizer
-from gpt.weights import save_weights
+from gpt.sharing.weights import save_weights
 
 WRITE, READ, BOB = list(TOKENS)
 DEFAULT = ROOT / "weights" / "default"
@@ -53,7 +53,7 @@ def random_model(preset: str, vocab: list[str], seed: int = 0) -> GPTLanguageMod
 
 
 def greedy(forward, ids: list[int], n: int, block_size: int, rebuild: int) -> list[int]:
-    """n greedy tokens through a cache, past block_size as gpt.decode goes: when the window is full, start again
+    """n greedy tokens through a cache, past block_size as gpt.generation.decode goes: when the window is full, start again
     from the last `rebuild` tokens. forward(new ids, state or None) -> (last logits, state, positions held)."""
     context = ids[-block_size:]
     logits, state, seen = forward(context, None)
@@ -109,7 +109,7 @@ def default_export(tmp_path_factory):
 
 def check_against_ours(model: GPTLanguageModel, out: Path, report: dict, text: str):
     """Logits of transformers and onnxruntime against ours, then 200 greedy characters in all three, past
-    block_size: through the cache (rebuilt as gpt.decode rebuilds it) and re-reading the whole window each time."""
+    block_size: through the cache (rebuilt as gpt.generation.decode rebuilds it) and re-reading the whole window each time."""
     from transformers import AutoModelForCausalLM
 
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(EXPORTED)
@@ -194,23 +194,23 @@ def test_the_tokenizer_gives_our_ids_and_text_back(default_export, shakespeare):
 
 
 def test_an_earlier_graph_of_the_same_weights_is_reused_and_no_other_is(vocab, tmp_path, monkeypatch):
-    from gpt import hf_export
+    from gpt.sharing import export_folder
 
     a, b = random_model("cpu", vocab, seed=1), random_model("cpu", vocab, seed=2)
     export(a, tmp_path / "a")
     graph = tmp_path / "a" / ONNX_DIR / "model.onnx"
     made = []
-    real = hf_export.export_onnx
-    monkeypatch.setattr(hf_export, "export_onnx", lambda model, path: (made.append(path), real(model, path)))
+    real = export_folder.export_onnx
+    monkeypatch.setattr(export_folder, "export_onnx", lambda model, path: (made.append(path), real(model, path)))
     report = export(a, tmp_path / "again", graph=graph)  # a shipped or pulled folder's graph of these weights
     assert made == [] and (tmp_path / "again" / ONNX_DIR / "model.onnx").read_bytes() == graph.read_bytes()
     assert report["max_logit_error"]["onnxruntime"] <= MAX_LOGIT_ERROR  # measured on the copy, as on a new graph
 
     dst = tmp_path / "dst.onnx"
-    assert not hf_export.reused(b, graph, dst) and not dst.exists()  # another model's graph: not these logits
+    assert not export_folder.reused(b, graph, dst) and not dst.exists()  # another model's graph: not these logits
     (tmp_path / "damaged.onnx").write_bytes(graph.read_bytes()[:4096])
-    assert not hf_export.reused(a, tmp_path / "damaged.onnx", dst) and not dst.exists()
-    assert not hf_export.reused(a, tmp_path / "missing.onnx", dst)
+    assert not export_folder.reused(a, tmp_path / "damaged.onnx", dst) and not dst.exists()
+    assert not export_folder.reused(a, tmp_path / "missing.onnx", dst)
 
 
 def test_weights_gpt2_cannot_express_are_refused_in_one_line_and_nothing_is_written(vocab, tmp_path):
@@ -281,7 +281,7 @@ def test_a_pushed_repo_serves_transformers_onnxruntime_and_transformers_js_as_it
         hub_server, node_modules, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gpt.hub import push
+    from gpt.sharing.hub import push
 
     push(DEFAULT, "alice/exported", token=WRITE)
     _, files = hub_server.state.repos[("model", "alice/exported")].commits[-1]

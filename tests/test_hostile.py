@@ -229,7 +229,7 @@ def test_the_status_names_an_uploaded_text_not_its_server_path(client, tmp_path,
 
 
 def test_resume_after_a_torn_metrics_line_and_a_killed_save(tmp_path, small_text):
-    from gpt.trainer import TrainConfig, Trainer
+    from gpt.training.trainer import TrainConfig, Trainer
 
     out = tmp_path / "run"  # a run of 20 steps, made by the trainer here (the command line resumes it below)
     Trainer(TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=10), out).run()
@@ -304,7 +304,7 @@ def test_the_train_tab_says_why_a_run_could_not_save(tmp_path):
 
 
 def test_names_windows_reserves_are_refused(client, tmp_path):
-    from gpt.hub import main
+    from gpt.sharing.hub import main
 
     for name in ("CON", "nul", "com1", "LPT9.txt", "run."):
         assert "cannot name a folder on Windows" in answer(lambda: start(client, run_name=name)), name

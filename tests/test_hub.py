@@ -17,13 +17,13 @@ from PIL import Image
 from conftest import ROOT, TOKENS, run_main
 from serve import serving
 from gpt import GPT, HubError
-from gpt.card import best_eval
-from gpt.runlog import read_log
-from gpt.hub import pull, push
+from gpt.sharing.card import best_eval
+from gpt.training.log import read_log
+from gpt.sharing.hub import pull, push
 from webapp.space import publish_space
-from gpt.decode import generate_text
-from gpt.precision import inference_model, serving_dtype
-from gpt.trainer import TrainConfig, Trainer
+from gpt.generation.decode import generate_text
+from gpt.generation.precision import inference_model, serving_dtype
+from gpt.training.trainer import TrainConfig, Trainer
 
 
 def same_weights(a, b) -> bool:
@@ -97,8 +97,8 @@ def test_gpt_from_pretrained_takes_a_repo_id_and_push_to_hub_works(hub_server, r
 
 
 def test_push_to_hub_writes_the_same_rich_card_as_the_command_line(hub_server, run, tmp_path):
-    from gpt.card import INSTALL
-    from gpt.hub import repo_files
+    from gpt.sharing.card import INSTALL
+    from gpt.sharing.hub import repo_files
 
     model = GPT.from_pretrained(run)  # loaded from its run folder: it knows its log
     assert model.log is not None and model.log["evals"]
@@ -147,7 +147,7 @@ def test_a_revision_pulls_that_commit(hub_server, run, tmp_path):
     old = pull("alice/versions", revision=first, root=tmp_path, name="old", token=READ)
     new = pull("alice/versions", root=tmp_path, name="new", token=READ)
     assert (old / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
-    assert same_weights(GPT.from_pretrained(new), GPT.from_pretrained(DEFAULT))  # (as a GPT-2: gpt.hf_export)
+    assert same_weights(GPT.from_pretrained(new), GPT.from_pretrained(DEFAULT))  # (as a GPT-2: gpt.sharing.export_folder)
     card = (new / "README.md").read_text(encoding="utf-8")  # a card without a log, pointed at the repo
     assert 'from_pretrained("alice/versions")' in card and "weights/default" not in card.split("## How")[0]
 
@@ -206,7 +206,7 @@ def test_pull_never_writes_outside_weights(hub_server, run, tmp_path, name):
     (BOB, "alice/x", r"\(403\)"),
 ])
 def test_push_errors_say_what_is_wrong_with_the_token(hub_server, run, token, repo_id, message, monkeypatch):
-    from gpt import hub
+    from gpt.sharing import hub
 
     # said before the files are made: an export takes half a minute, a refusal should not
     monkeypatch.setattr(hub, "repo_files", lambda *a, **k: pytest.fail("made the files before the Hub took the token"))
@@ -262,7 +262,7 @@ def hub_cli(*args, env_extra=None, cwd=ROOT):
 def hub_main(*args):
     """The command line's main(argv) in this process (conftest.run_main); hub_cli runs the real process, and each
     test below runs it once."""
-    from gpt.hub import main
+    from gpt.sharing.hub import main
 
     return run_main(main, *args)
 
@@ -328,7 +328,7 @@ def test_a_published_space_starts_the_app_with_the_chosen_weights(hub_server, ru
     space = Path(snapshot_download("alice/my-space", repo_type="space", token=READ,
                                    local_dir=tmp_path / "space"))
     files = {str(p.relative_to(space)) for p in space.rglob("*") if p.is_file() and ".cache" not in p.parts}
-    assert {"app.py", "requirements.txt", "README.md", "gpt/model.py", "gpt/hub.py", "weights/default/model.safetensors",
+    assert {"app.py", "requirements.txt", "README.md", "gpt/model.py", "gpt/sharing/hub.py", "weights/default/model.safetensors",
             "weights/default/config.json", "weights/default/README.md"} <= files
     assert not any(f.startswith(("tests/", "bench/", ".venv")) for f in files)
     assert {f"webapp/{p.name}" for p in (ROOT / "webapp").glob("*.js")} | {"webapp/js/package-lock.json"} <= files
@@ -376,7 +376,7 @@ def test_the_app_pushes_pulls_and_generates_from_what_it_pulled(hub_server, app_
     assert message.startswith("✅") and 'GPT.from_pretrained("alice/from-app")' in message
     assert WRITE not in message
     _, files = repo(hub_server, "alice/from-app").commits[-1]
-    # the shipped weights, as gpt.hf_export writes them: transformers and ONNX load the repo too
+    # the shipped weights, as gpt.sharing.export_folder writes them: transformers and ONNX load the repo too
     assert set(files) >= {"model.safetensors", "config.json", "tokenizer.json", "onnx/model.onnx"}
 
     message, selected = client.predict("alice/from-app", "", "pulled", False, READ, api_name="/pull_from_hub")
@@ -410,7 +410,7 @@ def test_a_run_can_start_from_a_hub_repo_and_its_card_names_the_repo(hub_server,
 
 def test_push_and_pull_report_the_bytes_they_transfer(hub_server, tmp_path, monkeypatch):
     """Byte-level progress: the bytes counted as they are sent or written, up to the weights' size."""
-    from gpt import hub
+    from gpt.sharing import hub
 
     monkeypatch.setattr(hub, "POLL_S", 0.001)  # look often: a local transfer of 11 MB takes a fraction of a second
     model = GPT.from_pretrained(DEFAULT)
@@ -447,8 +447,8 @@ def uploaded(folder: Path, **replace) -> dict[str, Path]:
 def browser_run(tmp_path):
     """What a run trained in the browser downloads: model.safetensors (float32), config.json, metrics.jsonl."""
     from conftest import small_gpt
-    from gpt.runlog import append
-    from gpt.weights import save_weights
+    from gpt.training.log import append
+    from gpt.sharing.weights import save_weights
 
     folder = save_weights(small_gpt(), tmp_path / "browser-run")
     for event in ({"event": "start", "step": 0, "config": {}, "params": 1, "device": "WebAssembly (1 thread)"},
@@ -464,8 +464,8 @@ def test_an_upload_is_refused_with_what_to_do_unless_it_is_exactly_our_model(bro
 
     from conftest import small_gpt
     from gpt.errors import WeightsError
-    from gpt.hub import check_upload
-    from gpt.weights import save_weights
+    from gpt.sharing.hub import check_upload
+    from gpt.sharing.weights import save_weights
 
     check_upload(uploaded(browser_run))  # a run's Download, as it is
     check_upload({k: v for k, v in uploaded(browser_run).items() if k != "metrics.jsonl"})  # the log is optional

@@ -1,4 +1,4 @@
-"""Inside the model (gpt/insides.py): the next character's distribution is the sampler's own, the characters' map.
+"""Inside the model (gpt/insides/characters.py): the next character's distribution is the sampler's own, the characters' map.
 
 In-process, on the shipped weights; the app's endpoint is tested in test_app.py, the tab in test_browser.py.
 """
@@ -6,9 +6,10 @@ In-process, on the shipped weights; the app's endpoint is tested in test_app.py,
 import pytest
 import torch
 
-from gpt import GPT, sampling
-from gpt.insides import character_map, next_characters, next_logits
-from gpt.sampling import Settings, sample, seeded
+from gpt import GPT
+from gpt.generation import sampling
+from gpt.insides.characters import character_map, next_characters, next_logits
+from gpt.generation.sampling import Settings, sample, seeded
 
 from conftest import ROOT
 
@@ -38,7 +39,7 @@ def test_the_sampler_draws_only_and_as_often_as_the_view_says(shipped, settings)
 
 
 def test_sample_and_the_view_call_one_function(shipped, monkeypatch):
-    """Both ask gpt.sampling.ranked_probabilities: change it, and both change with it."""
+    """Both ask gpt.generation.sampling.ranked_probabilities: change it, and both change with it."""
     z = shipped.vocab.index("z")
 
     def only_z(logits, settings):
@@ -82,9 +83,9 @@ def test_the_characters_map_is_deterministic_and_sorts_the_characters(shipped):
 def test_a_run_s_map_at_step_0_is_the_table_it_began_with_on_the_end_map_s_axes(small_text, tmp_path):
     """A trained run keeps its step-0 table; drawn on the end map's axes it is another picture: what training did.
     Weights with no step-0 record say so (None)."""
-    from gpt import weights
-    from gpt.insides import start_map
-    from gpt.trainer import TrainConfig, Trainer
+    from gpt.sharing import weights
+    from gpt.insides.characters import start_map
+    from gpt.training.trainer import TrainConfig, Trainer
 
     config = TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=20, eval_iters=2,
                                      sample_length=1, device="cpu")

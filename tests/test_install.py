@@ -73,7 +73,7 @@ def test_each_console_script_answers_help(installed):
 
 
 def test_the_installed_default_weights_load_and_generate(installed):
-    code = ("from gpt import GPT; from gpt.weights import default_weights; m = GPT.from_pretrained(default_weights()); "
+    code = ("from gpt import GPT; from gpt.sharing.weights import default_weights; m = GPT.from_pretrained(default_weights()); "
             "print(default_weights(), m.num_params())")
     result, loaded = run(installed, [str(installed["venv"] / "bin" / "gpt-generate"), "--prompt", "ROMEO:",
                                      "--max-new-tokens", "40", "--seed", "1"],

@@ -1,11 +1,13 @@
 import pytest
 import torch
 
-from gpt import GPT, WeightsError, ladder, rung_code
-from gpt.kv_cache import KVCache
-from gpt.attention import attention_image, attention_maps, prompt_maps
-from gpt.decode import generate_text
-from gpt.trainer import Trainer
+from gpt import GPT, WeightsError
+from gpt.ladder import rungs as ladder
+from gpt.ladder import rung_code
+from gpt.generation.kv_cache import KVCache
+from gpt.insides.attention import attention_image, attention_maps, prompt_maps
+from gpt.generation.decode import generate_text
+from gpt.training.trainer import Trainer
 from conftest import VOCAB, run_main, small_gpt
 from train.__main__ import main as train_main
 
@@ -204,7 +206,7 @@ def test_the_ladder_command_lists_the_rungs_and_shows_one_rungs_code():
         assert r.change[:40] in listed.stdout
     shown = run_main(train_main, "--ladder", "--show", "12")
     assert shown.returncode == 0, shown.stderr
-    assert "QKNormAttention.forward (replaces RotaryAttention.forward of gpt/beyond.py)" in shown.stdout
+    assert "QKNormAttention.forward (replaces RotaryAttention.forward of gpt/ladder/beyond.py)" in shown.stdout
     assert "+    q, k = self.q_norm(q), self.k_norm(k)" in shown.stdout
     wrong = run_main(train_main, "--ladder", "--show", "99")
     assert wrong.returncode == 2 and "rungs 1 to 14" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -216,11 +216,11 @@ def wait(runner, seconds=120):
 
 
 def test_every_way_a_visitor_starts_a_run_is_held_to_the_steps_and_the_minutes(tmp_path):
-    from gpt.card import params_text
+    from gpt.sharing.card import params_text
     from gpt.errors import ConfigError
-    from gpt.runlog import events
-    from gpt.runner import Limits, TrainingRunner
-    from gpt.trainer import SteadyClock, TrainConfig
+    from gpt.training.log import events
+    from gpt.training.background import Limits, TrainingRunner
+    from gpt.training.trainer import SteadyClock, TrainConfig
 
     runner = TrainingRunner(tmp_path, clock=SteadyClock(0.02))  # the same steps on any machine, in seconds
     limits = Limits(max_steps=100_000, max_seconds=5, max_params=3_000_000)
@@ -274,7 +274,7 @@ def test_a_signed_in_visitor_pushes_a_run_trained_in_their_browser_once_the_serv
 
     from conftest import small_gpt
     from gpt import GPT
-    from gpt.weights import save_weights
+    from gpt.sharing.weights import save_weights
 
     run = save_weights(small_gpt(), tmp_path / "run")
     files = [handle_file(run / name) for name in ("model.safetensors", "config.json")]

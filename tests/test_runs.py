@@ -1,4 +1,4 @@
-"""Runs: listing what was trained (gpt.runs), starting from someone's weights (--init-from), the terminal list."""
+"""Runs: listing what was trained (gpt.training.runs), starting from someone's weights (--init-from), the terminal list."""
 
 import json
 import os
@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt import runs, weights
-from gpt.card import model_card, params_text
-from gpt.runlog import read_log
+from gpt.training import runs
+from gpt.sharing import weights
+from gpt.sharing.card import model_card, params_text
+from gpt.training.log import read_log
 from gpt.errors import ConfigError
-from gpt.trainer import TrainConfig, Trainer
+from gpt.training.trainer import TrainConfig, Trainer
 from conftest import ROOT, run_main
 from train.__main__ import main as train_main
 
@@ -87,7 +88,7 @@ def test_a_copied_run_keeps_its_date_and_the_shipped_weights_are_finished(three_
 
 
 def test_ladder_rungs_are_grouped_after_the_runs(three_runs, text):
-    from gpt import ladder
+    from gpt.ladder import rungs as ladder
 
     rung = ladder.RUNGS[0]
     Trainer(ladder.train_config(rung, max_iters=10, eval_interval=5, data=str(text)),
@@ -176,7 +177,7 @@ def test_the_command_line_lists_runs_and_fine_tunes(three_runs, tmp_path, text):
 
 def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, monkeypatch):
     """After a restart the runner has no ladder, but the rungs on disk are the ladder's results: show them."""
-    from gpt import ladder
+    from gpt.ladder import rungs as ladder
     from webapp import ladder as ladder_tab
     from webapp import state
 
@@ -192,7 +193,7 @@ def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, m
 
 def test_a_past_run_is_shown_from_its_log_and_replays_noise_to_shakespeare(tmp_path, text):
     """With no live run the Train tab shows a log: whole for the last run, step by step for the shipped weights."""
-    from gpt.runlog import RunRecord
+    from gpt.training.log import RunRecord
     from webapp.train import REPLAY_S, logged, logged_status, progress_html, replay
 
     live = RunRecord(name="past", folder=tmp_path / "past")  # as the runner keeps it, fed the events as they come

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from gpt import GPT, CharTokenizer, GPTConfig, SamplingError, UnknownCharactersError
-from gpt import precision as precision_module
-from gpt.decode import generate_text, generate_tokens, stream_text
-from gpt.int8 import Int8Linear
-from gpt.kv_cache import KVCache
-from gpt.precision import inference_model, precision
-from gpt.sampling import Settings, sample, seeded
+from gpt.generation import precision as precision_module
+from gpt.generation.decode import generate_text, generate_tokens, stream_text
+from gpt.generation.int8 import Int8Linear
+from gpt.generation.kv_cache import KVCache
+from gpt.generation.precision import inference_model, precision
+from gpt.generation.sampling import Settings, sample, seeded
 
 
 from conftest import VOCAB, small_gpt
@@ -192,7 +192,7 @@ def test_an_int8_layer_encodes_a_prompt_as_it_decodes_one_position_at_a_time():
 
 def test_auto_precision_is_measured_once_per_shape_and_never_slower_than_float32():
     from gpt.device import fast_bf16
-    from gpt.precision import fastest_precision, measured_precisions
+    from gpt.generation.precision import fastest_precision, measured_precisions
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64)).eval()
@@ -231,7 +231,7 @@ def test_the_precision_choice_is_remembered_across_processes(monkeypatch, tmp_pa
         precision_module.fastest_precision(model)
 
 
-# Recorded before the three samplers became one (gpt.sampling.sample): a single stream, greedy decoding and the
+# Recorded before the three samplers became one (gpt.generation.sampling.sample): a single stream, greedy decoding and the
 # engine's crowd give the very tokens they gave then; several samples are now the streams of seed, seed + 1, ...
 BEFORE_ONE_SAMPLER = {
     "single": "A;mIpIc;;pNYC?I??CWgW?J???N?WuD?J?C ?CWD",
@@ -241,7 +241,7 @@ BEFORE_ONE_SAMPLER = {
 
 
 def test_every_generation_path_gives_the_tokens_it_gave_before_one_sampler_served_them_all():
-    from gpt.engine import Engine
+    from gpt.generation.engine import Engine
 
     model = small_gpt(seed=0, weight_std=0.5)
     single = dict(max_new_tokens=40, temperature=0.8, top_k=10, top_p=0.9)  # 40 tokens: past block 16, rebuilt

@@ -1,4 +1,4 @@
-"""The shape of the house: dependencies point one way (app -> gpt, train -> gpt), the model stands alone."""
+"""The shape of the house: dependencies point one way (app -> gpt, train -> gpt), gpt in wings, the model stands alone."""
 
 import ast
 from pathlib import Path
@@ -8,19 +8,24 @@ from conftest import ROOT
 PACKAGES = ("gpt", "train", "webapp")
 
 
+WINGS = ("training", "generation", "sharing", "ladder", "insides")  # gpt's sub-packages (docs/code.md)
+
+
 def modules() -> dict[str, Path]:
+    """Every module of the project by its import name, the wings' (gpt.training.trainer, ...) included."""
     found = {"app": ROOT / "app.py"}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            found[name] = path
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if path.stem == "__init__" else parts)] = path
     return found
 
 
 def imports(path: Path, known: dict[str, Path] = {}) -> set[str]:
     """Every module an import statement anywhere in the file names, top level and inside functions alike.
 
-    `from gpt import weights` names gpt.weights when that is a module of the project, else the package gpt.
+    `from gpt.sharing import weights` names gpt.sharing.weights when that is a module of the project, else the package
+    gpt.sharing.
     """
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -60,8 +65,37 @@ def test_the_model_needs_nothing_of_the_project_but_its_config_and_errors():
     assert project_imports(ROOT / "gpt" / "model.py", known) == {"gpt.config", "gpt.errors"}
 
 
+def test_gpt_keeps_at_most_a_dozen_modules_at_its_top_and_the_rest_in_wings():
+    top = sorted(p.name for p in (ROOT / "gpt").glob("*.py"))
+    assert len(top) <= 12, top
+    folders = sorted(p.name for p in (ROOT / "gpt").iterdir() if p.is_dir() and any(p.glob("*.py")))
+    assert folders == sorted(WINGS)
+
+
+def test_each_wing_is_a_package_that_installs():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # [tool.setuptools] packages lists each
+    for wing in WINGS:
+        assert (ROOT / "gpt" / wing / "__init__.py").is_file(), wing
+        assert f'"gpt.{wing}"' in pyproject, f"pyproject.toml does not install gpt.{wing}"
+
+
+def test_the_model_and_what_it_stands_on_import_no_wing():
+    # tokenizer.py is not here: CharTokenizer.from_pretrained reads a weights folder (gpt.sharing.weights)
+    known = modules()
+    for core in ("model", "config", "errors", "device", "memory", "data"):
+        wings = {n for n in project_imports(ROOT / "gpt" / f"{core}.py", known) if n.split(".")[:2][-1] in WINGS}
+        assert not wings, f"gpt/{core}.py imports {wings}"
+
+
+def test_docs_code_md_names_every_module_of_gpt():
+    listed = (ROOT / "docs" / "code.md").read_text(encoding="utf-8")
+    for path in (ROOT / "gpt").rglob("*.py"):
+        if path.name != "__init__.py":
+            assert f"`{path.relative_to(ROOT).as_posix()}`" in listed, path
+
+
 def test_the_library_knows_nothing_of_the_app():
-    for path in (ROOT / "gpt").glob("*.py"):
+    for path in (ROOT / "gpt").rglob("*.py"):  # the wings too
         text = path.read_text(encoding="utf-8")
         assert not any(name.split(".")[0] in ("gradio", "webapp", "app") for name in imports(path)), path.name
         for tab in ("Train tab", "Generate tab", "Runs tab", "Ladder tab", "Insides tab", "Share tab", "another tab"):
@@ -80,16 +114,16 @@ def test_each_tab_is_its_own_module_and_the_entry_point_is_short():
 
 
 def test_the_run_log_is_opened_in_one_module_only():
-    # gpt.runlog writes it down and reads it; everyone else asks it (a second reader once decided "interrupted"
+    # gpt.training.log writes it down and reads it; everyone else asks it (a second reader once decided "interrupted"
     # by its own rule)
     for name, path in modules().items():
-        if name == "gpt.runlog":
+        if name == "gpt.training.log":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             assert not (isinstance(node, ast.Constant) and node.value == "metrics.jsonl"), name
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
                 right = node.right.attr if isinstance(node.right, ast.Attribute) else getattr(node.right, "id", "")
-                assert right != "METRICS_FILE", f"{name} builds the log's path itself: ask gpt.runlog"
+                assert right != "METRICS_FILE", f"{name} builds the log's path itself: ask gpt.training.log"
 
 
 def test_no_module_imports_another_modules_private_name():

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import TEST_DEVICE
-from gpt import ConfigError, GPT, weights
-from gpt.budget import seconds
-from gpt.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr
+from gpt import ConfigError, GPT
+from gpt.sharing import weights
+from gpt.training.budget import seconds
+from gpt.training.trainer import SteadyClock, TrainConfig, Trainer, estimate_loss, get_lr
 
 
 def tiny(small_text, **overrides) -> TrainConfig:
@@ -227,7 +228,7 @@ def test_a_model_too_big_for_the_machine_is_refused_before_it_is_built(small_tex
 
 
 def test_the_first_evaluation_uses_a_few_batches_and_the_later_ones_eval_iters(small_text, tmp_path):
-    from gpt.trainer import FIRST_EVAL_ITERS
+    from gpt.training.trainer import FIRST_EVAL_ITERS
 
     config = TrainConfig.from_preset("tiny", data=str(small_text), max_iters=20, eval_interval=10, eval_iters=50)
     events = []
@@ -238,7 +239,7 @@ def test_the_first_evaluation_uses_a_few_batches_and_the_later_ones_eval_iters(s
 
 
 def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evaluations():
-    from gpt.estimate import estimate_time
+    from gpt.training.estimate import estimate_time
 
     base = TrainConfig.from_preset("tiny", max_iters=100, eval_interval=50, eval_iters=10)
     guess = estimate_time(base)
@@ -260,7 +261,7 @@ def test_the_time_estimate_is_measured_once_per_size_and_counts_steps_and_evalua
 
 def test_a_step_time_measured_under_load_gives_way_to_a_faster_one_later(monkeypatch):
     """A server measures while visitors generate: that slow figure must not stay for the server's life."""
-    from gpt import estimate
+    from gpt.training import estimate
 
     timings = iter([(1.0, 0.5, True), (0.1, 0.05, False), (0.3, 0.2, True)])  # busy, then idle, then busy again
     monkeypatch.setattr(estimate, "_measure", lambda *size: next(timings))
@@ -276,7 +277,7 @@ def test_a_step_time_measured_under_load_gives_way_to_a_faster_one_later(monkeyp
 
 def test_a_step_time_is_the_median_and_a_busy_machine_makes_it_rough(monkeypatch):
     """One step slowed by another program must not move the figure; steps that disagree make it 'rough'."""
-    from gpt import estimate
+    from gpt.training import estimate
 
     clock = iter(range(10**6))  # every perf_counter() call one second on, and every fourth step 9 s more
     calls = {"n": 0}
@@ -292,7 +293,7 @@ def test_a_step_time_is_the_median_and_a_busy_machine_makes_it_rough(monkeypatch
 
 def test_auto_evaluations_follow_the_run_length_and_the_clock(small_text, tmp_path):
     """eval_interval 0: about EVAL_POINTS evaluations, in a run of steps and in a timed run."""
-    from gpt.trainer import EVAL_POINTS
+    from gpt.training.trainer import EVAL_POINTS
 
     assert TrainConfig.from_preset("tiny", max_iters=300, eval_interval=0).eval_every() == 300 // EVAL_POINTS
     assert TrainConfig.from_preset("tiny", max_iters=3, eval_interval=0).eval_every() == 1

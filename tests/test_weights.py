@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from gpt import CharTokenizer, GPT, WeightsError
-from gpt import weights
-from gpt.decode import generate_text
+from gpt.sharing import weights
+from gpt.generation.decode import generate_text
 
 
 from conftest import VOCAB, small_gpt

@@ -21,11 +21,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gpt import budget, ladder, rung_code, runs, weights
-from gpt.card import params_text
+from gpt.training import budget
+from gpt.ladder import rungs as ladder
+from gpt.ladder import rung_code
+from gpt.training import runs
+from gpt.sharing import weights
+from gpt.sharing.card import params_text
 from gpt.errors import ConfigError, GPTError, command
-from gpt.presets import PRESETS
-from gpt.trainer import Trainer, TrainConfig
+from gpt.training.presets import PRESETS
+from gpt.training.trainer import Trainer, TrainConfig
 
 # what may change when resuming: anything else would no longer be the same run
 RESUMABLE = {"max_iters", "max_time", "eval_interval", "eval_iters", "sample_length", "device", "dtype", "compile", "data"}

@@ -26,8 +26,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_space
 
-from gpt import budget
-from gpt.runner import Limits
+from gpt.training import budget
+from gpt.training.background import Limits
 
 POLICIES = ("owner", "signed-in", "anyone")
 IN_BROWSER = "train in your browser here instead (the Train tab's Train on: this browser)"  # anyone may, anywhere

@@ -1,6 +1,6 @@
 // Generation in the visitor's browser (webapp/browser.py serves what it needs; onnxruntime-web runs the graph).
-// The same loop as gpt/decode.py: the prompt in one pass, then one character at a time through the KV cache;
-// when the window is full, the cache is rebuilt from the last half window. Sampling as gpt/sampling.py:
+// The same loop as gpt/generation/decode.py: the prompt in one pass, then one character at a time through the KV cache;
+// when the window is full, the cache is rebuilt from the last half window. Sampling as gpt/generation/sampling.py:
 // temperature, then top-k, then top-p, one uniform number per character from a seeded generator.
 window.gptBrowser = (() => {
   const sessions = new Map(); // graph address -> its session (the file comes once, then from the browser's cache)
@@ -19,7 +19,7 @@ window.gptBrowser = (() => {
     };
   }
 
-  // The distribution a character is drawn from, as gpt/sampling.py's ranked_probabilities: temperature, then top-k,
+  // The distribution a character is drawn from, as gpt/generation/sampling.py's ranked_probabilities: temperature, then top-k,
   // then top-p; temperature 0 is the likeliest alone. -> {order, weights, mass}: the kept tokens, most likely first,
   // and their unnormalised weights (probability = weight / mass). sample() draws from it, the follow view shows it.
   function distribution(logits, { temperature, topK, topP }) {

@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from gpt import weights
+from gpt.sharing import weights
 from gpt.data import TINY_SHAKESPEARE_SHA256, tiny_shakespeare_path
-from gpt.card import COLORS
+from gpt.sharing.card import COLORS
 from gpt.errors import GPTError
-from gpt.hub import BROWSER_FILE
-from gpt.presets import LECTURE_VAL
+from gpt.sharing.hub import BROWSER_FILE
+from gpt.training.presets import LECTURE_VAL
 from webapp.state import LIVE, WEIGHTS, saved_weights
 
 ORT_VERSION = "1.30.0"  # onnxruntime-web, as webapp/js/package-lock.json pins it

@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from gpt.engine import MAX_STREAMS
+from gpt.generation.engine import MAX_STREAMS
 from gpt.errors import GPTError
 from webapp import access
 from webapp.insides import follow_view

@@ -8,11 +8,11 @@ import json
 
 import gradio as gr
 
-from gpt.attention import MAX_CHARS, attention_image, prompt_maps
+from gpt.insides.attention import MAX_CHARS, attention_image, prompt_maps
 from gpt.errors import GPTError
-from gpt import weights
-from gpt.insides import CharacterMap, character_map, next_characters, start_map
-from gpt.sampling import Settings
+from gpt.sharing import weights
+from gpt.insides.characters import CharacterMap, character_map, next_characters, start_map
+from gpt.generation.sampling import Settings
 from webapp.state import (LIVE, load_weights, optional_number, refresh_weights, refused, runner, weights_choices,
                           weights_folder)
 

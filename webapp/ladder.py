@@ -8,8 +8,10 @@ import html
 import gradio as gr
 import pandas as pd
 
-from gpt import ladder, rung_code, runlog
-from gpt.runner import rung_row
+from gpt.ladder import rungs as ladder
+from gpt.ladder import rung_code
+from gpt.training import log as runlog
+from gpt.training.background import rung_row
 from gpt.errors import GPTError
 from webapp import access, live
 from webapp.state import DEVICE, WEIGHTS, chart_frame, optional_number, refused, runner, stop_training
@@ -20,7 +22,7 @@ PALETTE = ["#6b7280", "#0ea5e9", "#8b5cf6", "#ec4899", "#f97316", "#16a34a", "#d
 
 def rung_color(i: int) -> str:
     """The i-th rung's colour: the palette cycled, its hues turned by the golden angle each time round, so that a
-    rung added to gpt/ladder.py gets a colour of its own."""
+    rung added to gpt/ladder/rungs.py gets a colour of its own."""
     color, turns = PALETTE[i % len(PALETTE)], i // len(PALETTE)
     if not turns:
         return color

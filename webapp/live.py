@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gpt import runlog
+from gpt.training import log as runlog
 from webapp import access
 from webapp.state import WEIGHTS, runner
 

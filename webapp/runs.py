@@ -10,10 +10,10 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from gpt import runs
-from gpt.card import line_chart_png, params_text
+from gpt.training import runs
+from gpt.sharing.card import line_chart_png, params_text
 from gpt.errors import GPTError
-from gpt.presets import LECTURE_VAL
+from gpt.training.presets import LECTURE_VAL
 from webapp import access
 from webapp.state import WEIGHTS, duration, refused, runner
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from gpt import hub, weights
+from gpt.sharing import hub, weights
 from gpt.errors import GPTError
 from webapp import access, space
 from webapp.state import MAX_UPLOAD_MB, WEIGHTS, refresh_weights, refused, weights_choices, weights_folder
@@ -32,7 +32,7 @@ def push_browser_run(files, repo_id, private=False, message="", profile: gr.OAut
                      oauth_token: gr.OAuthToken | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Upload a run trained in the visitor's browser (its model.safetensors, config.json and metrics.jsonl, as
     its Download holds them) and push it to the Hub model repo repo_id: the signed-in visitor's own namespace and
-    token in public. The files are checked before anything touches them (gpt.hub.check_upload); a refusal writes
+    token in public. The files are checked before anything touches them (gpt.sharing.hub.check_upload); a refusal writes
     nothing. Returns a message with the repo's URL."""
     token = access.hub_token(profile, oauth_token, None, "push", into=repo_id)
     try:

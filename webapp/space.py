@@ -14,10 +14,10 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCardData
 
-from gpt import hub
-from gpt.card import params_text
+from gpt.sharing import hub
+from gpt.sharing.card import params_text
 from gpt.errors import command
-from gpt.pretrained import GPT
+from gpt.sharing.pretrained import GPT
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt, README.md
 # the Space's settings (its README's front matter); the project's README.md opens with the same, so the project
@@ -35,8 +35,8 @@ def space_files(folder: Path, model: GPT, space_id: str) -> dict[str, bytes | Pa
     # the export extra too: a visitor's push from the Space then loads in transformers and ONNX as well
     requirements = b"\n".join((ROOT / f).read_bytes() for f in ("requirements.txt", "requirements-export.txt"))
     files: dict[str, bytes | Path] = {"app.py": ROOT / "app.py", "requirements.txt": requirements}
-    for package in ("gpt", "webapp"):
-        files.update({f"{package}/{p.name}": p for p in sorted((ROOT / package).glob("*.py"))})
+    for pattern in ("gpt/**/*.py", "webapp/*.py"):  # gpt's wings too (webapp/js holds no Python of ours)
+        files.update({p.relative_to(ROOT).as_posix(): p for p in sorted(ROOT.glob(pattern))})
     # the code that runs in visitors' browsers (generating, training) and the lock of the libraries it loads
     files.update({f"webapp/{p.name}": p for p in sorted((ROOT / "webapp").glob("*.js"))})
     files.update({f"webapp/js/{name}": ROOT / "webapp" / "js" / name for name in ("package.json", "package-lock.json")})

@@ -12,14 +12,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt import weights
+from gpt.sharing import weights
 from gpt.device import describe_device, pick_device
-from gpt.engine_process import EngineProcess
+from gpt.generation.engine_process import EngineProcess
 from gpt.errors import GPTError
-from gpt.presets import LECTURE_VAL
-from gpt.pretrained import load_cached
-from gpt.runner import TrainingRunner
-from gpt.precision import inference_model, serving_dtype
+from gpt.training.presets import LECTURE_VAL
+from gpt.sharing.pretrained import load_cached
+from gpt.training.background import TrainingRunner
+from gpt.generation.precision import inference_model, serving_dtype
 from webapp import access
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: app.py, webapp/, gpt/, requirements.txt
@@ -106,13 +106,13 @@ _live_lock = threading.Lock()
 
 def live_model():
     """A copy of the model training now, to generate with. Taken again once it is SHARED_SNAPSHOT_S old, so a
-    classroom asking at once shares one copy, and with it one engine's batch (gpt.engine)."""
+    classroom asking at once shares one copy, and with it one engine's batch (gpt.generation.engine)."""
     with _live_lock:
         trainer = runner.trainer
         same_run = trainer is not None and _live.get("trainer", lambda: None)() is trainer
         if not same_run or time.monotonic() - _live["taken"] > SHARED_SNAPSHOT_S:
             snapshot = runner.snapshot()  # a BusyError when no run goes
-            # the server's one rule, as for saved weights (gpt.pretrained): never a timing taken while training runs
+            # the server's one rule, as for saved weights (gpt.sharing.pretrained): never a timing taken while training runs
             model = inference_model(snapshot, serving_dtype(snapshot))
             _live.update(trainer=weakref.ref(trainer), taken=time.monotonic(), model=model)
         return _live["model"]
@@ -148,8 +148,8 @@ def optional_number(name: str, value, low: int = 0) -> int | None:
 
 def text_stream(name: str, prompt: str, **sampling):
     """The characters of a generation from weights `name`, served by their model's engine, shared with everyone
-    generating from the same model at the same time (gpt.engine), in a process of its own on a CPU
-    (gpt.engine_process)."""
+    generating from the same model at the same time (gpt.generation.engine), in a process of its own on a CPU
+    (gpt.generation.engine_process)."""
     model = load_weights(name, inference=True)  # int8 weights where that is faster (see bench/README.md)
     return engines.stream_text(model, prompt, **sampling)
 

@@ -20,16 +20,17 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from gpt import budget, runlog
-from gpt.card import COLORS, params_text
+from gpt.training import budget
+from gpt.training import log as runlog
+from gpt.sharing.card import COLORS, params_text
 from gpt.config import GPTConfig
 from gpt.data import SHAKESPEARE
 from gpt.errors import GPTError
-from gpt.estimate import estimate_time
-from gpt.optim import OPTIMIZERS
-from gpt.presets import LECTURE_VAL, PRESETS
-from gpt.weights import new_run_name
-from gpt.trainer import TrainConfig
+from gpt.training.estimate import estimate_time
+from gpt.training.optim import OPTIMIZERS
+from gpt.training.presets import LECTURE_VAL, PRESETS
+from gpt.sharing.weights import new_run_name
+from gpt.training.trainer import TrainConfig
 from webapp import access, live, share
 from webapp.state import (DEVICE, MAX_UPLOAD_MB, PRESET, WEIGHTS, chart_frame, duration, refused, runner,
                           stop_training, weights_choices, weights_folder)

@@ -143,7 +143,7 @@ window.gptTrain = (() => {
   async function keep() { // the weights folder as one zip, kept for a reload and for Download
     const files = await ask({ type: "exportWeights" });
     const { zipSync, strToU8 } = await library("fflate.min.js");
-    const metrics = run.log.map((line) => JSON.stringify(line)).join("\n") + "\n"; // gpt/runlog.py's lines
+    const metrics = run.log.map((line) => JSON.stringify(line)).join("\n") + "\n"; // gpt/training/log.py's lines
     zip = new Blob([zipSync({ "model.safetensors": new Uint8Array(files["model.safetensors"]),
       "config.json": strToU8(files["config.json"]), "metrics.jsonl": strToU8(metrics) }, { level: 0 })],
     { type: "application/zip" });
@@ -215,7 +215,7 @@ window.gptTrain = (() => {
     return window.gptBrowser.decode(opts, config.vocab, config.block_size, step, show);
   }
   // the kept run's files, sent to this app's upload route: the value of the push's (hidden) files input, which the
-  // server checks before anything touches them (webapp/share.py, gpt.hub.check_upload)
+  // server checks before anything touches them (webapp/share.py, gpt.sharing.hub.check_upload)
   async function upload() {
     if (!zip) throw new Error("this browser holds no finished or stopped run to push");
     const all = await files(zip), names = Object.keys(all), form = new FormData();

@@ -1,4 +1,4 @@
-// Training in the visitor's browser: gpt/model.py's GPT, gpt/optim.py's AdamW and gpt/trainer.py's schedule and
+// Training in the visitor's browser: gpt/model.py's GPT, gpt/training/optim.py's AdamW and gpt/training/trainer.py's schedule and
 // clipping, in TensorFlow.js, in a Web Worker (the page stays responsive). webapp/browser.py serves this file and
 // says where the libraries are (window.GPT_TFJS); docs/browser-training.md describes the messages.
 //
@@ -163,9 +163,9 @@ function batchTensors({ x, y, B, T }) {
   return [tf.tensor1d(Int32Array.from(x), "int32"), y ? tf.tensor1d(Int32Array.from(y), "int32") : null, B, T];
 }
 
-// --- AdamW, the schedule and clipping: gpt/optim.py and gpt/trainer.py ---
+// --- AdamW, the schedule and clipping: gpt/training/optim.py and gpt/training/trainer.py ---
 
-function getLr(step, t, progress = null) { // gpt.trainer.get_lr: linear warmup, then cosine decay to min_lr
+function getLr(step, t, progress = null) { // gpt.training.trainer.get_lr: linear warmup, then cosine decay to min_lr
   if (step < t.warmup_iters) return t.learning_rate * (step + 1) / (t.warmup_iters + 1);
   if (progress === null) {
     if (step >= t.max_iters) return t.min_lr;
@@ -199,7 +199,7 @@ function trainStep(t, x, y, B, T, lr) {
     const [b1, b2] = [t.beta1, t.beta2];
     const stepSize = lr / (1 - b1 ** opt.step), bc2Sqrt = Math.sqrt(1 - b2 ** opt.step); // bias corrections
     names.forEach((n, i) => {
-      // decay on matrices and embeddings only (gpt.optim.adamw): decaying biases and LayerNorm gains only hurts
+      // decay on matrices and embeddings only (gpt.training.optim.adamw): decaying biases and LayerNorm gains only hurts
       const decay = p[n].rank >= 2 ? t.weight_decay : 0;
       const m = opt.m[i].mul(b1).add(g[i].mul(1 - b1)), v = opt.v[i].mul(b2).add(tf.square(g[i]).mul(1 - b2));
       opt.m[i].assign(m);
@@ -211,9 +211,9 @@ function trainStep(t, x, y, B, T, lr) {
   });
 }
 
-// --- the training loop: gpt/trainer.py's, reporting the same events (step, eval, done/stopped) as messages ---
+// --- the training loop: gpt/training/trainer.py's, reporting the same events (step, eval, done/stopped) as messages ---
 
-const EVAL_POINTS = 15, EVAL_SPACING = 4, FIRST_EVAL_ITERS = 4; // as gpt/trainer.py
+const EVAL_POINTS = 15, EVAL_SPACING = 4, FIRST_EVAL_ITERS = 4; // as gpt/training/trainer.py
 
 function seeded(seed) { // mulberry32, as browser.js: the same seed gives the same batches in any browser
   let a = seed >>> 0;
@@ -446,7 +446,7 @@ const handlers = {
     xt.dispose(); logits.dispose();
     return { logits: data };
   },
-  async steps({ batches, train }) { // AdamW steps on the given batches (lr by step, as gpt.trainer.get_lr)
+  async steps({ batches, train }) { // AdamW steps on the given batches (lr by step, as gpt.training.trainer.get_lr)
     const losses = [];
     for (const batch of batches) {
       const [xt, yt, B, T] = batchTensors(batch);

@@ -14,7 +14,7 @@ A line cut short by a kill or a full disk is skipped by every reader: the rest o
 
 The events read into one typed record, RunRecord (RunRecord.add: the one place that reads them), which every view
 of a run shares: the runner feeds it the trainer's events as they happen, `read` replays a log into it (a past run,
-the shipped weights' replay, gpt.runs' list), and RunRecord.status() is the dict a viewer polls.
+the shipped weights' replay, gpt.training.runs' list), and RunRecord.status() is the dict a viewer polls.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gpt.data import SHAKESPEARE
 from gpt.errors import WeightsError
-from gpt.weights import atomic_write_text
+from gpt.sharing.weights import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 ENDS = ("done", "stopped")

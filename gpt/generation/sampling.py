@@ -58,7 +58,7 @@ def ranked_probabilities(logits: torch.Tensor, settings: list[Settings]) -> tupl
     The lecture's `probs = F.softmax(logits, dim=-1)`, reshaped by the settings: temperature, then top-k, then top-p
     (nucleus: the smallest set of most likely tokens whose probabilities add up to top_p; the most likely is always
     kept). Temperature 0 is greedy: the most likely token alone (a top-k of 1). sample() draws from exactly this, and
-    gpt.insides shows it: one function, so what is shown is what is drawn from. Done for every row at once: one step
+    gpt.insides.characters shows it: one function, so what is shown is what is drawn from. Done for every row at once: one step
     of a crowd costs a few small ops, not a few per visitor; every op works row by row.
     """
     n, V = logits.shape

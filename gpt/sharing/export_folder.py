@@ -5,7 +5,7 @@ character-level tokenizer.json, and onnx/model.onnx (float32) and onnx/model_qua
 the KV cache as inputs and outputs, where transformers.js looks for them. config.json keeps our own settings and
 vocabulary beside GPT-2's, so GPT.from_pretrained(OUT) loads it too, and a Hub push of a run is this folder.
 
-Weights GPT-2 cannot express exactly (gpt.gpt2: lm_head's bias in a model narrower than its vocabulary) are refused
+Weights GPT-2 cannot express exactly (gpt2.py: lm_head's bias in a model narrower than its vocabulary) are refused
 with one line and exit status 2; nothing is written until everything is made and checked. Needs the export extra:
 pip install ".[export]" (transformers, tokenizers, onnx, onnxscript, onnxruntime).
 """
@@ -28,7 +28,7 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from gpt.errors import ExportError, WeightsError
-from gpt.gpt2 import hf_config, to_gpt2
+from gpt.sharing.gpt2 import hf_config, to_gpt2
 from gpt.model import GPTLanguageModel
 
 EXTRA = 'pip install ".[export]"  (or: pip install -r requirements-export.txt)'
@@ -86,7 +86,7 @@ def quiet():
 
 def hf_model(model: GPTLanguageModel):
     """transformers' GPT2LMHeadModel holding our weights (float32), its state dict, and how far its logits may be
-    from ours (gpt.gpt2.to_gpt2)."""
+    from ours (gpt.sharing.gpt2.to_gpt2)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     state, fold_error = to_gpt2(model.state_dict(), model.config)

@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 
 from gpt.config import GPTConfig
 from gpt.model import param_count
-from gpt.presets import LECTURE_VAL
-from gpt.runlog import empty_log
-from gpt.weights import CARD_FILE
+from gpt.training.presets import LECTURE_VAL
+from gpt.training.log import empty_log
+from gpt.sharing.weights import CARD_FILE
 
 CURVE_FILE = "loss_curve.png"
 DATASET = "karpathy/tiny_shakespeare"
@@ -148,7 +148,7 @@ then:
 
 ```python
 from gpt import GPT
-from gpt.decode import stream_text
+from gpt.generation.decode import stream_text
 
 model = GPT.from_pretrained("{name}")
 for ch in stream_text(model, "ROMEO:", max_new_tokens=300, temperature=0.8, top_k=40, seed=1):

@@ -13,13 +13,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from gpt import weights
-from gpt import runlog
-from gpt.card import params_text
+from gpt.sharing import weights
+from gpt.training import log as runlog
+from gpt.sharing.card import params_text
 from gpt.errors import ConfigError
 from gpt.model import param_count
-from gpt.presets import PRESETS
-from gpt.trainer import TrainConfig
+from gpt.training.presets import PRESETS
+from gpt.training.trainer import TrainConfig
 
 NOT_SETTINGS = {"device", "compile"}  # where a run trained, not what it is
 STATES = ("training", "finished", "stopped", "interrupted", "weights only")

@@ -14,14 +14,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gpt import beyond, weights
+from gpt.ladder import beyond
+from gpt.sharing import weights
 from gpt.config import GPTConfig
 from gpt.errors import ConfigError, WeightsError
 from gpt.memory import check_loadable
 from gpt.model import Head, MultiHeadAttention, next_token_loss
-from gpt.presets import LECTURE_VAL
-from gpt.pretrained import GPT
-from gpt.trainer import TrainConfig
+from gpt.training.presets import LECTURE_VAL
+from gpt.sharing.pretrained import GPT
+from gpt.training.trainer import TrainConfig
 
 # the lecture's small settings for rungs 1-6: block 8, batch 32, 32 channels, lr 1e-3 held constant, 5000 steps
 SMALL = dict(block_size=8, batch_size=32, n_embd=32, n_head=4, n_layer=3, dropout=0.0, bias=True,
@@ -62,7 +63,7 @@ class Rung:
         return {1: None, 8: 7, 11: 9}.get(self.number, self.number - 1)
 
 
-# what each rung's idea is and why it lowers the loss, in our words (shown beside its code: gpt.rung_code)
+# what each rung's idea is and why it lowers the loss, in our words (shown beside its code: gpt.ladder.rung_code)
 WHY = {
     1: ('Each character looks up a row of 65 scores for the next one: the table learns which letters follow '
         "which. It sees one character of context, so it cannot spell beyond pairs; what it learns is the text's "

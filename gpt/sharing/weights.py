@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.config import CONFIG_FILE, GPTConfig, check_gpt, config_json, parse_config, read_config, read_raw_config
 from gpt.errors import ConfigError, WeightsError
-from gpt.gpt2 import from_gpt2, is_gpt2
+from gpt.sharing.gpt2 import from_gpt2, is_gpt2
 from gpt.model import GPTLanguageModel
 
 __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "START_FILE", "NAME", "portable_name", "check_name", "atomic_write",
@@ -30,7 +30,7 @@ __all__ = ["MODEL_FILE", "CONFIG_FILE", "CARD_FILE", "STATE_FILE", "START_FILE",
 MODEL_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 STATE_FILE = "training_state.safetensors"  # latest model + optimizer + RNG, for --resume
-START_FILE = "embedding_step0.safetensors"  # the token embedding table a run began with (gpt.insides.start_map)
+START_FILE = "embedding_step0.safetensors"  # the token embedding table a run began with (gpt.insides.characters.start_map)
 PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "ckpt.pt")
 TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<random>.tmp beside the file they will replace
 
@@ -365,7 +365,7 @@ def read_start_embedding(folder: str | Path) -> torch.Tensor | None:
 
 def default_weights() -> Path:
     """The weights that ship with the project: weights/default of a clone, or the copy `pip install` put in gpt/."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # gpt/
     clone = package.parent / "weights" / "default"
     return clone if (clone / MODEL_FILE).is_file() else package / "default_weights"
 
@@ -397,7 +397,7 @@ def describe_source(name_or_path: str | Path) -> str:
         return local  # trained here: pulled folders never hold a training state
     from huggingface_hub.repocard import metadata_load
 
-    try:  # the card of a pushed repo names the repo (gpt.card.card_metadata)
+    try:  # the card of a pushed repo names the repo (gpt.sharing.card.card_metadata)
         repo = str(((metadata_load(path / CARD_FILE) or {}).get("model-index") or [{}])[0].get("name", ""))
     except Exception:  # a card we cannot read only costs the mention
         repo = ""

@@ -14,13 +14,16 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt import beyond, ladder, model, optim, trainer
+from gpt import model
+from gpt.ladder import beyond
+from gpt.ladder import rungs as ladder
+from gpt.training import optim, trainer
 
 
 @dataclass
 class Piece:
     """One object of the code, as the rung has it, against the rung before (None: new in this rung)."""
-    path: str  # gpt/beyond.py
+    path: str  # gpt/ladder/beyond.py
     name: str  # RotaryAttention.forward
     replaces: tuple[str, str] | None  # (name, path) of what it replaces: ("MultiHeadAttention.forward", "gpt/model.py")
     diff: list[str]  # the whole object, each line marked "+", "-" or " "
@@ -52,7 +55,7 @@ PIECES = {
     14: [(None, trainer.moving_average)],
 }
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project: gpt/ladder/ is two folders down
 
 
 def where(obj) -> tuple[str, str]:

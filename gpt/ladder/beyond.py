@@ -1,8 +1,8 @@
 """The ladder's second flight: ideas from after the lecture, one per rung, on the lecture's GPT.
 
 Each idea is a small class beside the one it replaces (RotaryAttention beside MultiHeadAttention, and so on),
-written out in full where it differs, so that a diff of the two (gpt.rung_code) is exactly the lines the idea
-adds. GPT itself stays the lecture's: these models are built only for the rungs that add them (gpt.ladder).
+written out in full where it differs, so that a diff of the two (gpt.ladder.rung_code) is exactly the lines the idea
+adds. GPT itself stays the lecture's: these models are built only for the rungs that add them (gpt.ladder.rungs).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from gpt.config import GPTConfig
 from gpt.model import Block, FeedForward, MultiHeadAttention, attention, next_token_loss, written_out
-from gpt.pretrained import GPT
+from gpt.sharing.pretrained import GPT
 
 
 def rotate(x, cos, sin):
@@ -120,7 +120,7 @@ class BeyondBlock(Block):
         return x
 
 
-# what each architecture rung of the second flight builds with (gpt.ladder.RUNGS says what each adds)
+# what each architecture rung of the second flight builds with (gpt.ladder.rungs.RUNGS says what each adds)
 ATTENTION = {11: RotaryAttention, 12: QKNormAttention, 13: QKNormAttention, 14: QKNormAttention}
 FEEDFORWARD = {11: FeedForward, 12: FeedForward, 13: ReLUSquaredFeedForward, 14: ReLUSquaredFeedForward}
 

@@ -10,7 +10,7 @@ GPT-2 with ReLU instead of GELU, untied embeddings and a zero bias on q/k/v is e
 GPT-2's Conv1D stores a weight as (in, out), nn.Linear as (out, in): transposed. GPT-2's lm_head has no bias and
 ours may: logits = W·LN(h) + b, and ln_f's bias β enters them as W·β, so a β' with W·β' = W·β + b gives the same
 logits. It exists when b lies in W's column space (always when W, vocab x n_embd, has full row rank); found by
-least squares and refused when the residual is not tiny. Only torch here: the export's libraries are gpt.hf_export's.
+least squares and refused when the residual is not tiny. Only torch here: the export's libraries are export_folder.py's.
 """
 
 from __future__ import annotations

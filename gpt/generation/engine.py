@@ -8,7 +8,7 @@ rows costs about three times one row's, not twenty times: a one-row step is most
     for ch in engine.stream_text("ROMEO:", max_new_tokens=200, temperature=0.8, seed=1):
         print(ch, end="")
 
-Each stream keeps its own settings and random generator, and the step is gpt.decode.Batch, the code the
+Each stream keeps its own settings and random generator, and the step is gpt.generation.decode.Batch, the code the
 single-stream sampler runs too: a seed gives the same text alone, in a crowd, or from stream_text.
 """
 
@@ -24,8 +24,8 @@ import torch
 
 from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
-from gpt.decode import Batch, Stream, encode_prompt
-from gpt.sampling import Settings, check_request
+from gpt.generation.decode import Batch, Stream, encode_prompt
+from gpt.generation.sampling import Settings, check_request
 
 MAX_STREAMS = 64  # rows of the batch; later requests wait for a row to free up
 CACHE_BYTES = 512 * 2**20  # fewer rows for a big model: its keys and values stay within this
@@ -56,7 +56,7 @@ class Engine:
             return len(self.batch.streams) + len(self.waiting)
 
     def stream_text(self, prompt: str = "", *, max_new_tokens: int = 500, **sampling) -> Iterator[str]:
-        """gpt.decode.stream_text, served by this engine. Prompt and settings are checked before it returns."""
+        """decode.stream_text, served by this engine. Prompt and settings are checked before it returns."""
         tokenizer, ids = encode_prompt(self.model, prompt)
         return (tokenizer.itos[t] for t in self.stream_tokens(ids, max_new_tokens, **sampling))
 
@@ -137,7 +137,7 @@ class Request(Stream):
 
 def stream_settings(max_new_tokens: int, *, seed: int | None = None, rebuild: int | None = None,
                     **settings) -> dict:
-    """A stream's settings (gpt.sampling.Settings, seed, rebuild), checked: a SamplingError says what is wrong,
+    """A stream's settings (sampling.Settings, seed, rebuild), checked: a SamplingError says what is wrong,
     an unknown one is a TypeError."""
     check_request(max_new_tokens, seed)
     return dict(vars(Settings(**settings)), seed=seed, rebuild=rebuild)
@@ -172,7 +172,7 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(model: GPTLanguageModel) -> Engine:
-    """The engine of a loaded model (one per model object; the latest few are kept, as gpt.pretrained does)."""
+    """The engine of a loaded model (one per model object; the latest few are kept, as gpt.sharing.pretrained does)."""
     with _engines_lock:
         engine = _engines.get(id(model))
         if engine is None or engine.model is not model:

@@ -4,8 +4,8 @@
     model.save_pretrained("weights/copy")
     model.push_to_hub("user/my-shakespeare-gpt")
 
-The format is this project's own (gpt.weights): model.safetensors + config.json, read strictly, never a pickle.
-save_pretrained and push_to_hub write the same card as `python -m gpt.hub push` (gpt.card): a model loaded from a
+The format is this project's own (gpt.sharing.weights): model.safetensors + config.json, read strictly, never a pickle.
+save_pretrained and push_to_hub write the same card as `python -m gpt.hub push` (card.py): a model loaded from a
 run folder carries that run's log (metrics.jsonl), so its card has the metric, a sample and the loss curve.
 """
 
@@ -16,15 +16,15 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
-from gpt import weights
-from gpt.card import CURVE_FILE, has_curve, loss_curve_png, model_card
-from gpt.runlog import read_log
+from gpt.sharing import weights
+from gpt.sharing.card import CURVE_FILE, has_curve, loss_curve_png, model_card
+from gpt.training.log import read_log
 from gpt.config import CONFIG_FILE, read_config
 from gpt.errors import WeightsError
-from gpt.hf_export import try_repo_files
+from gpt.sharing.export_folder import try_repo_files
 from gpt.memory import check_loadable
 from gpt.model import GPTLanguageModel
-from gpt.precision import inference_model, serving_dtype
+from gpt.generation.precision import inference_model, serving_dtype
 
 
 class GPT(
@@ -62,7 +62,7 @@ class GPT(
 
     def save_pretrained(self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs):
         """The mixin's save_pretrained, with this project's card naming the folder (or, pushing, the repo); with
-        the export extra installed, the folder is also gpt.hf_export's, for transformers and ONNX (so is a push)."""
+        the export extra installed, the folder is also export_folder.py's, for transformers and ONNX (so is a push)."""
         exported, _ = try_repo_files(self)
         card = {"name": str(save_directory), "exported": bool(exported), **(model_card_kwargs or {})}
         result = super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
@@ -80,7 +80,7 @@ class GPT(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         weights.save_weights(self, save_directory)  # the mixin then writes the card (generate_model_card)
-        if has_curve(self.log):  # the picture the card shows, as gpt.hub push uploads it
+        if has_curve(self.log):  # the picture the card shows, as gpt.sharing.hub push uploads it
             png = loss_curve_png(self.log)
             weights.atomic_write(save_directory / CURVE_FILE, lambda tmp: tmp.write_bytes(png))
 
@@ -92,7 +92,7 @@ _loaded_lock = threading.Lock()
 def load_cached(folder: str | Path, *, inference: bool = False) -> GPTLanguageModel:
     """GPT.from_pretrained, remembered until model.safetensors changes (a run saving a better model).
 
-    inference=True gives the copy a server generates with (gpt.precision.serving_dtype: int8 where bf16 is native).
+    inference=True gives the copy a server generates with (precision.serving_dtype: int8 where bf16 is native).
     """
     folder = Path(folder)
     try:

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gpt.decode import generate_tokens
+from gpt.generation.decode import generate_tokens
 from gpt.device import cpu_name, fast_bf16
 from gpt.errors import SamplingError
-from gpt.int8 import Int8Linear
+from gpt.generation.int8 import Int8Linear
 from gpt.model import GPTLanguageModel
 
 DTYPES = ("auto", "float32", "bfloat16", "int8")
@@ -152,7 +152,7 @@ def serving_dtype(model: nn.Module) -> str:
     """The precision a server generates with: int8 weights (CPU) or bf16 (CUDA) where bf16 is native, else float32.
 
     Not measured like "auto": a seeded text must not depend on a timing, and in these precisions the rows of a
-    crowd's batch share their matmuls exactly (gpt.engine)."""
+    crowd's batch share their matmuls exactly (gpt.generation.engine)."""
     device = next(model.parameters()).device
     if not fast_bf16(device):
         return "float32"

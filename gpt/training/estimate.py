@@ -20,8 +20,8 @@ import torch
 from gpt.config import GPTConfig
 from gpt.device import pick_device
 from gpt.model import GPTLanguageModel
-from gpt.optim import build_optimizer, resolve
-from gpt.trainer import EVAL_POINTS, EVAL_SPACING, FIRST_EVAL_ITERS, TrainConfig
+from gpt.training.optim import build_optimizer, resolve
+from gpt.training.trainer import EVAL_POINTS, EVAL_SPACING, FIRST_EVAL_ITERS, TrainConfig
 
 # after the warm-up, steps are timed for this long (MIN_TIMED_STEPS at least, unless that would take over
 # MAX_SECONDS: the lecture's size takes seconds a step on a CPU), so that a small model's few milliseconds are not one

@@ -6,7 +6,7 @@ up to block_size, so when the window is full the cache is rebuilt from the most 
 rebuild=block_size re-encodes the full window at every step: exactly the lecture's `idx[:, -block_size:]`.
 
 Every row is a Stream decoded by a Batch: a single stream is a Batch of one, several samples a Batch of
-several, and gpt.engine runs the same Batch for many visitors at once, so a stream's tokens never depend on
+several, and gpt.generation.engine runs the same Batch for many visitors at once, so a stream's tokens never depend on
 what else is in its batch. Sample i of several is the single stream of seed + i.
 """
 
@@ -19,11 +19,11 @@ import torch.nn as nn
 
 from gpt.config import MAX_SEED
 from gpt.errors import SamplingError
-from gpt.int8 import Int8Linear
-from gpt.kv_cache import KVCache, RowCache
+from gpt.generation.int8 import Int8Linear
+from gpt.generation.kv_cache import KVCache, RowCache
 from gpt.memory import cache_bytes
 from gpt.model import GPTLanguageModel
-from gpt.sampling import Settings, check_request, sample, seeded
+from gpt.generation.sampling import Settings, check_request, sample, seeded
 from gpt.tokenizer import CharTokenizer
 
 
@@ -176,7 +176,7 @@ def generate_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, *,
                     rebuild: int | None = None, **settings) -> Iterator[torch.Tensor]:
     """Yield the next token of every row of idx (B, T), shape (B,), max_new_tokens times.
 
-    settings: temperature, top_k, top_p (gpt.sampling.Settings). Row i draws from its own generator, seeded with
+    settings: temperature, top_k, top_p (generation.sampling.Settings). Row i draws from its own generator, seeded with
     seed + i: the global RNG is never touched. Everything is checked before this returns.
     """
     check_request(max_new_tokens, seed)

@@ -22,17 +22,19 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from gpt import budget, runlog, weights
-from gpt.card import CURVE_FILE, loss_curve_png, model_card
+from gpt.training import budget
+from gpt.training import log as runlog
+from gpt.sharing import weights
+from gpt.sharing.card import CURVE_FILE, loss_curve_png, model_card
 from gpt.config import GPTConfig, check_seed, whole_number
 from gpt.data import SHAKESPEARE, TextData, load_text
 from gpt.device import describe_device, fast_bf16, pick_device
 from gpt.errors import ConfigError
 from gpt.memory import check_fits
-from gpt.optim import OPTIMIZERS, build_optimizer, resolve
-from gpt.presets import PRESETS
-from gpt.pretrained import GPT
-from gpt.decode import generate_text
+from gpt.training.optim import OPTIMIZERS, build_optimizer, resolve
+from gpt.training.presets import PRESETS
+from gpt.sharing.pretrained import GPT
+from gpt.generation.decode import generate_text
 from gpt.tokenizer import CharTokenizer
 
 MODEL_FIELDS = [f.name for f in fields(GPTConfig) if f.name != "vocab_size"]
@@ -54,7 +56,7 @@ class TrainConfig:
     # optimisation: AdamW (or Muon for the Blocks' matrices), linear warmup then cosine decay from learning_rate
     # to min_lr at max_iters; Muon's rate follows the same schedule, scaled by muon_lr / learning_rate
     optimizer: str = "adamw"  # "adamw", or "muon": Muon for the 2-D weights inside the Blocks, AdamW for the rest;
-    # "auto": Muon where bf16 is native, else AdamW (gpt.optim.resolve), decided when the run starts
+    # "auto": Muon where bf16 is native, else AdamW (gpt.training.optim.resolve), decided when the run starts
     muon_lr: float = 0.02  # Muon's peak learning rate (only with optimizer="muon")
     batch_size: int = 64
     max_iters: int = 5000

@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from gpt import budget, ladder, runlog, weights
-from gpt.card import params_text
+from gpt.training import budget
+from gpt.ladder import rungs as ladder
+from gpt.training import log as runlog
+from gpt.sharing import weights
+from gpt.sharing.card import params_text
 from gpt.config import whole_number
 from gpt.data import SHAKESPEARE, load_text
 from gpt.errors import BusyError, ConfigError, GPTError
 from gpt.model import GPTLanguageModel, param_count
-from gpt.trainer import Trainer, TrainConfig
+from gpt.training.trainer import Trainer, TrainConfig
 
 SHAKESPEARE_VOCAB = 65  # Tiny Shakespeare's characters: the ladder's text
 

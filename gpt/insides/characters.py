@@ -2,7 +2,7 @@
 
 The lecture's generate is four lines: logits, softmax, multinomial, append. next_characters shows the second and
 third: the softmax of the last position's logits, and the distribution sample() really draws from after temperature,
-top-k and top-p (the same function, gpt.sampling.ranked_probabilities). character_map shows the token embedding
+top-k and top-p (the same function, sampling.ranked_probabilities). character_map shows the token embedding
 table, `nn.Embedding(vocab_size, n_embd)`, projected onto its first two principal components.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from gpt.decode import encode_prompt
-from gpt import sampling
-from gpt.sampling import Settings
+from gpt.generation.decode import encode_prompt
+from gpt.generation import sampling
+from gpt.generation.sampling import Settings
 
 SHOWN = 10  # the ten most likely next characters
 
@@ -96,7 +96,7 @@ def character_map(model: torch.nn.Module) -> CharacterMap:
 
 @torch.no_grad()
 def start_map(model: torch.nn.Module, start: torch.Tensor) -> CharacterMap:
-    """The table the run began with (step 0, `gpt.weights.read_start_embedding`) on the axes of the model's own
+    """The table the run began with (step 0, `gpt.sharing.weights.read_start_embedding`) on the axes of the model's own
     map: the same two directions of embedding space, so a character's move between the two maps is what training
     did to it (a random table has no axes of its own worth drawing)."""
     start = start.detach().float().cpu()

@@ -1,7 +1,7 @@
 """The KV cache: keys and values of the positions seen so far, so each new token costs one position, not the window.
 
 KVCache serves one forward of any number of rows that all stand at the same position (a prompt, a rebuild);
-RowCache holds many streams, each at its own position, for gpt.decode.Batch.
+RowCache holds many streams, each at its own position, for gpt.generation.decode.Batch.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Generation for a web server, in a process of its own.
 
-A Python process runs one thread at a time (the GIL). With the engine (gpt.engine) inside the web server's
+A Python process runs one thread at a time (the GIL). With the engine (gpt.generation.engine) inside the web server's
 process, a crowd's decoding steps wait for the interpreter behind every request the server handles, and the
 server waits behind the steps. Here the engine runs in a child process, on a core of its own, and the web
 server only passes prompts in and characters out (python bench/crowd.py: docs/generate.md, Many visitors at once).
@@ -9,9 +9,9 @@ server only passes prompts in and characters out (python bench/crowd.py: docs/ge
     for ch in engines.stream_text(model, "ROMEO:", max_new_tokens=200, seed=1):
         print(ch, end="")
 
-The child is `python -m gpt.engine_process`, connected back with multiprocessing's authenticated connection.
+The child is `python -m gpt.generation.engine_process`, connected back with multiprocessing's authenticated connection.
 It gets a copy of each model (config, vocabulary, precision and a safetensors state dict: data, never pickled
-code), serves it with gpt.engine.Engine, and drops it when the model is gone here. The same Batch code with
+code), serves it with gpt.generation.engine.Engine, and drops it when the model is gone here. The same Batch code with
 the same thread count: a seed gives the same text here, in the child, alone or in a crowd. Prompts and settings
 are checked here, before anything is sent. If the child dies, its readers get an error and the next request
 starts another; when this process ends, the child sees its connection close and ends too.
@@ -35,11 +35,11 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from gpt.config import GPTConfig
-from gpt.engine import DONE, THREADS, Engine, engine_for, stream_settings
+from gpt.generation.engine import DONE, THREADS, Engine, engine_for, stream_settings
 from gpt.errors import EngineError
 from gpt.model import GPTLanguageModel
-from gpt.decode import encode_prompt
-from gpt.precision import precision, precision_copy
+from gpt.generation.decode import encode_prompt
+from gpt.generation.precision import precision, precision_copy
 
 STOPPED = "the generation engine stopped; press Generate again"  # what a visitor reads when the child died
 
@@ -62,7 +62,7 @@ class EngineProcess:
 
     def stream_text(self, model: GPTLanguageModel, prompt: str = "", *, max_new_tokens: int = 500,
                     **sampling) -> Iterator[str]:
-        """gpt.decode.stream_text, served by the child. Prompt and settings are checked before it returns.
+        """gpt.generation.decode.stream_text, served by the child. Prompt and settings are checked before it returns.
 
         A model on a GPU is served by its engine in this process, where a step mostly waits for the GPU."""
         if next(model.parameters()).device.type != "cpu":
@@ -95,7 +95,7 @@ class _Child:
     def __init__(self):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # it imports gpt as we do
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "gpt.engine_process"], env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "gpt.generation.engine_process"], env=env,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         except OSError as e:  # e.g. a host that allows no new processes
             raise EngineError(f"the generation engine could not start ({e.strerror or e}); try again") from None
@@ -225,7 +225,7 @@ class _Out:
 def serve(conn) -> None:
     """The child's loop: models in, streams started and stopped; every Engine's thread sends chunks back."""
     engines: dict[int, Engine] = {}
-    streams: dict[int, tuple] = {}  # stream -> (engine, its gpt.decode.Stream) while it runs
+    streams: dict[int, tuple] = {}  # stream -> (engine, its gpt.generation.decode.Stream) while it runs
     lock = threading.Lock()  # one sender at a time
     while True:
         try:
