@@ -87,7 +87,7 @@ def may_push(profile: gr.OAuthProfile | None) -> bool:
 
 def how_to_get_it(a: Access, signed_in: bool) -> str:
     if not a.sign_in:
-        return "Run the app on your own machine to do it: `python app.py`."
+        return "To do that on a server of your own, run the app on your machine: `python app.py`."
     return ("Duplicate this Space to do it on your own copy." if signed_in else
             "Sign in with Hugging Face if you own this Space, or duplicate the Space to do it on your own copy.")
 
