@@ -48,3 +48,9 @@ PRESETS: dict[str, dict] = {
         weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=25, eval_iters=10, sample_length=60,
     ),
 }
+
+# what the app's Preset menu says of each, in a few words
+ABOUT = {"browser": "small, for training in a browser", "cpu": "small and quick, made for a CPU",
+         "gpu": "the lecture's model, trained fast on a CUDA GPU", "lecture": "the lecture's final model and recipe",
+         "nanogpt-char": "nanoGPT's recipe at the lecture's size", "tiny": "a toy, seconds"}
+BROWSER_PRESETS = ["browser", "tiny"]  # what trains far enough in a minute of WebAssembly (bench/README.md)
