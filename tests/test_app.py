@@ -185,7 +185,7 @@ def test_the_charts_have_axes_to_fill_before_anything_is_measured():
 
 
 def test_a_long_run_s_chart_draws_a_bounded_share_of_its_batches():
-    """Each viewer's poll sends the chart: a 4,000-step run's every batch made it 26 ms of the server's CPU."""
+    """Each viewer's poll sends the chart: a 4,000-step run's every batch made it 23 ms of the server's CPU."""
     from webapp.train import MAX_POINTS, loss_frame
 
     steps = [(i, 4.0 - i / 1000) for i in range(1, 4001)]
