@@ -201,8 +201,10 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     timer = gr.Timer(5.0, active=False)  # on while a climb goes; webapp/live.js wakes the tab at each rung's change
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     climbing = gr.State(False)
-    gr.on([timer.tick, demo.load, refresh.click], poll_ladder, [climbing, shown],
-          [chart, table, ladder_btn, ladder_stop, climbing, message, view, timer],
-          api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
+    polled = [chart, table, ladder_btn, ladder_stop, climbing, message, view, timer]
+    gr.on([timer.tick, demo.load], poll_ladder, [climbing, shown], polled, api_visibility="private",
+          concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
+    refresh.click(poll_ladder, [climbing, shown], polled, api_visibility="private", concurrency_limit=None,
+                  show_progress="hidden", trigger_mode="multiple")  # not held back by a tick a restart left pending
     gr.on([shown.change, tab.select, demo.load], rung_view, shown, view, api_visibility="private", concurrency_limit=None,
           show_progress="hidden")

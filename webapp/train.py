@@ -503,6 +503,10 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     timer = gr.Timer(1.0, active=False)  # on while something moves (poll says); else webapp/live.js wakes the tab
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     replay_began = gr.State(None)  # when this page's replay of the shipped weights' training began
-    gr.on([timer.tick, demo.load, refresh.click], poll, [running, train_on, replay_began],
-          [progress, chart, samples, start_btn, stop_btn, running, message, replay_began, timer],
-          api_visibility="private", concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
+    shown = [progress, chart, samples, start_btn, stop_btn, running, message, replay_began, timer]
+    gr.on([timer.tick, demo.load], poll, [running, train_on, replay_began], shown, api_visibility="private",
+          concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
+    # a refresh of its own, every click sent: a tick caught in flight by a server's restart stays pending in the
+    # page for good, and would hold back (always_last) the refresh that catches the page up once the server is back
+    refresh.click(poll, [running, train_on, replay_began], shown, api_visibility="private", concurrency_limit=None,
+                  show_progress="hidden", trigger_mode="multiple")
