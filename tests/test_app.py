@@ -184,19 +184,6 @@ def test_the_charts_have_axes_to_fill_before_anything_is_measured():
     assert ladder["step"].max() == 5000
 
 
-def test_a_long_run_s_chart_draws_a_bounded_share_of_its_batches():
-    """Each viewer's poll sends the chart: a 4,000-step run's every batch made it 23 ms of the server's CPU."""
-    from webapp.train import MAX_POINTS, loss_frame
-
-    steps = [(i, 4.0 - i / 1000) for i in range(1, 4001)]
-    frame = loss_frame({"steps": steps, "evals": [], "step": 4000})
-    drawn = frame[frame["series"] == "train (each batch)"]
-    assert len(drawn) <= MAX_POINTS + 1 and drawn["step"].min() == 1 and drawn["step"].max() == 4000
-    assert drawn["loss"].tolist() == [4.0 - i / 1000 for i in drawn["step"]]  # the batches' own losses, not averages
-    short = loss_frame({"steps": steps[:300], "evals": [], "step": 300})
-    assert (short["series"] == "train (each batch)").sum() == 300  # a short run: every batch
-
-
 def test_ladder_runs_in_the_background_and_fills_its_table(client):
     message = client.predict(["1", "2", "3", "4", "5", "6"], 20, api_name="/start_ladder")
     assert message.startswith("Climbing rungs 1, 2, 3, 4, 5, 6")

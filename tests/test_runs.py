@@ -209,3 +209,19 @@ def test_a_past_run_is_shown_from_its_log_and_replays_noise_to_shakespeare(tmp_p
     assert [e["step"] for e in middle["evals"]] == [0, 10] and middle["step"] == 15
     assert end["evals"] == past["evals"] and end["step"] == 30  # played once, then held whole
     assert "Replay" in progress_html(middle, may_train=False) and "python app.py" in progress_html(middle, False)
+
+
+def test_a_long_run_s_status_sends_a_thinned_share_of_its_batches():
+    """Every viewer's poll carries the chart's steps: a long run's are thinned where the status is made, once."""
+    from gpt.training.log import MAX_STEP_POINTS, RunRecord
+
+    run = RunRecord(name="long")
+    for i in range(1, 4001):
+        run.add({"event": "step", "step": i, "loss": 4.0 - i / 1000})
+    steps = run.status()["steps"]
+    assert MAX_STEP_POINTS <= len(steps) < 2 * MAX_STEP_POINTS and steps[0] == (1, 3.999)
+    assert all(loss == 4.0 - step / 1000 for step, loss in steps)  # the batches' own losses, not averages
+    short = RunRecord(name="short")
+    for i in range(1, 301):
+        short.add({"event": "step", "step": i, "loss": 1.0})
+    assert len(short.status()["steps"]) == 300  # a short run: every batch

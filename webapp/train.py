@@ -48,7 +48,6 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
-MAX_POINTS = 500  # the per-batch losses a chart draws at most (each_batch)
 CHART_S = 5.0  # a live run: chart and samples every 5 s and at each evaluation; the progress line each second
 PRESET_HINT = " · ".join(f"{name}: {ABOUT.get(name, '')}" for name in sorted(PRESETS))
 SCROLL_TO_RUN = """(...args) => {
@@ -307,18 +306,8 @@ def progress_html(s: dict, may_train: bool = True, in_browser: bool = False) -> 
             f"<div>{' · '.join(figures)}</div></div>")
 
 
-def each_batch(steps: list) -> list:
-    """The per-batch losses the chart draws: a long run's every k-th, MAX_POINTS at most, and its last. Every batch
-    of a 4,000-step run made each viewer's poll 23 ms of the server's CPU and 174 KB (now 1.6 ms and 22 KB), for a
-    chart a few hundred pixels wide."""
-    if len(steps) <= MAX_POINTS:
-        return steps
-    stride = -(-len(steps) // MAX_POINTS)
-    return steps[::stride] + ([steps[-1]] if (len(steps) - 1) % stride else [])
-
-
 def loss_frame(s: dict) -> pd.DataFrame:
-    rows = [(step, loss, "train (each batch)") for step, loss in each_batch(s["steps"])]
+    rows = [(step, loss, "train (each batch)") for step, loss in s["steps"]]
     rows += [(e["step"], e["train_loss"], "train") for e in s["evals"]]
     rows += [(e["step"], e["val_loss"], "val") for e in s["evals"]]
     if not rows:  # nothing measured yet: the frame a run fills, from a model that knows nothing down to the lecture's
