@@ -35,16 +35,21 @@ async function init({ backend, libraries, threads }) {
     const paths = {};
     for (const name of WASM_FILES) paths[name] = await checkedUrl(libraries[name]);
     self.tf.wasm.setWasmPaths(paths);
-    // every core where the page is cross-origin isolated (SharedArrayBuffer). NOTE: in this worker tfjs 4.22 still
-    // reports 1 thread even so (docs/browser-training.md, "What is left")
-    threads = threads || (self.crossOriginIsolated ? navigator.hardwareConcurrency : 0);
-    if (threads) self.tf.wasm.setThreadsCount(threads);
+    // every core where the page is cross-origin isolated (SharedArrayBuffer); one thread otherwise
+    threads = threads || (self.crossOriginIsolated ? navigator.hardwareConcurrency : 1);
+    if (threads > 1) {
+      self.tf.wasm.setThreadsCount(threads);
+      // tfjs-backend-wasm 4.22 caps its pool at navigator.hardwareConcurrency / 2 (it guesses two hardware threads a
+      // core), which leaves a 2-core machine one thread: it reads the number once, as the backend starts
+      Object.defineProperty(self.navigator, "hardwareConcurrency", { value: 2 * threads, configurable: true });
+    }
   } else if (backend === "webgpu") {
     await loadScript(libraries["tf-backend-webgpu.min.js"]);
   }
   if (!(await self.tf.setBackend(backend))) throw new Error(`this browser cannot run the ${backend} backend`);
   await self.tf.ready();
   tf = self.tf;
+  matmul = plainMatmul();
   state = { backend: tf.getBackend(), threads: null, adapter: null, crossOriginIsolated: self.crossOriginIsolated };
   if (backend === "wasm") state.threads = tf.wasm.getThreadsCount();
   if (backend === "webgpu") {
@@ -119,8 +124,19 @@ function dispose() {
   model = null;
 }
 
+// x @ w (2-D), whose gradients are plain matMuls too. TF.js's WebAssembly backend sends a 2-D matMul without
+// transposes to XNNPACK and every other (transposed or batched) to a scalar loop, several times slower; matMul's own
+// gradients are transposed ones. The transposes written out here cost little beside the products.
+let matmul = null;
+function plainMatmul() {
+  return tf.customGrad((x, w, save) => {
+    save([x, w]);
+    return { value: tf.matMul(x, w), gradFunc: (dy, [x, w]) => [tf.matMul(dy, w.transpose()), tf.matMul(x.transpose(), dy)] };
+  });
+}
+
 const linear = (x, p, name) => { // x @ Wᵀ (+ b): nn.Linear
-  const y = tf.matMul(x, p[`${name}.weight`], false, true);
+  const y = matmul(x, p[`${name}.weight`].transpose());
   return p[`${name}.bias`] ? y.add(p[`${name}.bias`]) : y;
 };
 
@@ -136,14 +152,14 @@ const dropout = (x, rate, training) => (training && rate > 0 ? tf.dropout(x, rat
 function forward(p, idx, B, T, training) {
   const c = model.config, C = c.n_embd, nh = c.n_head, hs = C / nh;
   if (T > c.block_size) throw new Error(`context of ${T} tokens is longer than block_size (${c.block_size})`);
-  const tok = tf.matMul(tf.oneHot(idx, c.vocab_size), p["token_embedding_table.weight"]); // (B*T, C)
+  const tok = matmul(tf.oneHot(idx, c.vocab_size).toFloat(), p["token_embedding_table.weight"]); // (B*T, C)
   const pos = p["position_embedding_table.weight"].slice([0, 0], [T, C]); // (T, C)
   let x = tok.reshape([B, T, C]).add(pos).reshape([B * T, C]); // (B*T, C)
   const mask = model.mask.slice([0, 0], [T, T]); // (T, T)
   for (let i = 0; i < c.n_layer; i++) {
     const b = `blocks.${i}`;
     // communication: all heads at once; equivalent to the per-head Head of the lecture
-    const qkv = tf.matMul(layerNorm(x, p, `${b}.ln1`), p[`${b}.sa.qkv.weight`], false, true); // (B*T, 3C)
+    const qkv = matmul(layerNorm(x, p, `${b}.ln1`), p[`${b}.sa.qkv.weight`].transpose()); // (B*T, 3C)
     const [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, nh, hs]).transpose([0, 2, 1, 3])); // (B, nh, T, hs)
     let wei = tf.matMul(q, k, false, true).mul(hs ** -0.5).add(mask); // (B, nh, T, T)
     wei = dropout(tf.softmax(wei), c.dropout, training);
@@ -475,6 +491,27 @@ const handlers = {
     dispose();
     const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
     return { seconds_per_step: median, tokens_per_sec: (B * T) / median, device: describe(), ...state };
+  },
+  async profile({ config, batch_size }) { // where a training step's time goes: milliseconds by kernel, most first
+    build({ config, vocab: Array.from({ length: config.vocab_size }, (_, i) => String.fromCodePoint(0x4e00 + i)) });
+    const train = { learning_rate: 1e-3, weight_decay: 0.1, beta1: 0.9, beta2: 0.99, grad_clip: 1.0 };
+    const random = seeded(1), B = batch_size, T = config.block_size;
+    const data = Int32Array.from({ length: 10 * B * T }, () => Math.floor(random() * config.vocab_size));
+    const step = async () => {
+      const [x, y] = batch(data, B, T, random), loss = trainStep(train, x, y, B, T, 1e-3);
+      await loss.data();
+      tf.dispose([x, y, loss]);
+    };
+    await step(); // the first step compiles kernels
+    const began = performance.now(), info = await tf.profile(step), total = performance.now() - began, byName = {};
+    for (const k of info.kernels) {
+      const key = k.name === "BatchMatMul" ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
+      const ms = await k.kernelTimeMs, e = byName[key] || (byName[key] = { name: key, ms: 0, calls: 0 });
+      e.ms += typeof ms === "number" ? ms : 0;
+      e.calls += 1;
+    }
+    dispose();
+    return { total_ms: total, kernels: Object.values(byName).sort((a, b) => b.ms - a.ms) };
   },
   stop() { // ends the run between two steps; its "stopped" event and the train message's reply follow
     if (run) run.stop = true;
