@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from playwright.sync_api import expect
-from safetensors.torch import save
+from safetensors.torch import load_file, save
 
 from test_browser import ARTIFACTS
 from gpt import GPT, GPTConfig
@@ -25,7 +25,7 @@ from gpt.errors import DataError
 from gpt.evaluate import split_loss
 from gpt.training.optim import build_optimizer
 from gpt.tokenizer import CharTokenizer
-from gpt.training.trainer import TrainConfig, get_lr
+from gpt.training.trainer import TrainConfig, get_lr, moving_average
 
 @pytest.fixture(scope="session")
 def app(public_app):
@@ -188,14 +188,15 @@ def check_loss_and_gradients(page, worker, model, X, Y):
 
 def page_steps(page, worker, data, train: TrainConfig) -> list[float]:
     settings = {k: getattr(train, k) for k in ("learning_rate", "min_lr", "warmup_iters", "max_iters", "weight_decay",
-                                                "beta1", "beta2", "grad_clip")}
+                                                "beta1", "beta2", "grad_clip", "ema")}
     B, T = data[0][0].shape
     return page.ask(worker, {"type": "steps", "train": settings, "batches": [
         {"x": X.flatten().tolist(), "y": Y.flatten().tolist(), "B": B, "T": T} for X, Y in data]})["losses"]
 
 
-def pytorch_steps(model, data, train: TrainConfig) -> tuple[list[float], list[float]]:
-    """gpt/training/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping)."""
+def pytorch_steps(model, data, train: TrainConfig, average=None) -> tuple[list[float], list[float]]:
+    """gpt/training/trainer.py's steps, line for line: (the losses, the gradients' norms before clipping). With
+    average, the weights' moving average is updated after each step, as the trainer does with ema."""
     optimizer = build_optimizer(model, "adamw", train.learning_rate, train.muon_lr, train.weight_decay,
                                 (train.beta1, train.beta2))
     losses, norms = [], []
@@ -207,6 +208,8 @@ def pytorch_steps(model, data, train: TrainConfig) -> tuple[list[float], list[fl
         loss.backward()
         norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip).item())
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model)
         losses.append(loss.item())
     return losses, norms
 
@@ -327,6 +330,22 @@ def test_twenty_adamw_steps_track_pytorch_and_the_export_gives_the_page_s_logits
     with torch.no_grad():
         assert (trained(X)[0] - page.logits(wasm, X)).abs().max().item() <= 1e-4
         assert (trained(X)[0] - model(X)[0]).abs().max().item() <= 1e-2  # and it is the model PyTorch trained
+
+
+def test_the_export_is_the_weights_moving_average_as_pytorch_keeps_it(page, wasm, tmp_path, shakespeare, vocab):
+    """With ema (the cpu preset's 0.95), evaluations and the export use the average of the weights along the way."""
+    train = TrainConfig.from_preset("tiny", max_iters=6, warmup_iters=2, batch_size=8, ema=0.8)
+    torch.manual_seed(5)
+    model = GPT(train.model_config(vocab.vocab_size), vocab.chars)
+    page.load(wasm, model)
+    data = list(batches(shakespeare, vocab, 6, train.batch_size, train.block_size, seed=5))
+    page_steps(page, wasm, data, train)
+    average = moving_average(model, train.ema)
+    pytorch_steps(model, data, train, average)
+    page.export(wasm, tmp_path / "averaged")
+    exported = load_file(tmp_path / "averaged" / "model.safetensors")
+    assert max((exported[k] - v).abs().max().item() for k, v in average.module.state_dict().items()) <= 1e-5
+    assert max((exported[k] - v).abs().max().item() for k, v in model.state_dict().items()) > 1e-3  # not the weights
 
 
 def test_a_run_reports_steps_evaluations_and_samples_and_stop_ends_it(page, wasm, shakespeare):
