@@ -344,3 +344,18 @@ def test_after_a_restart_the_train_tab_tells_of_the_interrupted_run(tmp_path, ch
         assert not torn.exists()
         text, _ = generate(client, "cut-short")  # its best weights are there to generate with
         assert text.startswith("ROMEO:")
+
+
+def test_a_crowd_watching_a_live_run_asks_gradio_a_few_times_a_second_in_all(monkeypatch):
+    """Issue 39: a poll through Gradio's queue costs the server CPU that a live run shares. A page redraws a live
+    run's chart every CHART_S; in a crowd each page waits longer, so that all of them together ask about
+    CROWD_POLLS_S times a second (the progress line still comes to every page each second, from /live)."""
+    from webapp import live
+    from webapp.train import CHART_S
+
+    monkeypatch.setattr(live, "_listeners", 1)
+    assert live.every(CHART_S) == CHART_S
+    for pages in (5, 20, 200):
+        monkeypatch.setattr(live, "_listeners", pages)
+        assert pages / live.every(CHART_S) <= max(live.CROWD_POLLS_S, pages / CHART_S)
+    assert live.every(CHART_S) == 200 / live.CROWD_POLLS_S

@@ -85,6 +85,7 @@ def ladder_table(s: dict) -> pd.DataFrame:
                                        "vs lecture", "vs rung before", "time", "sample"])
 
 
+CLIMB_S = 5.0  # a climb's chart and table every 5 s (more for a crowd) and at each rung's change
 DIFF_STYLE = {"+": "background:rgba(34,197,94,.18)", "-": "background:rgba(239,68,68,.16)", " ": ""}
 
 
@@ -153,7 +154,7 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
     view = rung_view(shown, s) if ended else gr.skip()  # the code view fills in the figures just measured
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop), running, message, view, gr.Timer(active=running and bool(runner.ladder)))
+            gr.Button(interactive=may_stop), running, message, view, gr.Timer(live.every(CLIMB_S), active=running and bool(runner.ladder)))
 
 
 def intro() -> str:
@@ -198,7 +199,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                      concurrency_limit=None).then(None, js=live.REFRESH_JS)
     ladder_stop.click(stop_training, None, message, api_visibility="private",
                       concurrency_limit=None).then(None, js=live.REFRESH_JS)
-    timer = gr.Timer(5.0, active=False)  # on while a climb goes; webapp/live.js wakes the tab at each rung's change
+    timer = gr.Timer(CLIMB_S, active=False)  # on while a climb goes; webapp/live.js wakes the tab at each rung's change
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     climbing = gr.State(False)
     polled = [chart, table, ladder_btn, ladder_stop, climbing, message, view, timer]

@@ -28,9 +28,17 @@ DISK_S = 5.0  # how often the weights folder is looked at for a run written by a
 KEEPALIVE_S = 20.0  # a comment now and then keeps an idle stream open through proxies
 RETRY_MS = 2000  # how soon a page that lost the server tries again
 MAX_LISTENERS = 1000  # streams open at once; a page beyond them still works, it is told of runs on reload
+CROWD_POLLS_S = 2.0  # a moving view's polls through Gradio, all open pages together: about this many a second at most
 _listeners = 0
 _disk = {"at": -DISK_S, "newest": None}
 _progress: Callable[[], str | None] = lambda: None  # the Train tab's progress line of a live run (routes())
+
+
+def every(seconds: float) -> float:
+    """How often each page asks Gradio for a moving view (a live run's chart, a climb): every `seconds`, or less
+    often while a crowd watches. A poll costs the server ~20 ms of CPU, which a live run shares; the progress line
+    still comes to every page each second, from this stream."""
+    return max(seconds, _listeners / CROWD_POLLS_S)
 
 
 def newest_on_disk() -> int | None:

@@ -48,7 +48,7 @@ MAX_MINUTES = 24 * 60
 UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows nothing of Tiny Shakespeare's characters
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
-CHART_S = 5.0  # a live run: chart and samples every 5 s and at each evaluation; the progress line each second
+CHART_S = 5.0  # a live run: chart and samples every 5 s (more for a crowd) and at each evaluation; progress each second
 PRESET_HINT = " · ".join(f"{name}: {ABOUT.get(name, '')}" for name in sorted(PRESETS))
 SCROLL_TO_RUN = """(...args) => {
   document.querySelector('#train-progress')?.scrollIntoView({behavior: 'smooth', block: 'start'});
@@ -343,7 +343,7 @@ def poll(was_running: bool, train_on: str, replay_began: float | None, profile: 
     moving = running or (replaying and now - began < REPLAY_S)
     return (progress, loss_frame(s), samples_markdown(s), gr.Button(interactive=not running and may_train),
             gr.Button(interactive=may_stop), running, message, began if replaying else None,
-            gr.Timer(CHART_S if running else 1.0, active=moving))
+            gr.Timer(live.every(CHART_S) if running else 1.0, active=moving))
 
 
 def live_progress() -> str | None:
