@@ -178,14 +178,18 @@ OAUTH_SECRET = "test-oauth-client-secret"  # as the Space platform sets it: the 
 
 
 @pytest.fixture(scope="session")
-def space_app(hub_server, tmp_path_factory):
+def space_app(hub_server, tmp_path_factory, request):
     """The app started exactly as a Space starts it: alice's Space, her HF_TOKEN as a secret, "Sign in with
     Hugging Face" switched on (hf_oauth: true), the Hub stand-in as the Hub. The provider is never reached:
-    tests sign in by presenting a session cookie, as the Space's /login/callback would have set it."""
+    tests sign in by presenting a session cookie, as the Space's /login/callback would have set it. With browser
+    tests selected it serves the page's pinned libraries itself (GPT_JS_DIR), as public_app: a visitor trains in
+    their browser there (test_browser_train.py); the quick loop (-m "not browser") needs no npm."""
     env = {"SYSTEM": "spaces", "SPACE_ID": "alice/demo", "SPACE_AUTHOR_NAME": "alice", "SPACE_REPO_NAME": "demo",
            "SPACE_HOST": "alice-demo.hf.space", "HF_TOKEN": OWNER, "OAUTH_CLIENT_ID": "test-client",
            "OAUTH_CLIENT_SECRET": OAUTH_SECRET, "OAUTH_SCOPES": "openid profile read-repos write-repos manage-repos",
            "OPENID_PROVIDER_URL": "http://127.0.0.1:9/not-reached"}
+    if any(item.get_closest_marker("browser") for item in request.session.items):
+        env["GPT_JS_DIR"] = str(request.getfixturevalue("js_dir"))
     with running_app(tmp_path_factory.mktemp("space"), env) as app:
         yield app
 

@@ -1,7 +1,7 @@
 """Training in the visitor's browser (webapp/train_worker.js): TensorFlow.js from the pinned npm copy (GPT_JS_DIR,
 webapp/js), in headless Chromium on WebAssembly and on WebGPU (SwiftShader), against our PyTorch model, AdamW,
-learning-rate schedule and clipping. One public app and one page serve the whole file; the page reaches the app
-alone."""
+learning-rate schedule and clipping. One public app and one page serve the whole file but its last test (Push, as a
+signed-in visitor of the Space app); the page reaches the app alone."""
 
 import base64
 import hashlib
@@ -485,7 +485,7 @@ def test_the_generate_tab_writes_with_the_run_kept_in_this_browser_as_pytorch_do
     decode loop; the server is asked for nothing. Greedy, its text is PyTorch's from the Download, past block_size."""
 
     tab, run = finished_run
-    expect(tab.locator("#browser-push")).to_be_hidden()  # Push: for a signed-in visitor only (tests/test_public.py)
+    expect(tab.locator("#browser-push")).to_be_hidden()  # Push: for a signed-in visitor only (the last test)
     sent = tab.evaluate("() => gptTrain.upload()")  # what Push hands the server: the kept files, uploaded as named
     assert sorted(Path(f["path"]).name for f in sent) == ["config.json", "metrics.jsonl", "model.safetensors"]
     with tab.expect_download() as download:
@@ -555,3 +555,91 @@ def test_own_text_is_read_in_the_page_refused_with_the_server_s_messages_and_sto
     assert run["log"][0]["vocab_size"] == len(set(text))  # code points, as Python counts them
     assert "your text" in panel.inner_text()
     assert not any("mine.txt" in url or "🌙" in body for url, body in context.sent)  # never uploaded
+
+
+# --- Push, as a signed-in visitor of a Space: the run this browser trained, to the visitor's own namespace ---
+
+def test_a_signed_in_visitor_of_a_space_pushes_the_run_their_browser_trained_with_their_own_token(
+        space_app, hub_server, chromium, tmp_path):
+    """What a person does on a Space (alice's, with her HF_TOKEN as its secret): bob, signed in with Hugging Face,
+    trains ten steps in his browser, names a repo, ticks Private and presses Push. The repo is bob's, written with
+    his token alone, and holds the run's weights folder and its card; the real huggingface_hub client downloads it
+    and GPT.from_pretrained loads it. Signed out, the same page, its run still kept, offers no Push."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from conftest import OWNER, VISITOR, signed_in_cookie
+
+    url, repo_id = space_app["url"], "bob/pushed-from-the-browser"
+    assert ("model", repo_id) not in hub_server.state.repos
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    outside = []  # the page reaches the app alone: TensorFlow.js from the app, never the Hub itself
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
+                  else (outside.append(route.request.url), route.abort()))
+    context.add_cookies([{"name": "session", "value": signed_in_cookie("bob", VISITOR), "url": url}])
+    tab = context.new_page()
+    try:
+        tab.goto(url, wait_until="load")
+        expect(tab.locator("#access-notice")).to_contain_text("Signed in as bob.", timeout=30_000)
+        expect(tab.locator("#train-on input[value='this browser']")).to_be_checked()  # not the owner: not the server
+        push = tab.locator("#browser-push")
+        expect(push).to_be_hidden()  # nothing kept in this browser yet
+        tab.locator("#train-advanced").click()
+        expect(tab.get_by_label("n_embd (width)")).to_have_value("32")  # the browser preset is in the form
+        tab.locator("#train-minutes input").fill("0")
+        tab.get_by_label("Iterations").fill("10")
+        tab.get_by_label("Eval every").fill("5")
+        tab.locator("#browser-start").click()
+        expect(tab.locator("#browser-run")).to_contain_text("Finished in this browser", timeout=60_000)
+        run = browser_run(tab)
+        assert [e["step"] for e in run["evals"]] == [0, 5, 10] and run["config"]["n_embd"] == 32
+
+        tab.get_by_label("Push this run to the Hub: model repo").fill(repo_id)
+        push.get_by_label("Private").check()
+        seen = len(hub_server.state.requests)
+        push.get_by_role("button", name="Push to the Hub").click()
+        result = tab.locator("#browser-push-result")
+        expect(result).to_contain_text(re.compile("Pushed|Error"), timeout=60_000)  # a refusal fails at once
+        expect(result).to_contain_text(f"Pushed the run trained in this browser to {repo_id}")
+        expect(result).to_contain_text("(once they have access: it is private)")
+        result.scroll_into_view_if_needed()
+        tab.screenshot(path=ARTIFACTS / "browser-train-pushed.png", full_page=True)
+
+        # on the Hub: bob's repo, private, written with bob's token and never the Space's
+        repo = hub_server.state.repos[("model", repo_id)]
+        assert repo.owner == "bob" and repo.private
+        assert {"model.safetensors", "config.json", "README.md", "metrics.jsonl"} <= set(repo.files_at("main")[1])
+        sent = [(method, path, next((v for k, v in headers.items() if k.lower() == "authorization"), None))
+                for method, path, headers in hub_server.state.requests[seen:]]
+        assert any(method == "POST" and path == f"/api/models/{repo_id}/commit/main" and auth == f"Bearer {VISITOR}"
+                   for method, path, auth in sent), sent
+        assert {auth for _, _, auth in sent if auth} == {f"Bearer {VISITOR}"}
+        assert not any(OWNER in str(headers) for _, _, headers in hub_server.state.requests[seen:])
+
+        # the real client downloads it with bob's token (not without one: it is private), and PyTorch loads it
+        with pytest.raises(RepositoryNotFoundError):
+            snapshot_download(repo_id, cache_dir=tmp_path / "anonymous")
+        folder = Path(snapshot_download(repo_id, token=VISITOR, cache_dir=tmp_path / "hf"))
+        model = GPT.from_pretrained(folder)
+        config = run["config"]
+        assert [getattr(model.config, k) for k in ("n_layer", "n_head", "n_embd", "block_size")] == \
+            [config[k] for k in ("n_layer", "n_head", "n_embd", "block_size")]
+        assert len(model.vocab) == run["log"][0]["vocab_size"]
+        log = runlog.read_log(folder)  # this run's own log: its evaluations as the page showed them
+        assert [(e["step"], round(e["val_loss"], 6)) for e in log["evals"]] == \
+            [(e["step"], round(e["val_loss"], 6)) for e in run["evals"]] and log["end"] == "done"
+        assert repo_id in (folder / "README.md").read_text(encoding="utf-8")  # the card names its repo
+
+        # signed out, the same browser still keeps the run (Download), and is offered no Push
+        tab.get_by_role("button", name="Logout (bob)").click()
+        expect(tab.locator("#access-notice")).to_contain_text("You are not signed in.", timeout=30_000)
+        expect(tab.locator("#browser-run")).to_contain_text("kept from before the reload", timeout=30_000)
+        expect(tab.locator("#browser-download")).to_be_visible()
+        tab.wait_for_timeout(500)  # the page's load events answered (Push's among them)
+        expect(push).to_be_hidden()
+        expect(tab.get_by_label("Push this run to the Hub: model repo")).to_be_hidden()
+        # Gradio's own on a Space (its theme's fonts, a look-up of the Space) were refused too; nothing else asked
+        assert [u for u in outside if not u.startswith(("https://fonts.googleapis.com/",
+                                                        "https://huggingface.co/api/spaces/alice/demo"))] == []
+    finally:
+        context.close()
