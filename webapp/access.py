@@ -201,7 +201,7 @@ def notice(profile: gr.OAuthProfile | None) -> str:
         may.append("train" + ("" if is_owner(profile) else f" (up to {a.max_steps:,} steps, {a.max_minutes:g} "
                                                           f"minutes, {a.max_params / 1e6:g}M parameters)"))
     if user is not None:
-        may.append(f"push to {user}/…")
+        may.append(f"push to your own repos ({user}/…)")
     if is_owner(profile):
         may.append("pull and publish")
     return f"**Public app.** {who} You may {', '.join(may[:-1])} and {may[-1]}. {train or ''}".strip()

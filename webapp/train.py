@@ -75,8 +75,10 @@ body:not(.own-text) #browser-text { display: none !important; }
 # page (train_browser.js). No fn: nothing of it goes to the server
 BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
   const PRESETS = BROWSER_PRESETS_JSON, FIELDS = FIELDS_JSON;
-  const config = { ...(PRESETS[preset] || PRESETS.browser) };
-  FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
+  // a server preset still in the form (the page has just opened, its switch to the browser's presets in flight):
+  // the browser preset as it is, not that preset's sizes
+  const fits = preset in PRESETS, config = { ...(fits ? PRESETS[preset] : PRESETS.browser) };
+  if (fits) FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
   config.max_time = 60 * (Number(minutes) || 0);
   if (config.max_time) config.max_iters = 0;  // "Train for" some minutes: the clock ends the run
   const file = document.querySelector('#browser-text input[type=file]')?.files?.[0];
