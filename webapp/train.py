@@ -75,10 +75,8 @@ body:not(.own-text) #browser-text { display: none !important; }
 # page (train_browser.js). No fn: nothing of it goes to the server
 BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
   const PRESETS = BROWSER_PRESETS_JSON, FIELDS = FIELDS_JSON;
-  // a server preset still in the form (the page has just opened, its switch to the browser's presets in flight):
-  // the browser preset as it is, not that preset's sizes
-  const fits = preset in PRESETS, config = { ...(fits ? PRESETS[preset] : PRESETS.browser) };
-  if (fits) FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
+  const config = { ...(PRESETS[preset] || PRESETS.browser) };
+  FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
   config.max_time = 60 * (Number(minutes) || 0);
   if (config.max_time) config.max_iters = 0;  // "Train for" some minutes: the clock ends the run
   const file = document.querySelector('#browser-text input[type=file]')?.files?.[0];
@@ -484,12 +482,15 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
 
     def who_may_train(profile: gr.OAuthProfile | None):
-        """A visitor who may not train on the server trains in this browser."""
+        """A visitor who may not train on the server trains in this browser: the browser's preset comes with it, in
+        the same answer, so that the browser's Start never shows beside a server preset's sizes."""
         may = access.may_train(profile) is None
-        return gr.Button(visible=not may), TRAIN_ON[1] if may else TRAIN_ON[0]
+        where = TRAIN_ON[1] if may else TRAIN_ON[0]
+        chosen = BROWSER_PRESETS[0] if where == TRAIN_ON[0] else PRESET
+        return gr.Button(visible=not may), where, preset_choices(where), *preset_values(chosen)
 
-    demo.load(who_may_train, None, [to_generate, train_on], api_visibility="private", concurrency_limit=None,
-              show_progress="hidden")
+    demo.load(who_may_train, None, [to_generate, train_on, preset, *settings, optimizer, muon_lr],
+              api_visibility="private", concurrency_limit=None, show_progress="hidden")
     to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
     timer = gr.Timer(1.0, active=False)  # on while something moves (poll says); else webapp/live.js wakes the tab
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
