@@ -118,8 +118,8 @@ function build({ config, vocab, seed = 1337, safetensors = null }) {
 function dispose() {
   if (!model) return;
   for (const v of Object.values(model.params)) v.dispose();
-  if (model.optimizer) tf.dispose([model.optimizer.m, model.optimizer.v, model.optimizer.decays]);
-  if (model.average) tf.dispose([model.average.flat, ...Object.values(model.average.named || {})]);
+  if (model.optimizer) for (const t of [...model.optimizer.m, ...model.optimizer.v]) t.dispose();
+  if (model.average) for (const t of Object.values(model.average)) t.dispose();
   model.mask.dispose();
   model = null;
 }
@@ -191,63 +191,40 @@ function getLr(step, t, progress = null) { // gpt.training.trainer.get_lr: linea
   return t.min_lr + 0.5 * (1 + Math.cos(Math.PI * progress)) * (t.learning_rate - t.min_lr);
 }
 
-// AdamW, clipping and the moving average work on every parameter at once, laid end to end in one vector (state_dict
-// order): a handful of operations a step instead of a dozen a parameter, which is what a small model's step is made of
-const flatten = (tensors) => tf.concat(tensors.map((t) => t.reshape([-1])));
-
-function unflatten(flat) { // one vector -> {name: tensor of its shape}
-  const parts = tf.split(flat, model.names.map((n) => model.params[n].size));
-  return Object.fromEntries(model.names.map((n, i) => [n, parts[i].reshape(model.params[n].shape)]));
-}
-
-function optimizer() { // torch.optim.AdamW's state: the two moments of every parameter, and the step count
+function optimizer(t) { // torch.optim.AdamW's state: the two moments of every parameter, and the step count
   if (!model.optimizer) {
-    const size = model.names.reduce((a, n) => a + model.params[n].size, 0);
-    // decay on matrices and embeddings only (gpt.training.optim.adamw): decaying biases and LayerNorm gains only hurts
-    const decays = tf.tidy(() => flatten(model.names.map((n) => tf.fill(model.params[n].shape, model.params[n].rank >= 2 ? 1 : 0))));
-    model.optimizer = { m: tf.variable(tf.zeros([size]), false), v: tf.variable(tf.zeros([size]), false), decays, step: 0 };
+    const zeros = () => model.names.map((n) => tf.variable(tf.zerosLike(model.params[n]), false));
+    model.optimizer = { m: zeros(), v: zeros(), step: 0 };
   }
   return model.optimizer;
 }
 
-// one training step on a batch: forward, backward, clip, AdamW, and with ema the weights' moving average (average =
-// ema * average + (1 - ema) * weights). Returns the loss as a tensor (read it when needed)
-function trainStep(t, x, y, B, T, lr, ema = 0) {
-  const opt = optimizer(), names = model.names, p = model.params;
+// one training step on a batch: forward, backward, clip, AdamW. Returns the loss as a tensor (read it when needed)
+function trainStep(t, x, y, B, T, lr) {
+  const opt = optimizer(t), names = model.names, p = model.params;
   opt.step += 1;
   return tf.tidy(() => {
     const { value, grads } = tf.variableGrads(() => crossEntropy(forward(p, x, B, T, true), y), names.map((n) => p[n]));
-    let g = flatten(names.map((n) => grads[p[n].name]));
+    let g = names.map((n) => grads[p[n].name]);
     if (t.grad_clip > 0) { // torch.nn.utils.clip_grad_norm_: the norm of all gradients at once, scaled to at most clip
-      g = g.mul(tf.minimum(tf.div(t.grad_clip, g.square().sum().sqrt().add(1e-6)), 1));
+      // stack, not addN: tfjs-backend-webgpu 4.22's addN of more than 6 tensors adds the first 6 only
+      const total = tf.sqrt(tf.stack(g.map((gi) => tf.sum(tf.square(gi)))).sum());
+      const coef = tf.minimum(tf.div(t.grad_clip, total.add(1e-6)), 1);
+      g = g.map((gi) => gi.mul(coef));
     }
     const [b1, b2] = [t.beta1, t.beta2];
     const stepSize = lr / (1 - b1 ** opt.step), bc2Sqrt = Math.sqrt(1 - b2 ** opt.step); // bias corrections
-    const m = opt.m.mul(b1).add(g.mul(1 - b1)), v = opt.v.mul(b2).add(g.square().mul(1 - b2));
-    opt.m.assign(m);
-    opt.v.assign(v);
-    const weights = flatten(names.map((n) => p[n]));
-    const decayed = t.weight_decay ? weights.mul(opt.decays.mul(-lr * t.weight_decay).add(1)) : weights; // decoupled, first
-    const updated = decayed.sub(m.div(v.sqrt().div(bc2Sqrt).add(1e-8)).mul(stepSize));
-    const parts = unflatten(updated);
-    for (const n of names) p[n].assign(parts[n]);
-    if (ema) {
-      if (!model.average) model.average = { flat: tf.variable(updated, false), named: null };
-      else model.average.flat.assign(model.average.flat.add(updated.sub(model.average.flat).mul(1 - ema)));
-      if (model.average.named) tf.dispose(Object.values(model.average.named));
-      model.average.named = null;
-    }
+    names.forEach((n, i) => {
+      // decay on matrices and embeddings only (gpt.training.optim.adamw): decaying biases and LayerNorm gains only hurts
+      const decay = p[n].rank >= 2 ? t.weight_decay : 0;
+      const m = opt.m[i].mul(b1).add(g[i].mul(1 - b1)), v = opt.v[i].mul(b2).add(tf.square(g[i]).mul(1 - b2));
+      opt.m[i].assign(m);
+      opt.v[i].assign(v);
+      const decayed = decay ? p[n].mul(1 - lr * decay) : p[n]; // decoupled weight decay, before the update
+      p[n].assign(decayed.sub(m.div(tf.sqrt(v).div(bc2Sqrt).add(1e-8)).mul(stepSize)));
+    });
     return value;
   });
-}
-
-function evalParams() { // the weights evaluations, samples and the export use: with ema their average
-  if (!model.average) return model.params;
-  if (!model.average.named) { // kept until the next step: tidy scopes that read them must not dispose them
-    model.average.named = unflatten(model.average.flat);
-    Object.values(model.average.named).forEach((t) => tf.keep(t));
-  }
-  return model.average.named;
 }
 
 // --- the training loop: gpt/training/trainer.py's, reporting the same events (step, eval, done/stopped) as messages ---
@@ -286,6 +263,7 @@ function batch(data, B, T, random) { // gpt.data.TextData.get_batch: B random wi
   return [tf.tensor1d(x, "int32"), tf.tensor1d(y, "int32")];
 }
 
+function evalParams() { return model.average || model.params; }
 
 async function estimateLoss(splits, iters, B, T, seed) { // mean loss over iters batches of each split, no dropout
   const random = seeded(seed), out = {};
@@ -314,6 +292,14 @@ async function sample(length, seed) { // from a newline, as the trainer's sample
     ids.push(next);
   }
   return ids.slice(1).map((i) => model.vocab[i]).join("");
+}
+
+function updateAverage(decay) { // the weights' moving average (ema): average = decay * average + (1 - decay) * weights
+  if (!model.average) {
+    model.average = Object.fromEntries(model.names.map((n) => [n, tf.variable(model.params[n].clone(), false)]));
+    return;
+  }
+  tf.tidy(() => { for (const n of model.names) model.average[n].assign(model.average[n].add(model.params[n].sub(model.average[n]).mul(1 - decay))); });
 }
 
 async function train({ text, train: t }) {
@@ -376,8 +362,9 @@ async function train({ text, train: t }) {
       if (!pending.length) windowBegan = performance.now();
       const lr = getLr(step, t, progress());
       const [x, y] = batch(splits.train, B, T, random);
-      const loss = trainStep(t, x, y, B, T, lr, t.ema);
+      const loss = trainStep(t, x, y, B, T, lr);
       tf.dispose([x, y]);
+      if (t.ema) updateAverage(t.ema);
       step += 1;
       pending.push([step, loss, lr]);
       if (pending.length >= logEvery || step === 1) await logSteps();
@@ -438,7 +425,7 @@ function configJson(config, vocab) { // gpt.config.config_json's layout: a setti
 
 async function exportWeights() { // {"model.safetensors": ArrayBuffer, "config.json": text}: a weights folder
   const tensors = [];
-  const source = evalParams(); // with ema, the average is what evaluations scored
+  const source = model.average || model.params; // with ema, the average is what evaluations scored
   for (const name of model.names) tensors.push([name, source[name].shape, await source[name].data()]);
   return { "model.safetensors": writeSafetensors(tensors), "config.json": configJson(model.config, model.vocab) };
 }
@@ -479,8 +466,9 @@ const handlers = {
     const losses = [];
     for (const batch of batches) {
       const [xt, yt, B, T] = batchTensors(batch);
-      const lr = getLr(optimizer().step, train);
-      const loss = trainStep(train, xt, yt, B, T, lr, train.ema);
+      const lr = getLr(optimizer(train).step, train);
+      const loss = trainStep(train, xt, yt, B, T, lr);
+      if (train.ema) updateAverage(train.ema);
       losses.push((await loss.data())[0]);
       loss.dispose(); xt.dispose(); yt.dispose();
     }
