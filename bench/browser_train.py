@@ -1,6 +1,6 @@
 """Training in the visitor's browser against our PyTorch trainer and genai-nanogpt, on the same machine in one run.
 
-    python bench/browser_train.py [--steps 3] [--backends wasm webgpu cpu webgl] [--json bench/results/browser_train.json]
+    python bench/browser_train.py [--steps 3] [--backends wasm webgpu cpu webgl] [--json FILE] [--profile]
 
 The `cpu` preset's shape (4 layers, 4 heads, 128 wide, block 64, batch 32, 65 characters, no bias, no dropout), float32:
 - PyTorch: gpt/training/trainer.py's step (forward, backward, clipping, AdamW) on this machine's threads, median of 10;
@@ -56,7 +56,7 @@ GENAI_CONFIG = {"vocabSize": 65, "blockSize": CPU_PRESET.block_size, "nLayer": C
 GENAI_BACKENDS = ("cpu", "webgl", "webgpu")  # no WebAssembly there
 
 # the app's own page is not cross-origin isolated: its worker gets one WebAssembly thread
-SINGLE = """async ([backend, steps]) => {
+SINGLE = """async ([backend, steps, type = "measure"]) => {
   const worker = new Worker(GPT_TFJS.worker);
   const ask = (message) => new Promise((ok, fail) => {
     worker.onmessage = ({ data }) => (data.type === "error" ? fail(new Error(data.message)) : ok(data));
@@ -64,10 +64,10 @@ SINGLE = """async ([backend, steps]) => {
   });
   await ask({ type: "init", backend, libraries: GPT_TFJS.libraries });
   const config = { vocab_size: 65, block_size: 64, n_layer: 4, n_head: 4, n_embd: 128, dropout: 0, bias: false };
-  const out = await ask({ type: "measure", config, batch_size: 32, steps });
+  const out = await ask({ type, config, batch_size: 32, steps });
   worker.terminate();
   return out;
-}"""
+}"""  # type "profile": one step's milliseconds by TF.js kernel instead
 
 
 def pytorch_tokens_per_sec(steps: int = 10) -> float:
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the browser's backends to measure (webgpu here: SwiftShader, about 30 s a step; "
                              "cpu: plain JS; webgl: genai-nanogpt alone)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", action="store_true", help="also print where one of our steps' time goes on each "
+                        "backend, by TF.js kernel (its per-kernel timing flatters fewer, larger operations: decide "
+                        "with the tokens/s)")
     args = parser.parse_args(argv)
 
     results = {"pytorch_tokens_per_sec": pytorch_tokens_per_sec(), "torch_threads": torch.get_num_threads()}
@@ -166,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                     results[key]["over_genai_nanogpt"] = r["tokens_per_sec"] / theirs["tokens_per_sec"]
                     line += f", {results[key]['over_genai_nanogpt']:.2f}x genai-nanogpt"
                 print(line, flush=True)
+            if args.profile and backend != "webgl":
+                r = single.evaluate(SINGLE, [backend, 0, "profile"])
+                print(f"  one step, {r['total_ms']:,.0f} ms (the app's page):", flush=True)
+                for k in r["kernels"][:12]:
+                    print(f"  {k['ms']:8,.1f} ms {k['calls']:4} x {k['name']}", flush=True)
         browser.close()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -154,7 +154,8 @@ def poll_ladder(was_running: bool, shown, profile: gr.OAuthProfile | None, reque
     view = rung_view(shown, s) if ended else gr.skip()  # the code view fills in the figures just measured
     return (ladder_frame(s), ladder_table(s),
             gr.Button(interactive=not runner.running and access.may_train(profile) is None),
-            gr.Button(interactive=may_stop), running, message, view, gr.Timer(live.every(CLIMB_S), active=running and bool(runner.ladder)))
+            gr.Button(interactive=may_stop), running, message, view,
+            gr.Timer(live.every(CLIMB_S), active=running and bool(runner.ladder)))
 
 
 def intro() -> str:

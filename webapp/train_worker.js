@@ -430,6 +430,18 @@ async function exportWeights() { // {"model.safetensors": ArrayBuffer, "config.j
   return { "model.safetensors": writeSafetensors(tensors), "config.json": configJson(model.config, model.vocab) };
 }
 
+function randomSteps(config, B) { // a fresh model of this shape, and a training step of it on random data
+  build({ config, vocab: Array.from({ length: config.vocab_size }, (_, i) => String.fromCodePoint(0x4e00 + i)) });
+  const train = { learning_rate: 1e-3, weight_decay: 0.1, beta1: 0.9, beta2: 0.99, grad_clip: 1.0 };
+  const random = seeded(1), T = config.block_size;
+  const data = Int32Array.from({ length: 10 * B * T }, () => Math.floor(random() * config.vocab_size));
+  return async () => {
+    const [x, y] = batch(data, B, T, random), loss = trainStep(train, x, y, B, T, 1e-3);
+    await loss.data();
+    tf.dispose([x, y, loss]);
+  };
+}
+
 // --- the messages: {id, type, ...} in, {id, type: "result", ...} or {id, type: "error", message} out ---
 
 const handlers = {
@@ -477,35 +489,21 @@ const handlers = {
   exportWeights,
   train,
   async measure({ config, batch_size, steps = 3 }) { // seconds a training step of this shape takes here (random data)
-    build({ config, vocab: Array.from({ length: config.vocab_size }, (_, i) => String.fromCodePoint(0x4e00 + i)) });
-    const train = { learning_rate: 1e-3, weight_decay: 0.1, beta1: 0.9, beta2: 0.99, grad_clip: 1.0 };
-    const random = seeded(1), B = batch_size, T = config.block_size;
-    const data = Int32Array.from({ length: 10 * B * T }, () => Math.floor(random() * config.vocab_size));
-    const times = [];
+    const step = randomSteps(config, batch_size), times = [];
     for (let i = 0; i <= steps; i++) { // the first step compiles kernels: not counted
-      const began = performance.now(), [x, y] = batch(data, B, T, random);
-      const loss = trainStep(train, x, y, B, T, 1e-3);
-      await loss.data();
-      tf.dispose([x, y, loss]);
+      const began = performance.now();
+      await step();
       if (i > 0) times.push((performance.now() - began) / 1000);
     }
     dispose();
     const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)];
-    return { seconds_per_step: median, tokens_per_sec: (B * T) / median, device: describe(), ...state };
+    return { seconds_per_step: median, tokens_per_sec: (batch_size * config.block_size) / median, device: describe(), ...state };
   },
   async profile({ config, batch_size }) { // where a training step's time goes: milliseconds by kernel, most first
-    build({ config, vocab: Array.from({ length: config.vocab_size }, (_, i) => String.fromCodePoint(0x4e00 + i)) });
-    const train = { learning_rate: 1e-3, weight_decay: 0.1, beta1: 0.9, beta2: 0.99, grad_clip: 1.0 };
-    const random = seeded(1), B = batch_size, T = config.block_size;
-    const data = Int32Array.from({ length: 10 * B * T }, () => Math.floor(random() * config.vocab_size));
-    const step = async () => {
-      const [x, y] = batch(data, B, T, random), loss = trainStep(train, x, y, B, T, 1e-3);
-      await loss.data();
-      tf.dispose([x, y, loss]);
-    };
+    const step = randomSteps(config, batch_size);
     await step(); // the first step compiles kernels
     const began = performance.now(), info = await tf.profile(step), total = performance.now() - began, byName = {};
-    for (const k of info.kernels) {
+    for (const k of info.kernels) { // matMuls by their shapes: which product it is matters
       const key = k.name === "BatchMatMul" ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
       const ms = await k.kernelTimeMs, e = byName[key] || (byName[key] = { name: key, ms: 0, calls: 0 });
       e.ms += typeof ms === "number" ? ms : 0;
