@@ -49,7 +49,6 @@ UNTRAINED = math.log(GPTConfig.vocab_size)  # the loss of a model that knows not
 FIRST_STEPS = 100  # the chart's steps before a run has made more: whole-step ticks, not 0.05 of a step
 REPLAY_S = 45.0  # the shipped weights' training, replayed in 45 s from when the page opens, then held
 CHART_S = 5.0  # a live run: chart and samples every 5 s (more for a crowd) and at each evaluation; progress each second
-PRESET_HINT = " · ".join(f"{name}: {ABOUT.get(name, '')}" for name in sorted(PRESETS))
 SCROLL_TO_RUN = """(...args) => {
   document.querySelector('#train-progress')?.scrollIntoView({behavior: 'smooth', block: 'start'});
   return args;
@@ -75,8 +74,10 @@ body:not(.own-text) #browser-text { display: none !important; }
 # page (train_browser.js). No fn: nothing of it goes to the server
 BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
   const PRESETS = BROWSER_PRESETS_JSON, FIELDS = FIELDS_JSON;
-  const config = { ...(PRESETS[preset] || PRESETS.browser) };
-  FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
+  // a server preset still in the form (the page has just opened, its switch to the browser's presets in flight):
+  // the browser preset as it is, not that preset's sizes
+  const fits = preset in PRESETS, config = { ...(fits ? PRESETS[preset] : PRESETS.browser) };
+  if (fits) FIELDS.forEach((f, i) => { if (![null, undefined, ''].includes(values[i])) config[f] = values[i]; });
   config.max_time = 60 * (Number(minutes) || 0);
   if (config.max_time) config.max_iters = 0;  // "Train for" some minutes: the clock ends the run
   const file = document.querySelector('#browser-text input[type=file]')?.files?.[0];
@@ -357,10 +358,16 @@ def browser_presets() -> dict:
     return {name: asdict(TrainConfig.from_preset(name)) for name in BROWSER_PRESETS}
 
 
+def preset_hint(names) -> str:
+    """The preset menu's words: each preset it offers and what it is for."""
+    return " · ".join(f"{name}: {ABOUT.get(name, '')}" for name in sorted(names))
+
+
 def preset_choices(train_on: str):
     """Training in the browser offers the presets that fit it; the server offers all."""
     choices = BROWSER_PRESETS if train_on == TRAIN_ON[0] else list(PRESETS)
-    return gr.Dropdown(choices=choices, value=choices[0] if train_on == TRAIN_ON[0] else PRESET)
+    return gr.Dropdown(choices=choices, value=choices[0] if train_on == TRAIN_ON[0] else PRESET,
+                       info=preset_hint(choices))
 
 
 def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
@@ -372,7 +379,8 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
             train_on = gr.Radio(TRAIN_ON, value=TRAIN_ON[1], label="Train on", elem_id="train-on",
                                 info="this browser: on your device, in a Web Worker; the server trains one run for all")
             with gr.Row():
-                preset = gr.Dropdown(list(PRESETS), value=PRESET, label="Preset", info=PRESET_HINT, min_width=150)
+                preset = gr.Dropdown(list(PRESETS), value=PRESET, label="Preset", info=preset_hint(PRESETS),
+                                     min_width=150)
                 minutes = gr.Number(0, label="Train for (minutes)", minimum=0, maximum=MAX_MINUTES, step=0.5,
                                     elem_id="train-minutes", min_width=150,
                                     info="0: the preset's iterations. Else stop then, annealed")
@@ -482,15 +490,12 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     gr.api(training_status, api_name="training_status", concurrency_limit=None)
 
     def who_may_train(profile: gr.OAuthProfile | None):
-        """A visitor who may not train on the server trains in this browser: the browser's preset comes with it, in
-        the same answer, so that the browser's Start never shows beside a server preset's sizes."""
+        """A visitor who may not train on the server trains in this browser."""
         may = access.may_train(profile) is None
-        where = TRAIN_ON[1] if may else TRAIN_ON[0]
-        chosen = BROWSER_PRESETS[0] if where == TRAIN_ON[0] else PRESET
-        return gr.Button(visible=not may), where, preset_choices(where), *preset_values(chosen)
+        return gr.Button(visible=not may), TRAIN_ON[1] if may else TRAIN_ON[0]
 
-    demo.load(who_may_train, None, [to_generate, train_on, preset, *settings, optimizer, muon_lr],
-              api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    demo.load(who_may_train, None, [to_generate, train_on], api_visibility="private", concurrency_limit=None,
+              show_progress="hidden")
     to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
     timer = gr.Timer(1.0, active=False)  # on while something moves (poll says); else webapp/live.js wakes the tab
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
