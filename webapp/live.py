@@ -36,8 +36,8 @@ _progress: Callable[[], str | None] = lambda: None  # the Train tab's progress l
 
 def every(seconds: float) -> float:
     """How often each page asks Gradio for a moving view (a live run's chart, a climb): every `seconds`, or less
-    often while a crowd watches. A poll costs the server ~20 ms of CPU, which a live run shares; the progress line
-    still comes to every page each second, from this stream."""
+    often while a crowd watches. A poll through Gradio's queue costs the server CPU (about 17 ms for an idle one),
+    which a live run shares; the progress line still comes to every page each second, from this stream."""
     return max(seconds, _listeners / CROWD_POLLS_S)
 
 
