@@ -507,7 +507,7 @@ def test_the_generate_tab_writes_with_the_run_kept_in_this_browser_as_pytorch_do
         for label, value in (("Characters to generate", n), ("Temperature", temperature)):
             tab.get_by_label(f"number input for {label}").fill(str(value))
             tab.get_by_label(f"number input for {label}").press("Tab")
-        tab.get_by_label("Seed").fill(seed)
+        tab.get_by_role("textbox", name="Seed").fill(seed)  # the Train tab's Seed is a number
         tab.get_by_label("Prompt").fill("ROMEO:")
         tab.get_by_role("button", name="Generate", exact=True).click()
         expect(tab.locator("#gen-where")).to_contain_text(f"Generated in this browser: {n} characters", timeout=60_000)

@@ -50,6 +50,7 @@ async function init({ backend, libraries, threads }) {
   await self.tf.ready();
   tf = self.tf;
   matmul = plainMatmul();
+  if (backend === "wasm") channelMatmul = depthwiseMatmul();
   state = { backend: tf.getBackend(), threads: null, adapter: null, crossOriginIsolated: self.crossOriginIsolated };
   if (backend === "wasm") state.threads = tf.wasm.getThreadsCount();
   if (backend === "webgpu") {
@@ -135,6 +136,30 @@ function plainMatmul() {
   });
 }
 
+// Per-channel products out[c] = a[c] @ b[c], for a (M, K, c) and b (K, c, N), giving (M, c, N), as one depthwise
+// convolution: TF.js's WebAssembly backend runs that on XNNPACK, and a batched matMul on its scalar loop, 5x slower
+// for the attention's shapes here. A gradient is such a product too: a's needs three transposes, b's none.
+let channelMatmul = null;
+function depthwiseMatmul() {
+  const product = (a, b) => {
+    const [M, K, c] = a.shape, N = b.shape[2];
+    return tf.depthwiseConv2d(a.reshape([1, M, K, c]), b.reshape([1, K, c, N]), 1, "valid").reshape([M, c, N]);
+  };
+  return tf.customGrad((a, b, save) => {
+    save([a, b]);
+    return {
+      value: product(a, b),
+      gradFunc: (dy, [a, b]) => {
+        const [M, K, c] = a.shape, N = b.shape[2];
+        const da = product(dy.transpose([0, 2, 1]), b.transpose([2, 1, 0])).transpose([0, 2, 1]); // dy[c] @ b[c]ᵀ
+        // a[c]ᵀ @ dy[c]: the filter runs down a's M rows
+        const db = tf.depthwiseConv2d(a.reshape([1, M, K, c]), dy.reshape([M, 1, c, N]), 1, "valid").reshape([K, c, N]);
+        return [da, db];
+      },
+    };
+  });
+}
+
 const linear = (x, p, name) => { // x @ Wᵀ (+ b): nn.Linear
   const y = matmul(x, p[`${name}.weight`].transpose());
   return p[`${name}.bias`] ? y.add(p[`${name}.bias`]) : y;
@@ -148,6 +173,22 @@ const layerNorm = (x, p, name) => { // nn.LayerNorm over the channels, eps 1e-5,
 
 const dropout = (x, rate, training) => (training && rate > 0 ? tf.dropout(x, rate) : x);
 
+// q, k, v (B, T, nh, hs) -> (B, T, nh, hs): each head's causal self-attention
+function attention(q, k, v, mask, training) {
+  const [B, T, nh, hs] = q.shape, rate = model.config.dropout;
+  if (!channelMatmul) {
+    const [qh, kh, vh] = [q, k, v].map((t) => t.transpose([0, 2, 1, 3])); // (B, nh, T, hs)
+    const wei = dropout(tf.softmax(tf.matMul(qh, kh, false, true).mul(hs ** -0.5).add(mask)), rate, training); // (B, nh, T, T)
+    return tf.matMul(wei, vh).transpose([0, 2, 1, 3]);
+  }
+  const n = B * nh; // one channel for each head of each example
+  const qc = q.transpose([1, 3, 0, 2]).reshape([T, hs, n]), kc = k.transpose([3, 0, 2, 1]).reshape([hs, n, T]);
+  let wei = channelMatmul(qc, kc).mul(hs ** -0.5).add(mask.reshape([T, 1, T])); // (T, n, T)
+  wei = dropout(tf.softmax(wei), rate, training);
+  const vc = v.transpose([1, 0, 2, 3]).reshape([T, n, hs]);
+  return channelMatmul(wei.transpose([0, 2, 1]), vc).reshape([T, B, nh, hs]).transpose([1, 0, 2, 3]);
+}
+
 // idx (B*T int32, row by row) -> logits (B*T, V); the same computation as GPTLanguageModel.forward
 function forward(p, idx, B, T, training) {
   const c = model.config, C = c.n_embd, nh = c.n_head, hs = C / nh;
@@ -160,10 +201,8 @@ function forward(p, idx, B, T, training) {
     const b = `blocks.${i}`;
     // communication: all heads at once; equivalent to the per-head Head of the lecture
     const qkv = matmul(layerNorm(x, p, `${b}.ln1`), p[`${b}.sa.qkv.weight`].transpose()); // (B*T, 3C)
-    const [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, nh, hs]).transpose([0, 2, 1, 3])); // (B, nh, T, hs)
-    let wei = tf.matMul(q, k, false, true).mul(hs ** -0.5).add(mask); // (B, nh, T, T)
-    wei = dropout(tf.softmax(wei), c.dropout, training);
-    const y = tf.matMul(wei, v).transpose([0, 2, 1, 3]).reshape([B * T, C]); // heads side by side: (B*T, C)
+    const [q, k, v] = tf.split(qkv, 3, 1).map((t) => t.reshape([B, T, nh, hs]));
+    const y = attention(q, k, v, mask, training).reshape([B * T, C]); // heads side by side: (B*T, C)
     x = x.add(dropout(linear(y, p, `${b}.sa.proj`), c.dropout, training));
     // computation: each position on its own
     const h = linear(tf.relu(linear(layerNorm(x, p, `${b}.ln2`), p, `${b}.ffwd.net.0`)), p, `${b}.ffwd.net.2`);
