@@ -561,6 +561,29 @@ def test_own_text_is_read_in_the_page_refused_with_the_server_s_messages_and_sto
     assert not any("mine.txt" in url or "🌙" in body for url, body in context.sent)  # never uploaded
 
 
+def test_a_start_pressed_as_a_preset_is_chosen_trains_that_preset_however_slow_the_server(finished_run):
+    """The menu fills the form in the page, not through the server: with the server's every answer held back 2 s,
+    a Start pressed the moment "tiny" is chosen trains tiny's model (2 heads, learning rate 3e-3), not the settings
+    the form held a moment before (the browser preset's 4 heads and 1e-2)."""
+    tab, _ = finished_run
+    tab.get_by_label("Tiny Shakespeare").check()  # the last test left its own text chosen
+    tab.evaluate("""() => { const fetch = window.fetch; window.slowServer = fetch;
+        window.fetch = (url, options) => String(url).includes('/queue/join')
+            ? new Promise((ok) => setTimeout(ok, 2000)).then(() => fetch(url, options)) : fetch(url, options); }""")
+    try:
+        tab.evaluate("() => { window.lastRun = gptTrain.state().run; }")
+        tab.get_by_label("Preset").click()
+        tab.get_by_role("option", name="tiny").click()
+        tab.locator("#browser-start").click()
+        tab.wait_for_function("() => gptTrain.state().run !== window.lastRun")
+        config = browser_run(tab)["config"]
+        assert (config["n_head"], config["bias"], config["learning_rate"]) == (2, True, 3e-3), config
+        # tiny's 100 steps: a few seconds
+        expect(tab.locator("#browser-run")).to_contain_text("Finished in this browser", timeout=60_000)
+    finally:
+        tab.evaluate("() => { window.fetch = window.slowServer; }")
+
+
 # --- Push, as a signed-in visitor of a Space: the run this browser trained, to the visitor's own namespace ---
 
 def test_a_signed_in_visitor_of_a_space_pushes_the_run_their_browser_trained_with_their_own_token(

@@ -85,6 +85,9 @@ BROWSER_START_JS = """(preset, minutes, textSource, ...values) => {
   document.querySelector('#browser-run')?.scrollIntoView({behavior: 'smooth', block: 'start'});  // as SCROLL_TO_RUN
   return [];
 }"""
+# A preset's settings into the form, in the page: a round trip to the server would leave a moment in which the menu
+# names one preset and the form holds another's sizes, and a Start pressed then would train the wrong model
+PRESET_JS = """(preset, ...values) => (PRESET_VALUES_JSON)[preset] || values"""
 # Push (a run kept in this browser): the page uploads its files and hands their addresses to the files input
 PUSH_JS = """async (files, repo, ...rest) => {
   try { return [await window.gptTrain.upload(), repo, ...rest]; }
@@ -458,7 +461,8 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
 
     components = {name: c for name, c in locals().items() if name in INPUTS}  # each input by its name
     settings = [components[f] for f in FIELDS]
-    preset.change(preset_values, preset, [*settings, optimizer, muon_lr], api_visibility="private")
+    preset.change(None, [preset, *settings, optimizer, muon_lr], [*settings, optimizer, muon_lr],
+                  js=PRESET_JS.replace("PRESET_VALUES_JSON", json.dumps({p: preset_values(p) for p in PRESETS})))
     optimizer.change(lambda o: gr.Number(visible=o != "adamw"), optimizer, muon_lr, api_visibility="private")
     running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
     gr.on([demo.load, running.change, *(s.change for s in [*settings, optimizer, muon_lr, minutes])], estimate,
