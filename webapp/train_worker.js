@@ -178,15 +178,16 @@ function attention(q, k, v, mask, training) {
   const [B, T, nh, hs] = q.shape, rate = model.config.dropout;
   if (!channelMatmul) {
     const [qh, kh, vh] = [q, k, v].map((t) => t.transpose([0, 2, 1, 3])); // (B, nh, T, hs)
-    const wei = dropout(tf.softmax(tf.matMul(qh, kh, false, true).mul(hs ** -0.5).add(mask)), rate, training); // (B, nh, T, T)
-    return tf.matMul(wei, vh).transpose([0, 2, 1, 3]);
+    const wei = tf.softmax(tf.matMul(qh, kh, false, true).mul(hs ** -0.5).add(mask)); // (B, nh, T, T)
+    return tf.matMul(dropout(wei, rate, training), vh).transpose([0, 2, 1, 3]);
   }
-  const n = B * nh; // one channel for each head of each example
-  const qc = q.transpose([1, 3, 0, 2]).reshape([T, hs, n]), kc = k.transpose([3, 0, 2, 1]).reshape([hs, n, T]);
-  let wei = channelMatmul(qc, kc).mul(hs ** -0.5).add(mask.reshape([T, 1, T])); // (T, n, T)
-  wei = dropout(tf.softmax(wei), rate, training);
-  const vc = v.transpose([1, 0, 2, 3]).reshape([T, n, hs]);
-  return channelMatmul(wei.transpose([0, 2, 1]), vc).reshape([T, B, nh, hs]).transpose([1, 0, 2, 3]);
+  const n = B * nh; // a channel for each head of each example
+  const qc = q.transpose([1, 3, 0, 2]).reshape([T, hs, n]); // (T, hs, n)
+  const kc = k.transpose([3, 0, 2, 1]).reshape([hs, n, T]); // (hs, n, T): kᵀ, each channel's
+  const wei = tf.softmax(channelMatmul(qc, kc).mul(hs ** -0.5).add(mask.reshape([T, 1, T]))); // (T, n, T)
+  const vc = v.transpose([1, 0, 2, 3]).reshape([T, n, hs]); // (T, n, hs)
+  const y = channelMatmul(dropout(wei, rate, training).transpose([0, 2, 1]), vc); // (T, n, hs)
+  return y.reshape([T, B, nh, hs]).transpose([1, 0, 2, 3]);
 }
 
 // idx (B*T int32, row by row) -> logits (B*T, V); the same computation as GPTLanguageModel.forward

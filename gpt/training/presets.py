@@ -34,7 +34,7 @@ PRESETS: dict[str, dict] = {
         warmup_iters=50, weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_interval=0, eval_iters=20,
         dtype="bfloat16", compile=True, log_every=50,
     ),
-    # For training in a visitor's browser (TensorFlow.js on WebAssembly, about a tenth of PyTorch's speed on a CPU):
+    # For training in a visitor's browser (TensorFlow.js on WebAssembly, about an eighth of PyTorch's speed on a CPU):
     # small, a high learning rate for few steps, short samples and evaluations
     "browser": dict(
         n_layer=2, n_head=4, n_embd=32, block_size=32, dropout=0.0, bias=False,
