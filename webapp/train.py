@@ -450,12 +450,12 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
             gr.HTML(elem_id="browser-run", elem_classes=["in-browser"])  # drawn by train_browser.js
             # a signed-in visitor (or a laptop) pushes the run kept in this browser: the page uploads its files, the
             # server checks them and pushes (webapp/share.py); shown once this browser keeps a run (CSS)
-            with gr.Row(elem_id="browser-push", elem_classes=["in-browser"], visible=False,
-                        equal_height=True) as push_row:
-                push_repo = gr.Textbox(label="Push this run to the Hub: model repo", placeholder="you/my-browser-gpt",
-                                       scale=3)
-                push_private = gr.Checkbox(False, label="Private", scale=1)
-                push_btn = gr.Button("Push to the Hub", scale=1)
+            with gr.Column(elem_id="browser-push", elem_classes=["in-browser"], visible=False) as push_row:
+                with gr.Row(equal_height=True):
+                    push_repo = gr.Textbox(label="Push this run to the Hub: model repo",
+                                           placeholder="you/my-browser-gpt", scale=3)
+                    push_private = gr.Checkbox(False, label="Private", scale=1)
+                push_btn = gr.Button("Push to the Hub", variant="primary")  # as the Share tab's
             push_files = gr.File(file_count="multiple", type="filepath", elem_classes=["gpt-hidden"])  # PUSH_JS fills
             push_result = gr.Markdown(elem_id="browser-push-result", elem_classes=["in-browser"])
 
@@ -482,7 +482,7 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
 
     def push_shown(profile: gr.OAuthProfile | None):
         """Push is offered to whoever may push (signed in, in public), as in the Share tab."""
-        return gr.Row(visible=access.may_push(profile))
+        return gr.Column(visible=access.may_push(profile))
 
     demo.load(push_shown, None, push_row, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     init_from.focus(lambda: gr.Dropdown(choices=[("from scratch", "")] + weights_choices(live=False)), None,
