@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,17 +55,17 @@ CPU_PRESET = TrainConfig.from_preset("cpu")
 GENAI_CONFIG = {"vocabSize": 65, "blockSize": CPU_PRESET.block_size, "nLayer": CPU_PRESET.n_layer,
                 "nHead": CPU_PRESET.n_head, "nEmbed": CPU_PRESET.n_embd}
 GENAI_BACKENDS = ("cpu", "webgl", "webgpu")  # no WebAssembly there
+SHAPE = {"config": asdict(CPU_PRESET.model_config(65)), "batch_size": CPU_PRESET.batch_size}  # as the speed page's
 
 # the app's own page is not cross-origin isolated: its worker gets one WebAssembly thread
-SINGLE = """async ([backend, steps, type = "measure"]) => {
+SINGLE = """async ([backend, steps, type, shape]) => {
   const worker = new Worker(GPT_TFJS.worker);
   const ask = (message) => new Promise((ok, fail) => {
     worker.onmessage = ({ data }) => (data.type === "error" ? fail(new Error(data.message)) : ok(data));
     worker.postMessage({ ...message, id: 1 });
   });
   await ask({ type: "init", backend, libraries: GPT_TFJS.libraries });
-  const config = { vocab_size: 65, block_size: 64, n_layer: 4, n_head: 4, n_embd: 128, dropout: 0, bias: false };
-  const out = await ask({ type, config, batch_size: 32, steps });
+  const out = await ask({ type, config: shape.config, batch_size: shape.batch_size, steps });
   worker.terminate();
   return out;
 }"""  # type "profile": one step's milliseconds by TF.js kernel instead
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, page, script in (("isolated", isolated, "([b, s]) => measure(b, s)"), ("app page", single, SINGLE)):
                 if backend == "webgl" or (backend != "wasm" and name == "app page"):
                     continue  # no WebGL in our worker; threads matter to WebAssembly alone
-                r = page.evaluate(script, [backend, args.steps])
+                r = page.evaluate(script, [backend, args.steps, "measure", SHAPE])
                 key = f"{backend}_{'isolated' if name == 'isolated' else 'app_page'}"
                 results[key] = {k: r[k] for k in ("tokens_per_sec", "seconds_per_step", "device", "threads",
                                                   "crossOriginIsolated", "adapter")}
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     line += f", {results[key]['over_genai_nanogpt']:.2f}x genai-nanogpt"
                 print(line, flush=True)
             if args.profile and backend != "webgl":
-                r = single.evaluate(SINGLE, [backend, 0, "profile"])
+                r = single.evaluate(SINGLE, [backend, 0, "profile", SHAPE])
                 print(f"  one step, {r['total_ms']:,.0f} ms (the app's page):", flush=True)
                 for k in r["kernels"][:12]:
                     print(f"  {k['ms']:8,.1f} ms {k['calls']:4} x {k['name']}", flush=True)

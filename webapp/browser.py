@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +36,7 @@ from gpt.sharing.card import COLORS
 from gpt.errors import GPTError
 from gpt.sharing.hub import BROWSER_FILE
 from gpt.training.presets import LECTURE_VAL
+from gpt.training.trainer import TrainConfig
 from webapp.state import LIVE, WEIGHTS, saved_weights
 
 ORT_VERSION = "1.30.0"  # onnxruntime-web, as webapp/js/package-lock.json pins it
@@ -215,11 +217,11 @@ ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-
 SPEED_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Training speed of this browser</title>
 <body style="font-family: sans-serif; margin: 2em">
 <h1>How fast does this browser train?</h1>
-<p>One training step of the <code>cpu</code> preset's model (4 layers, 128 wide, block 64, batch 32) in this browser,
-measured a few times. The server's own trainer is the figure to compare with (bench/README.md).</p>
+<p>One training step of the <code>cpu</code> preset's model (SHAPE_WORDS) in this browser, measured a few times. The
+server's own trainer is the figure to compare with (bench/README.md).</p>
 <p><button id="measure">Measure</button> <select id="backend"><option value="wasm">WebAssembly</option>
 <option value="webgpu">WebGPU</option></select></p><p id="result"></p>
-<script>window.GPT_TFJS = %s;</script>
+<script>window.GPT_TFJS = TFJS_JSON; window.GPT_SPEED = SHAPE_JSON;</script>
 <script>
 // measure(backend): {tokens_per_sec, seconds_per_step, device, threads, ...} from a fresh worker
 window.measure = (backend, steps = 3) => new Promise((resolve, reject) => {
@@ -228,9 +230,8 @@ window.measure = (backend, steps = 3) => new Promise((resolve, reject) => {
     worker.onmessage = ({ data }) => (data.type === "error" ? fail(new Error(data.message)) : ok(data));
     worker.postMessage({ ...message, id: 1 });
   });
-  const config = { vocab_size: 65, block_size: 64, n_layer: 4, n_head: 4, n_embd: 128, dropout: 0, bias: false };
   ask({ type: "init", backend, libraries: GPT_TFJS.libraries })
-    .then(() => ask({ type: "measure", config, batch_size: 32, steps }))
+    .then(() => ask({ type: "measure", config: GPT_SPEED.config, batch_size: GPT_SPEED.batch_size, steps }))
     .then(resolve, reject).finally(() => worker.terminate());
 });
 document.getElementById("measure").onclick = async () => {
@@ -246,9 +247,19 @@ document.getElementById("measure").onclick = async () => {
 """
 
 
+def speed_shape() -> dict:
+    """What the speed page times: the cpu preset's model (65 characters) and batch, as the worker's measure takes them."""
+    train = TrainConfig.from_preset("cpu")
+    return {"config": asdict(train.model_config(65)), "batch_size": train.batch_size}
+
+
 async def speed_route(request: Request) -> Response:
-    training = training_files()
-    return HTMLResponse(SPEED_PAGE % json.dumps(training), headers={"Cache-Control": "no-cache", **ISOLATED})
+    shape = speed_shape()
+    c = shape["config"]
+    words = f"{c['n_layer']} layers, {c['n_embd']} wide, block {c['block_size']}, batch {shape['batch_size']}"
+    page = (SPEED_PAGE.replace("SHAPE_WORDS", words).replace("SHAPE_JSON", json.dumps(shape))
+            .replace("TFJS_JSON", json.dumps(training_files())))
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache", **ISOLATED})
 
 
 ROUTES = [Route("/browser/info/{name:path}", info_route), Route("/browser/model/{name:path}/{digest}.onnx", model_route),
