@@ -35,9 +35,10 @@ from gpt.data import TINY_SHAKESPEARE_SHA256, tiny_shakespeare_path
 from gpt.sharing.card import COLORS
 from gpt.errors import GPTError
 from gpt.sharing.hub import BROWSER_FILE
+from gpt.training.estimate import estimate_time
 from gpt.training.presets import LECTURE_VAL
 from gpt.training.trainer import TrainConfig
-from webapp.state import LIVE, WEIGHTS, saved_weights
+from webapp.state import DEVICE, LIVE, WEIGHTS, runner, saved_weights
 
 ORT_VERSION = "1.30.0"  # onnxruntime-web, as webapp/js/package-lock.json pins it
 ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
@@ -217,8 +218,9 @@ ISOLATED = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-
 SPEED_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Training speed of this browser</title>
 <body style="font-family: sans-serif; margin: 2em">
 <h1>How fast does this browser train?</h1>
-<p>One training step of the <code>cpu</code> preset's model (SHAPE_WORDS) in this browser, measured a few times. The
-server's own trainer is the figure to compare with (bench/README.md).</p>
+<p>One training step of the <code>cpu</code> preset's model (SHAPE_WORDS) in this browser, measured a few times,
+beside the same step of this server's own trainer (PyTorch). A run in this browser trains at about that speed: on a
+laptop with a GPU, WebGPU may beat the server.</p>
 <p><button id="measure">Measure</button> <select id="backend"><option value="wasm">WebAssembly</option>
 <option value="webgpu">WebGPU</option></select></p><p id="result"></p>
 <script>window.GPT_TFJS = TFJS_JSON; window.GPT_SPEED = SHAPE_JSON;</script>
@@ -234,13 +236,19 @@ window.measure = (backend, steps = 3) => new Promise((resolve, reject) => {
     .then(() => ask({ type: "measure", config: GPT_SPEED.config, batch_size: GPT_SPEED.batch_size, steps }))
     .then(resolve, reject).finally(() => worker.terminate());
 });
+// the server's figure first: on a laptop the two would share its cores
+const serverSpeed = () => fetch("train-speed/server.json").then((r) => r.json()).catch(() => ({}));
+const rate = (n) => `${Math.round(n).toLocaleString("en")} tokens/s`;
 document.getElementById("measure").onclick = async () => {
   const out = document.getElementById("result");
   out.textContent = "Measuring…";
+  const server = await serverSpeed();
   try {
     const r = await measure(document.getElementById("backend").value);
-    out.textContent = `${r.device}: ${Math.round(r.tokens_per_sec).toLocaleString("en")} tokens/s ` +
-      `(${r.seconds_per_step.toFixed(2)} s a step)`;
+    const here = `This browser, ${r.device}: ${rate(r.tokens_per_sec)} (${r.seconds_per_step.toFixed(2)} s a step). `;
+    out.textContent = here + (server.tokens_per_sec ? `This server's trainer, ${server.device}: ` +
+      `${rate(server.tokens_per_sec)}${server.rough ? " (rough: it was busy)" : ""}. This browser trains at ` +
+      `${(r.tokens_per_sec / server.tokens_per_sec).toFixed(2)}x the server's speed.` : `This server: ${server.why || "no figure"}.`);
   } catch (e) { out.textContent = `Could not measure: ${e.message}`; }
 };
 </script>
@@ -251,6 +259,24 @@ def speed_shape() -> dict:
     """What the speed page times: the cpu preset's model (65 characters) and batch, as the worker's measure takes them."""
     train = TrainConfig.from_preset("cpu")
     return {"config": asdict(train.model_config(65)), "batch_size": train.batch_size}
+
+
+_speed_lock = threading.Lock()  # one timing at a time, whoever asks: the next asker gets the figure it made
+
+
+def server_speed() -> dict:
+    """This server's trainer on the speed page's shape: tokens/s (estimate_time's timed steps, remembered a minute)."""
+    if runner.running:
+        return {"tokens_per_sec": None, "why": "it is training, and does not time itself meanwhile (it would slow the run)"}
+    shape = speed_shape()
+    with _speed_lock:
+        guess = estimate_time(TrainConfig.from_preset("cpu"))
+    tokens = shape["batch_size"] * shape["config"]["block_size"]
+    return {"tokens_per_sec": tokens / guess.step_seconds, "device": DEVICE, "rough": guess.rough}
+
+
+async def server_speed_route(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(server_speed), headers={"Cache-Control": "no-cache"})
 
 
 async def speed_route(request: Request) -> Response:
@@ -265,4 +291,5 @@ async def speed_route(request: Request) -> Response:
 ROUTES = [Route("/browser/info/{name:path}", info_route), Route("/browser/model/{name:path}/{digest}.onnx", model_route),
           Route("/browser/ort/{file}", ort_route), Route("/browser/js/{file}", js_route),
           Route("/browser/train-worker.js", worker_route),
-          Route("/browser/data/tinyshakespeare-{digest}.txt", data_route), Route("/browser/train-speed", speed_route)]
+          Route("/browser/data/tinyshakespeare-{digest}.txt", data_route), Route("/browser/train-speed", speed_route),
+          Route("/browser/train-speed/server.json", server_speed_route)]

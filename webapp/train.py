@@ -438,7 +438,8 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                                       info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**", elem_classes=["on-server"])
             gr.Markdown("Trains on: **this browser**: WebGPU where it has a GPU, else WebAssembly (the run says "
-                        "which, and how fast)", elem_classes=["in-browser"])
+                        "which, and how fast; [how fast is this browser?](/browser/train-speed))",
+                        elem_classes=["in-browser"])
         with gr.Column(scale=2):
             progress = gr.HTML(elem_id="train-progress", elem_classes=["server-view"])
             to_generate = gr.Button("Write with the shipped weights →", visible=False, size="sm",
