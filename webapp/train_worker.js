@@ -382,7 +382,7 @@ async function train({ text, train: t }) {
     while (true) {
       await breathe(); // a Stop sent meanwhile is seen now
       const stopping = run.stop;
-      const done = (Boolean(t.max_iters) || !timed) && step >= t.max_iters || outOfTime();
+      let done = (Boolean(t.max_iters) || !timed) && step >= t.max_iters || outOfTime();
       const due = timed && !t.eval_interval ? step === 0 || elapsed() >= nextEvalAt : step % evalEvery === 0;
       if (pending.length && (due || done || stopping)) await logSteps();
       if ((due || done || stopping) && lastEval !== step) {
@@ -397,6 +397,7 @@ async function train({ text, train: t }) {
         evalSeconds = (performance.now() - evalBegan) / 1000;
         lastEval = step;
         nextEvalAt = elapsed() + Math.max(t.max_time / EVAL_POINTS, EVAL_SPACING * evalSeconds);
+        if (!done) done = outOfTime(); // time ran out during it: it was the final evaluation (as the trainer)
       }
       if (done || stopping) { stopped = stopping && !done; break; }
       if (!pending.length) windowBegan = performance.now();
