@@ -391,7 +391,10 @@ def ready_to_train(tab, app):
     expect(tab.locator("#browser-start")).to_be_visible()
     expect(tab.locator("#start-training")).to_be_hidden()  # the server's Start is not offered
     # until this browser has a run, the server's view: a stranger watches the shipped weights' training replayed
-    expect(tab.locator("#train-progress")).to_contain_text("or press Start to train your own in this browser")
+    words = tab.locator("#train-progress .in-browser")  # the words for this side of "Train on", shown at once
+    expect(words).to_contain_text("or press Start to train your own in this browser")
+    expect(words).to_be_visible()
+    expect(tab.locator("#train-progress .on-server")).to_be_hidden()
     tab.locator("#train-advanced").click()
     expect(tab.get_by_label("n_embd (width)")).to_have_value("32")  # the browser preset's settings are in the form
     # and the switch to the browser's presets raised nothing on the way (an event that carried the server preset

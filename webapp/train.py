@@ -238,7 +238,12 @@ def interrupted_html(run: dict) -> str:
             f"<code>python -m train --out weights/{name} --resume</code>. Or start a new run.</div></div>")
 
 
-def replay_html(s: dict, may_train: bool, in_browser: bool = False) -> str:
+def both_sides(in_browser: str, on_server: str) -> str:
+    """Words for each side of "Train on": the page shows the chosen side's (CSS above), at once when it changes."""
+    return f"<span class='in-browser'>{in_browser}</span><span class='on-server'>{on_server}</span>"
+
+
+def replay_html(s: dict, may_train: bool) -> str:
     done = s["step"] / s["max_iters"] if s["max_iters"] else 1.0
     figures = [f"step <b>{s['step']:,}</b> / {s['max_iters']:,}"]
     if s["loss"] is not None:
@@ -246,27 +251,26 @@ def replay_html(s: dict, may_train: bool, in_browser: bool = False) -> str:
     if len(s["evals"]) > 1:
         figures.append(f"best val <b>{s['best_val']:.3f}</b>")
     figures.append(f"{duration(s['elapsed'])} of training on {html.escape(s['device'] or 'a CPU')}")
-    what = ("Write with these weights in the <b>Generate</b> tab now, or press <b>Start</b> to train your own in "
-            "this browser and watch it learn the same way." if in_browser else
-            "Press <b>Start</b> to train your own and watch it learn the same way." if may_train else
-            "Write with these weights in the <b>Generate</b> tab now; to train your own, run the app on your "
-            "machine: <code>python app.py</code>.")
+    what = both_sides("Write with these weights in the <b>Generate</b> tab now, or press <b>Start</b> to train your own "
+                      "in this browser and watch it learn the same way.",
+                      "Press <b>Start</b> to train your own and watch it learn the same way." if may_train else
+                      "Write with these weights in the <b>Generate</b> tab now; to train your own, run the app on your "
+                      "machine: <code>python app.py</code>.")
     return (f"<div class='status'><div>▶ <b>Replay</b> of how the shipped weights learned "
             f"({params_text(s['params'])} parameters), from their real log. {what}</div>"
             f"<progress value='{done:.4f}' max='1'></progress> <b>{done:.0%}</b>"
             f"<div>{' · '.join(figures)}</div></div>")
 
 
-def progress_html(s: dict, may_train: bool = True, in_browser: bool = False) -> str:
-    """in_browser: "Train on: this browser" is chosen, and this browser has no run yet to show instead."""
+def progress_html(s: dict, may_train: bool = True) -> str:
     if s["state"] == "replay":
-        return replay_html(s, may_train, in_browser)
+        return replay_html(s, may_train)
     if s["state"] == "idle" and s.get("interrupted"):
         return interrupted_html(s["interrupted"])
     if s["state"] == "idle":
-        return ("<div class='status'>No run yet. Pick a preset and press <b>Start</b>." if may_train or in_browser else
-                "<div class='status'>No run is going. Write with the shipped weights in the <b>Generate</b> tab."
-                ) + "</div>"
+        start = "No run yet. Pick a preset and press <b>Start</b>."
+        return "<div class='status'>" + both_sides(start, start if may_train else "No run is going. Write with the "
+                                                   "shipped weights in the <b>Generate</b> tab.") + "</div>"
     if s.get("max_time"):  # a timed run: the bar is the clock
         done = 1.0 if s["state"] != "running" else min(1.0, s["elapsed"] / s["max_time"])
         figures = [f"step <b>{s['step']:,}</b> · training for {duration(s['max_time'])}"]
@@ -330,8 +334,7 @@ def samples_markdown(s: dict) -> str:
         for e in reversed(shown))
 
 
-def poll(was_running: bool, train_on: str, replay_began: float | None, profile: gr.OAuthProfile | None,
-         request: gr.Request):
+def poll(was_running: bool, replay_began: float | None, profile: gr.OAuthProfile | None, request: gr.Request):
     """The tab's view, and whether to poll again in a second: only while something moves (a live run, the replay
     this page is playing); else the page waits for webapp/live.py to say that something changed."""
     now = time.time()
@@ -343,7 +346,7 @@ def poll(was_running: bool, train_on: str, replay_began: float | None, profile: 
     may_stop = s["state"] == "running" and access.may_stop(profile, request, s["started_by"])
     # "Started …" and "Stopping …" describe a run: they go when it ends, the progress line says how it ended
     message = "" if was_running and not running else gr.skip()
-    progress = progress_html(s, may_train, in_browser=train_on == TRAIN_ON[0])
+    progress = progress_html(s, may_train)
     moving = running or (replaying and now - began < REPLAY_S)
     return (progress, loss_frame(s), samples_markdown(s), gr.Button(interactive=not running and may_train),
             gr.Button(interactive=may_stop), running, message, began if replaying else None,
@@ -506,9 +509,9 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
     replay_began = gr.State(None)  # when this page's replay of the shipped weights' training began
     shown = [progress, chart, samples, start_btn, stop_btn, running, message, replay_began, timer]
-    gr.on([timer.tick, demo.load], poll, [running, train_on, replay_began], shown, api_visibility="private",
+    gr.on([timer.tick, demo.load], poll, [running, replay_began], shown, api_visibility="private",
           concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
     # a refresh of its own, every click sent: a tick caught in flight by a server's restart stays pending in the
     # page for good, and would hold back (always_last) the refresh that catches the page up once the server is back
-    refresh.click(poll, [running, train_on, replay_began], shown, api_visibility="private", concurrency_limit=None,
+    refresh.click(poll, [running, replay_began], shown, api_visibility="private", concurrency_limit=None,
                   show_progress="hidden", trigger_mode="multiple")
