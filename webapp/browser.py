@@ -268,11 +268,11 @@ def server_speed() -> dict:
     """This server's trainer on the speed page's shape: tokens/s (estimate_time's timed steps, remembered a minute)."""
     if runner.running:
         return {"tokens_per_sec": None, "why": "it is training, and does not time itself meanwhile (it would slow the run)"}
-    shape = speed_shape()
+    train = TrainConfig.from_preset("cpu")  # speed_shape()'s
     with _speed_lock:
-        guess = estimate_time(TrainConfig.from_preset("cpu"))
-    tokens = shape["batch_size"] * shape["config"]["block_size"]
-    return {"tokens_per_sec": tokens / guess.step_seconds, "device": DEVICE, "rough": guess.rough}
+        guess = estimate_time(train)
+    return {"tokens_per_sec": train.batch_size * train.block_size / guess.step_seconds, "device": DEVICE,
+            "rough": guess.rough}
 
 
 async def server_speed_route(request: Request) -> Response:
