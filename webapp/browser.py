@@ -248,7 +248,7 @@ document.getElementById("measure").onclick = async () => {
     const here = `This browser, ${r.device}: ${rate(r.tokens_per_sec)} (${r.seconds_per_step.toFixed(2)} s a step). `;
     out.textContent = here + (server.tokens_per_sec ? `This server's trainer, ${server.device}: ` +
       `${rate(server.tokens_per_sec)}${server.rough ? " (rough: it was busy)" : ""}. This browser trains at ` +
-      `${(r.tokens_per_sec / server.tokens_per_sec).toFixed(2)}x the server's speed.` : `This server: ${server.why || "no figure"}.`);
+      `${(r.tokens_per_sec / server.tokens_per_sec).toPrecision(3)}x the server's speed.` : `This server: ${server.why || "no figure"}.`);
   } catch (e) { out.textContent = `Could not measure: ${e.message}`; }
 };
 </script>
