@@ -229,13 +229,13 @@ def test_the_page_s_libraries_are_pinned_and_the_cdn_s_integrity_hashes_are_thei
     monkeypatch.delenv("GPT_JS_DIR", raising=False)
     monkeypatch.delenv("GPT_ORT_WEB_DIR", raising=False)
     cdn = browser.tfjs_libraries()
-    assert cdn["tf.min.js"] == {"url": "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.min.js",
-                                "integrity": browser.TFJS_FILES["tf.min.js"][3]}
+    assert cdn["tf.es2017.min.js"] == {"url": "https://cdn.jsdelivr.net/npm/@tensorflow/tfjs@4.22.0/dist/tf.es2017.min.js",
+                                       "integrity": browser.TFJS_FILES["tf.es2017.min.js"][3]}
     assert browser.ort_base().startswith("https://cdn.jsdelivr.net/")
     ort = js_dir / "node_modules" / "onnxruntime-web" / "dist"
     monkeypatch.setenv("GPT_ORT_WEB_DIR", str(ort))  # the older setting: onnxruntime-web alone, from that folder
     assert browser.ort_base() == "/browser/ort/" and browser.local_ort() == ort
-    assert browser.tfjs_libraries()["tf.min.js"]["url"].startswith("https://cdn.jsdelivr.net/")
+    assert browser.tfjs_libraries()["tf.es2017.min.js"]["url"].startswith("https://cdn.jsdelivr.net/")
     monkeypatch.delenv("GPT_ORT_WEB_DIR")
     monkeypatch.setenv("GPT_JS_DIR", str(js_dir))  # one folder serves every library of the page
     assert all(lib["integrity"] is None and lib["url"].startswith("/browser/js/")
@@ -247,7 +247,7 @@ def test_the_app_serves_the_pinned_files_alone_and_isolates_its_speed_page(app):
     import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(app["url"] + "browser/js/tf-backend-wasm.min.js") as response:
+    with urllib.request.urlopen(app["url"] + "browser/js/tf-backend-wasm.es2017.min.js") as response:
         assert response.headers["Content-Type"].startswith("text/javascript") and len(response.read()) > 100_000
     for path in ("browser/js/package.json", "browser/js/..%2Fpackage-lock.json"):
         with pytest.raises(urllib.error.HTTPError, match="404"):

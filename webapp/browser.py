@@ -52,12 +52,15 @@ FOREVER = "public, max-age=31536000, immutable"  # an address named by its conte
 
 TFJS_VERSION = "4.22.0"  # @tensorflow/tfjs and its WebAssembly and WebGPU backends, as webapp/js pins them
 TFJS_CDN = "https://cdn.jsdelivr.net/npm/"
-# name the worker asks for -> (npm package, file in it, media type, subresource integrity of that file, this version)
+# name the worker asks for -> (npm package, file in it, media type, subresource integrity of that file, this version).
+# The ES2017 builds, not the ES5 ones (tf.min.js): with those, V8 slows plain JS's matMul loop by 1.6x once other
+# kernels have run (a training step 20 s against 13.6 s, bench/README.md); they are a quarter smaller too
 TFJS_FILES = {
-    "tf.min.js": ("@tensorflow/tfjs", "dist/tf.min.js", "text/javascript",
-                  "sha384-vE8hbVJ4lezako5rlvE7bY0BVzWlFhZncPlckrqNwcUQpVtgbENTgZ8TBbnPjZre"),
-    "tf-backend-wasm.min.js": ("@tensorflow/tfjs-backend-wasm", "dist/tf-backend-wasm.min.js", "text/javascript",
-                               "sha384-8zJmraBl5B7v26aoZux6x4HhlWKyW2wD1RVC4LUkQxHS99ATPEvmsTL6D44t0Acv"),
+    "tf.es2017.min.js": ("@tensorflow/tfjs", "dist/tf.es2017.min.js", "text/javascript",
+                         "sha384-ODzrY1mCTIRZRerZfDIqCoTQafA1St1OwLVc9SsTefnkCF1MeIaVSZ88wuK/NKfH"),
+    "tf-backend-wasm.es2017.min.js": ("@tensorflow/tfjs-backend-wasm", "dist/tf-backend-wasm.es2017.min.js",
+                                      "text/javascript",
+                                      "sha384-SqoVPLooc7QMMmp0JuPMz9M6JqkYFd7wX08paKmclTcGS/36X7RY+hbkK7Big30W"),
     "tfjs-backend-wasm.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm.wasm", "application/wasm",
                                "sha384-ZwWxXkngOvkV9/jOFE8ZwnuJTftuqBs9dPATM9/5t0SK6UNhYkhiCmKe98UmiVMj"),
     "tfjs-backend-wasm-simd.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm-simd.wasm",
@@ -66,8 +69,9 @@ TFJS_FILES = {
     "tfjs-backend-wasm-threaded-simd.wasm": ("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm-threaded-simd.wasm",
                                              "application/wasm",
                                              "sha384-EuJw7PP3AQ4wqZVHrEgsG4/kh0NOitIk4QYoE+NEXyq03nKu/1qfVy0MSCwvvzMK"),
-    "tf-backend-webgpu.min.js": ("@tensorflow/tfjs-backend-webgpu", "dist/tf-backend-webgpu.min.js", "text/javascript",
-                                 "sha384-0cz8Hmjyhn7MyeyzI7MSTOuEdxiSNiwpDDPakM6XjdtC/Fb5/qRxkmLrTJROQqjQ"),
+    "tf-backend-webgpu.es2017.min.js": ("@tensorflow/tfjs-backend-webgpu", "dist/tf-backend-webgpu.es2017.min.js",
+                                        "text/javascript",
+                                        "sha384-PMbEpqRHflyIjqjUzZNr1ZjYSccb6KDXZAfYugyFU5jJ0Z+CFE+qPYxpLm6JTQkL"),
     # the page zips a run trained in the browser (model.safetensors, config.json, metrics.jsonl) for its Download
     "fflate.min.js": ("fflate", "umd/index.js", "text/javascript",
                       "sha384-DT0Ls0mO7JmjTnT+oBuMhEJzYJO1zUqzuuMXNdnOmOQRIpN2BgSjvBV/j50NngIT"),

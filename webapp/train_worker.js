@@ -29,9 +29,9 @@ const WASM_FILES = ["tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm", "tf
 
 async function init({ backend, libraries, threads }) {
   if (tf) throw new Error("this worker is initialised already: start a new one for another backend");
-  await loadScript(libraries["tf.min.js"]);
+  await loadScript(libraries["tf.es2017.min.js"]);
   if (backend === "wasm") {
-    await loadScript(libraries["tf-backend-wasm.min.js"]);
+    await loadScript(libraries["tf-backend-wasm.es2017.min.js"]);
     const paths = {};
     for (const name of WASM_FILES) paths[name] = await checkedUrl(libraries[name]);
     self.tf.wasm.setWasmPaths(paths);
@@ -44,7 +44,7 @@ async function init({ backend, libraries, threads }) {
       Object.defineProperty(self.navigator, "hardwareConcurrency", { value: 2 * threads, configurable: true });
     }
   } else if (backend === "webgpu") {
-    await loadScript(libraries["tf-backend-webgpu.min.js"]);
+    await loadScript(libraries["tf-backend-webgpu.es2017.min.js"]);
   }
   if (!(await self.tf.setBackend(backend))) throw new Error(`this browser cannot run the ${backend} backend`);
   await self.tf.ready();
