@@ -226,7 +226,8 @@ SPEED_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Trai
 beside the same step of this server's own trainer (PyTorch). A run in this browser trains at about that speed: on a
 laptop with a GPU, WebGPU may beat the server.</p>
 <p><button id="measure">Measure</button> <select id="backend"><option value="wasm">WebAssembly</option>
-<option value="webgpu">WebGPU</option></select></p><p id="result"></p>
+<option value="webgpu">WebGPU</option><option value="cpu">plain JavaScript (a minute)</option></select></p>
+<p id="result"></p>
 <script>window.GPT_TFJS = TFJS_JSON; window.GPT_SPEED = SHAPE_JSON;</script>
 <script>
 // measure(backend): {tokens_per_sec, seconds_per_step, device, threads, ...} from a fresh worker

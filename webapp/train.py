@@ -440,8 +440,9 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
                 run_name = gr.Textbox(label="Run name", placeholder="empty: <preset>-<date>-<time>",
                                       info="the weights are saved in weights/<run name>")
             gr.Markdown(f"Runs on: **{DEVICE}**", elem_classes=["on-server"])
-            gr.Markdown("Trains on: **this browser**: WebGPU where it has a GPU, else WebAssembly (the run says "
-                        "which, and how fast; [how fast is this browser?](/browser/train-speed))",
+            gr.Markdown("Trains on: **this browser**: WebGPU where it has a GPU, else WebAssembly, else (slowly) "
+                        "plain JavaScript (the run says which, and how fast; "
+                        "[how fast is this browser?](/browser/train-speed))",
                         elem_classes=["in-browser"])
         with gr.Column(scale=2):
             progress = gr.HTML(elem_id="train-progress", elem_classes=["server-view"])

@@ -27,27 +27,33 @@ window.gptTrain = (() => {
     pending.delete(data.id);
     if (waiting) data.type === "error" ? waiting.reject(new Error(data.message)) : waiting.resolve(data);
   }
-  async function backend() { // WebGPU on a real GPU; WebAssembly elsewhere (a software adapter is slower than it)
+  async function backends() { // WebGPU on a real GPU, else WebAssembly (a software adapter is slower than it)
     const adapter = navigator.gpu && (await navigator.gpu.requestAdapter().catch(() => null));
     const info = adapter && (adapter.info || {});
     const software = !adapter || adapter.isFallbackAdapter || /swiftshader|llvmpipe|software/i.test(
       `${info.vendor} ${info.architecture} ${info.description}`);
-    return software ? "wasm" : "webgpu";
+    // then plain JavaScript, where WebAssembly does not start (a browser that turns it off): slow, but it trains
+    return software ? ["wasm", "cpu"] : ["webgpu", "wasm", "cpu"];
+  }
+  async function initWorker(kinds, onmessage) { // a worker with the first backend of kinds that starts here
+    for (const kind of kinds) {
+      const w = new Worker(GPT_TFJS.worker);
+      w.onmessage = onmessage;
+      try {
+        return [w, await ask({ type: "init", backend: kind, libraries: GPT_TFJS.libraries }, w)];
+      } catch (e) {
+        w.terminate();
+        if (kind === kinds[kinds.length - 1]) throw e;
+      }
+    }
   }
   function startWorker() {
     if (!ready) {
       ready = (async () => {
-        const init = async (kind) => {
-          worker = new Worker(GPT_TFJS.worker);
-          worker.onmessage = (message) => (message.data.type === "event" ? event(message.data) : answer(message));
-          return ask({ type: "init", backend: kind, libraries: GPT_TFJS.libraries });
-        };
-        const kind = await backend();
-        try { return await init(kind); } catch (e) {
-          if (kind === "wasm") throw e;
-          worker.terminate(); // WebGPU did not start: WebAssembly runs everywhere
-          return init("wasm");
-        }
+        const onmessage = (message) => (message.data.type === "event" ? event(message.data) : answer(message));
+        const [w, state] = await initWorker(await backends(), onmessage);
+        worker = w;
+        return state;
       })();
       ready.catch(() => { ready = null; });
     }
@@ -182,22 +188,22 @@ window.gptTrain = (() => {
     return unzipSync(new Uint8Array(await kept.arrayBuffer()));
   }
   // a worker of its own holds the kept weights, so that a run training meanwhile is never disturbed
-  let writer = null; // {zip, worker, ready: a promise of the run's config (with its vocab)}
+  let writer = null; // {zip, ready: a promise of {config (with its vocab), worker}}
   function writerFor(kept) {
     if (!writer || writer.zip !== kept) {
-      if (writer) writer.worker.terminate();
-      const w = new Worker(GPT_TFJS.worker);
-      w.onmessage = answer;
+      if (writer) writer.ready.then(({ worker }) => worker.terminate(), () => {});
       const ready = (async () => {
         const all = await files(kept), config = JSON.parse(new TextDecoder().decode(all["config.json"]));
         const weights = all["model.safetensors"];
-        await ask({ type: "init", backend: "wasm", libraries: GPT_TFJS.libraries }, w); // small models: WebAssembly
-        await ask({ type: "build", config, vocab: config.vocab,
-          safetensors: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }, w);
-        return config;
+        const [w] = await initWorker(["wasm", "cpu"], answer); // small models: WebAssembly, else plain JavaScript
+        try {
+          await ask({ type: "build", config, vocab: config.vocab,
+            safetensors: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) }, w);
+        } catch (e) { w.terminate(); throw e; }
+        return { config, worker: w };
       })();
-      writer = { zip: kept, worker: w, ready };
-      ready.catch(() => { if (writer && writer.ready === ready) { w.terminate(); writer = null; } }); // tried again
+      writer = { zip: kept, ready };
+      ready.catch(() => { if (writer && writer.ready === ready) writer = null; }); // tried again
     }
     return writer;
   }
@@ -206,11 +212,11 @@ window.gptTrain = (() => {
   async function generate(opts, show) {
     window.gptBrowser.begin();
     if (!zip) throw new Error("this browser holds no finished or stopped run: train one first (the Train tab, Train on: this browser)");
-    const w = writerFor(zip), config = await w.ready;
+    const { config, worker: w } = await writerFor(zip).ready;
     let held = []; // the tokens a KV cache would hold now
     const step = async (ids, fresh) => {
       held = fresh ? ids.slice() : held.concat(ids);
-      return (await ask({ type: "logits", x: held, B: 1, T: held.length, last: true }, w.worker)).logits;
+      return (await ask({ type: "logits", x: held, B: 1, T: held.length, last: true }, w)).logits;
     };
     return window.gptBrowser.decode(opts, config.vocab, config.block_size, step, show);
   }

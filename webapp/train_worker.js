@@ -420,7 +420,8 @@ async function train({ text, train: t }) {
 
 function describe() { // what the run runs on, for the page to say
   return state.backend === "webgpu" ? `WebGPU (${state.adapter})`
-    : state.backend === "wasm" ? `WebAssembly (${state.threads} thread${state.threads === 1 ? "" : "s"})` : state.backend;
+    : state.backend === "wasm" ? `WebAssembly (${state.threads} thread${state.threads === 1 ? "" : "s"})`
+    : state.backend === "cpu" ? "plain JavaScript (no WebAssembly here: slow)" : state.backend;
 }
 
 function emit(event) { self.postMessage({ type: "event", ...event }); }
