@@ -149,6 +149,13 @@ def webgpu(page):
 
 
 @pytest.fixture(scope="module")
+def plain_js(page):
+    info = page.init("cpu", "cpu")  # TF.js's plain-JavaScript backend: where WebAssembly does not start
+    assert info["backend"] == "cpu"
+    return "cpu"
+
+
+@pytest.fixture(scope="module")
 def vocab(shakespeare):
     return CharTokenizer.from_text(shakespeare)
 
@@ -294,19 +301,27 @@ def test_loss_and_gradients_equal_pytorch_s_on_webassembly(page, wasm, shakespea
     check_loss_and_gradients(page, wasm, model, X, Y)
 
 
-def test_loss_gradients_and_steps_equal_pytorch_s_on_webgpu(page, webgpu, shakespeare, vocab):
-    """SwiftShader is slow: a small model, with biases (the tiny preset's kind), and three clipped AdamW steps."""
+def check_small_model(page, worker, shakespeare, vocab):
+    """A small model, with biases (the tiny preset's kind): its loss and gradients, and three clipped AdamW steps."""
     config = GPTConfig(vocab_size=vocab.vocab_size, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
     model = spread_out(config, vocab, seed=2, std=0.4)
-    page.load(webgpu, model)
+    page.load(worker, model)
     X, Y = next(batches(shakespeare, vocab, 1, 2, 8, seed=2))
-    check_loss_and_gradients(page, webgpu, model, X, Y)
+    check_loss_and_gradients(page, worker, model, X, Y)
     train = TrainConfig.from_preset("tiny", max_iters=3, warmup_iters=1)
     data = list(batches(shakespeare, vocab, 3, 2, 8, seed=5))
-    ours = page_steps(page, webgpu, data, train)
+    ours = page_steps(page, worker, data, train)
     expected, norms = pytorch_steps(model, data, train)
     assert min(norms) > train.grad_clip  # clipped at every step
     assert max(abs(a - b) for a, b in zip(ours, expected)) <= 1e-3, list(zip(ours, expected))
+
+
+def test_loss_gradients_and_steps_equal_pytorch_s_on_webgpu(page, webgpu, shakespeare, vocab):
+    check_small_model(page, webgpu, shakespeare, vocab)  # SwiftShader is slow: a small model
+
+
+def test_loss_gradients_and_steps_equal_pytorch_s_in_plain_javascript(page, plain_js, shakespeare, vocab):
+    check_small_model(page, plain_js, shakespeare, vocab)
 
 
 def test_twenty_adamw_steps_track_pytorch_and_the_export_gives_the_page_s_logits(page, wasm, tmp_path,
