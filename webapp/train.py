@@ -160,7 +160,8 @@ def estimate(preset, *settings_and_minutes) -> str:
         measured += "; the machine was busy while timing, so this is rough"
     if config.max_time:
         return f"Trains for {duration(config.max_time)} on {DEVICE}: **{about} {guess.steps:,} steps** ({measured})"
-    return f"{config.max_iters:,} steps on {DEVICE}: **{about} {duration(guess.seconds)}** ({measured})"
+    took = duration(guess.seconds)
+    return f"{config.max_iters:,} steps on {DEVICE}: **{took if took == 'under 1 s' else f'{about} {took}'}** ({measured})"
 
 
 def time_limit(minutes) -> float:
