@@ -6,7 +6,7 @@ Screenshots land in artifacts/ (or $ARTIFACTS_DIR) for a person to look at.
 import re
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, expect
 
 from gpt.ladder import rungs as ladder
 from conftest import ARTIFACTS
@@ -24,7 +24,9 @@ def browser(chromium):
 
 
 def open_app(browser, url, viewport=None, trains=True):
-    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
+    """browser: a Browser (the page in a browser of its own), or a BrowserContext (one more tab in that browser)."""
+    size = viewport or {"width": 1400, "height": 1000}
+    page = browser.new_page() if isinstance(browser, BrowserContext) else browser.new_page(viewport=size)
     page.goto(url, wait_until="load")  # not "networkidle": the page polls every second
     expect(page.locator("#train-progress .status")).to_be_visible(timeout=30_000)
     if trains:
@@ -103,6 +105,28 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
     expect(page.get_by_text(re.compile(r"800 tokens \(characters\) in"))).to_be_visible(timeout=60_000)
     assert len(text.input_value()) == len("ROMEO:") + 800 > partial  # it streamed in before it was complete
     page.screenshot(path=ARTIFACTS / "5-generate.png", full_page=True)
+
+
+def test_the_tabs_of_one_browser_share_one_live_stream(browser, app_server):
+    """Over HTTP/1.1 a browser opens 6 connections to a server and Gradio keeps one open in every tab: with a /live
+    stream each, the fourth tab of `python app.py` never loaded. The tabs share the first one's stream
+    (webapp/live.js): a fourth loads, the others hear the stream through the first, and when the first closes
+    another takes the stream over."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    streams = []
+    context.on("request", lambda r: r.url.endswith("/live") and streams.append(r.url))
+    first = open_app(context, app_server["url"])
+    tabs = [open_app(context, app_server["url"]) for _ in range(3)]
+    for tab in tabs:
+        tab.wait_for_function("() => gptLive.heard()")  # through the first tab's stream
+    assert len(streams) == 1
+    first.close()
+    for _ in range(100):
+        if len(streams) == 2:
+            break
+        tabs[0].wait_for_timeout(100)
+    assert len(streams) == 2
+    context.close()
 
 
 def test_train_for_minutes_in_the_browser(browser, app_server):
