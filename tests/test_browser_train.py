@@ -604,27 +604,25 @@ def test_a_start_pressed_as_a_preset_is_chosen_trains_that_preset_however_slow_t
         tab.evaluate("() => { window.fetch = window.slowServer; }")
 
 
-def test_a_browser_whose_webassembly_does_not_start_trains_in_plain_javascript(app, chromium):
+def test_a_browser_whose_webassembly_does_not_start_trains_in_plain_javascript(app, context, finished_run):
     """Where WebAssembly does not start (a browser that turns it off; here its files never arrive), the page trains
-    on TF.js's plain-JavaScript backend and says so, rather than not at all. A browser of its own: over HTTP/1.1 a
-    browser opens 6 connections to a server, and each tab of the app keeps two open (Gradio's and /live)."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    refused = []
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app["url"])
-                  and not route.request.url.endswith(".wasm") else (refused.append(route.request.url), route.abort()))
+    on TF.js's plain-JavaScript backend and says so, rather than not at all."""
     tab = context.new_page()
+    refused = []
+    tab.route("**/*.wasm", lambda route: (refused.append(route.request.url), route.abort()))
     try:
-        ready_to_train(tab, app)
-        tab.locator("#browser-start").click()
+        tab.goto(app["url"], wait_until="load")
+        expect(tab.locator("#train-on input[value='this browser']")).to_be_checked(timeout=30_000)
+        tab.locator("#browser-start").click()  # the browser preset (this browser keeps an earlier run: not shown)
         tab.wait_for_function("() => (gptTrain.state().run.last || {}).step >= 1", timeout=60_000)
-        assert any(url.endswith(".wasm") for url in refused)  # WebAssembly was tried first
+        assert refused  # WebAssembly was tried first
         expect(tab.locator("#browser-run")).to_contain_text("plain JavaScript")
         assert browser_run(tab)["device"].startswith("plain JavaScript")
         tab.screenshot(path=ARTIFACTS / "browser-train-plain-js.png", full_page=True)
         tab.locator("#browser-stop").click()
         expect(tab.locator("#browser-run")).to_contain_text("Stopped in this browser", timeout=10_000)
     finally:
-        context.close()
+        tab.close()
 
 
 def test_the_speed_page_measures_this_browser_beside_the_server_s_trainer(app, context, finished_run):
