@@ -604,27 +604,6 @@ def test_a_start_pressed_as_a_preset_is_chosen_trains_that_preset_however_slow_t
         tab.evaluate("() => { window.fetch = window.slowServer; }")
 
 
-def test_a_browser_whose_webassembly_does_not_start_trains_in_plain_javascript(app, context, finished_run):
-    """Where WebAssembly does not start (a browser that turns it off; here its files never arrive), the page trains
-    on TF.js's plain-JavaScript backend and says so, rather than not at all."""
-    tab = context.new_page()
-    refused = []
-    tab.route("**/*.wasm", lambda route: (refused.append(route.request.url), route.abort()))
-    try:
-        tab.goto(app["url"], wait_until="load")
-        expect(tab.locator("#train-on input[value='this browser']")).to_be_checked(timeout=30_000)
-        tab.locator("#browser-start").click()  # the browser preset (this browser keeps an earlier run: not shown)
-        tab.wait_for_function("() => (gptTrain.state().run.last || {}).step >= 1", timeout=60_000)
-        assert refused  # WebAssembly was tried first
-        expect(tab.locator("#browser-run")).to_contain_text("plain JavaScript")
-        assert browser_run(tab)["device"].startswith("plain JavaScript")
-        tab.screenshot(path=ARTIFACTS / "browser-train-plain-js.png", full_page=True)
-        tab.locator("#browser-stop").click()
-        expect(tab.locator("#browser-run")).to_contain_text("Stopped in this browser", timeout=10_000)
-    finally:
-        tab.close()
-
-
 def test_the_speed_page_measures_this_browser_beside_the_server_s_trainer(app, context, finished_run):
     """The Train tab links to the speed page, whose Measure times the cpu preset's step in this browser and sets it
     beside this server's trainer timed on the same shape (estimate_time's steps)."""
@@ -645,6 +624,27 @@ def test_the_speed_page_measures_this_browser_beside_the_server_s_trainer(app, c
     with urllib.request.urlopen(app["url"] + "browser/train-speed/server.json") as response:  # a minute's memory
         assert json.loads(response.read())["tokens_per_sec"] == pytest.approx(int(server.replace(",", "")), abs=1)
     page.close()
+
+
+def test_a_browser_whose_webassembly_does_not_start_trains_in_plain_javascript(app, context, finished_run):
+    """Where WebAssembly does not start (a browser that turns it off; here its files never arrive), the page trains
+    on TF.js's plain-JavaScript backend and says so, rather than not at all."""
+    tab = context.new_page()
+    refused = []
+    tab.route("**/*.wasm", lambda route: (refused.append(route.request.url), route.abort()))
+    try:
+        tab.goto(app["url"], wait_until="load")
+        expect(tab.locator("#train-on input[value='this browser']")).to_be_checked(timeout=30_000)
+        tab.locator("#browser-start").click()  # the browser preset (this browser keeps an earlier run: not shown)
+        tab.wait_for_function("() => (gptTrain.state().run.last || {}).step >= 1", timeout=60_000)
+        assert refused  # WebAssembly was tried first
+        expect(tab.locator("#browser-run")).to_contain_text("plain JavaScript")
+        assert browser_run(tab)["device"].startswith("plain JavaScript")
+        tab.screenshot(path=ARTIFACTS / "browser-train-plain-js.png", full_page=True)
+        tab.locator("#browser-stop").click()
+        expect(tab.locator("#browser-run")).to_contain_text("Stopped in this browser", timeout=10_000)
+    finally:
+        tab.close()
 
 
 # --- Push, as a signed-in visitor of a Space: the run this browser trained, to the visitor's own namespace ---
