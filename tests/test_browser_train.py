@@ -628,7 +628,8 @@ def test_the_speed_page_measures_this_browser_beside_the_server_s_trainer(app, c
 
 def test_a_browser_whose_webassembly_does_not_start_trains_in_plain_javascript(app, context, finished_run):
     """Where WebAssembly does not start (a browser that turns it off; here its files never arrive), the page trains
-    on TF.js's plain-JavaScript backend and says so, rather than not at all."""
+    on TF.js's plain-JavaScript backend and says so, rather than not at all. It runs after the speed page's test: the
+    other way round, a Chromium renderer stayed busy (about 6% of a core) for the rest of the suite, cause not found."""
     tab = context.new_page()
     refused = []
     tab.route("**/*.wasm", lambda route: (refused.append(route.request.url), route.abort()))

@@ -10,7 +10,8 @@
   let version = null;
   let lost = false;
   let latest = null; // the holder's last message, for a tab that opens later
-  const channel = "BroadcastChannel" in window ? new BroadcastChannel("gpt-live") : null;
+  // the tabs' channel, where they can share a stream (an insecure context has no locks: each tab its own stream)
+  const channel = "BroadcastChannel" in window && navigator.locks ? new BroadcastChannel("gpt-live") : null;
 
   function refresh() {
     document.querySelectorAll("button.live-refresh, .live-refresh button").forEach((button) => button.click());
@@ -69,7 +70,7 @@
   }
 
   function start() {
-    if (!channel || !(navigator.locks && navigator.locks.request)) return listen(); // an insecure context has no locks
+    if (!channel) return listen();
     channel.onmessage = ({ data }) => {
       if (data.hello) { if (latest) channel.postMessage({ message: latest }); } // a tab that just opened
       else if (data.message) heard(data.message);
