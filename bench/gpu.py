@@ -73,7 +73,9 @@ def part_tests(args) -> dict:
         if args.dry_run else GPU_TESTS
     junit = args.out / "junit.xml"
     env = {**os.environ, "GPT_TEST_DEVICE": args.device}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *tests]
+    # addopts left out: the GPU machine has no pytest-xdist, and its tests are few
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", f"--junitxml={junit}",
+               *tests]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     print(result.stdout[-6000:], result.stderr[-3000:], sep="\n", flush=True)
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}

@@ -1,6 +1,8 @@
+import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -101,14 +103,25 @@ def pytest_collection_modifyitems(session, config, items):
     for item in items:
         if item.path.name.startswith("test_browser"):
             item.add_marker(pytest.mark.browser)
-    # The visitor's one-minute run in the browser (test_browser_train.py) starts before the other browser tests
-    # and is read after them: they run in the minute it trains, instead of the suite waiting it out.
-    early = [item for item in items if item.path.name == "test_browser_train.py"
+    # The browser tests first, so that the rest runs beside them. The visitor's one-minute run in the browser
+    # (test_browser_train.py) starts before the other browser tests and is read after them: they run in the minute
+    # it trains, instead of the suite waiting it out.
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    early = [item for item in browser if item.path.name == "test_browser_train.py"
              and "finished_run" not in item.fixturenames]
-    if early:
-        rest = [item for item in items if item not in early]
-        first = next((i for i, item in enumerate(rest) if item.get_closest_marker("browser")), len(rest))
-        items[:] = rest[:first] + early + rest[first:]
+    items[:] = early + [item for item in browser if item not in early] + [i for i in items if i not in browser]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The two workers of pytest.ini: every browser test on one, in the order above (one Chromium, one set of apps,
+    the minute's run beside the others); each other file on whichever worker is free (its module fixtures once)."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class BrowserTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            return "browser" if nodeid.startswith("tests/test_browser") else super()._split_scope(nodeid)
+
+    return BrowserTogether(config, log)
 
 
 def pytest_collection_finish(session):
@@ -127,6 +140,11 @@ def isolated_caches(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("GPT_CACHE_DIR", str(home / "gpt"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    # and the precision choices this process remembers: timed under an earlier test's load, they could differ from
+    # what a command line started now measures, and a seed would then give two texts
+    precision = sys.modules.get("gpt.generation.precision")
+    if precision:
+        monkeypatch.setattr(precision, "_FASTEST", {})
 
 
 @pytest.fixture(scope="session")
@@ -236,12 +254,14 @@ def npm_ci(folder: Path, packages: list[str]) -> Path:
     """`npm ci` of folder's package-lock.json (from the registry; CI reaches it), unless its node_modules already
     holds these packages. The JavaScript the tests run is pinned there, never fetched at run time."""
     modules = folder / "node_modules"
-    if not all((modules / name / "package.json").is_file() for name in packages):
-        npm = shutil.which("npm")
-        assert npm and shutil.which("node"), "the JavaScript tests need Node.js and npm: apt-get install nodejs npm"
-        result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder,
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
+    with open(folder / ".npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker may want the same folder: one npm ci at a time
+        if not all((modules / name / "package.json").is_file() for name in packages):
+            npm = shutil.which("npm")
+            assert npm and shutil.which("node"), "the JavaScript tests need Node.js and npm: apt-get install nodejs npm"
+            result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder,
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
     return modules
 
 
