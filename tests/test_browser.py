@@ -108,18 +108,22 @@ def test_train_watch_stop_and_generate_in_the_browser(browser, app_server):
 
 
 def test_the_tabs_of_one_browser_share_one_live_stream(browser, app_server):
-    """Over HTTP/1.1 a browser opens 6 connections to a server and Gradio keeps one open in every tab: with a /live
-    stream each, the fourth tab of `python app.py` never loaded. The tabs share the first one's stream
-    (webapp/live.js): a fourth loads, the others hear the stream through the first, and when the first closes
+    """Over HTTP/1.1 a browser opens 6 connections to a server. A tab held two for good (its /live stream, and the
+    heartbeat Gradio opens in every tab of an app with a gr.State): the fourth tab of `python app.py` never loaded,
+    and with one stream a browser the sixth did not. Now the tabs share the first one's stream (webapp/live.js) and
+    the app has no gr.State: six tabs load, the others hear the stream through the first, and when the first closes
     another takes the stream over."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     streams = []
     context.on("request", lambda r: r.url.endswith("/live") and streams.append(r.url))
+    requested = []
+    context.on("request", lambda r: requested.append(r.url))
     first = open_app(context, app_server["url"])
-    tabs = [open_app(context, app_server["url"]) for _ in range(3)]
+    tabs = [open_app(context, app_server["url"]) for _ in range(5)]
     for tab in tabs:
         tab.wait_for_function("() => gptLive.heard()")  # through the first tab's stream
     assert len(streams) == 1
+    assert not [r for r in requested if "/heartbeat/" in r]  # no tab holds a connection of its own
     first.close()
     for _ in range(100):
         if len(streams) == 2:

@@ -191,6 +191,27 @@ def test_the_ladder_tab_shows_rungs_climbed_before_a_restart(three_runs, text, m
     assert "ladder/rung-1" in state.weights_choices()  # a rung can be chosen to generate and for attention maps
 
 
+def test_a_page_s_replay_clock_is_only_a_past_time(tmp_path, monkeypatch):
+    """A tab keeps when its replay of the shipped weights began in a hidden field of the page (not a gr.State, whose
+    heartbeat held a connection in every tab), so a stranger's page can send anything there: whatever is not a past
+    time starts the replay now, and a time long past shows its end, still."""
+    import time
+
+    from webapp import state
+    from webapp import train as train_tab
+
+    (tmp_path / "weights").mkdir()
+    shutil.copytree(state.WEIGHTS / "default", tmp_path / "weights" / "default")  # the shipped weights alone
+    monkeypatch.setattr(train_tab, "WEIGHTS", tmp_path / "weights")
+    before = time.time()
+    for sent in (None, float("nan"), float("inf"), before + 3600):
+        began = train_tab.poll(False, sent, None, None)[7]
+        assert before <= began <= time.time(), sent
+    assert train_tab.poll(False, before - 5, None, None)[7] == before - 5  # the page's own clock goes on
+    end = train_tab.poll(False, -1e300, None, None)
+    assert end[7] == -1e300 and not end[8].active  # the replay over: nothing moves, no poll
+
+
 def test_a_past_run_is_shown_from_its_log_and_replays_noise_to_shakespeare(tmp_path, text):
     """With no live run the Train tab shows a log: whole for the last run, step by step for the shipped weights."""
     from gpt.training.log import RunRecord

@@ -202,7 +202,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                       concurrency_limit=None).then(None, js=live.REFRESH_JS)
     timer = gr.Timer(CLIMB_S, active=False)  # on while a climb goes; webapp/live.js wakes the tab at each rung's change
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
-    climbing = gr.State(False)
+    climbing = gr.Checkbox(False, visible=False)  # held in the page, not a gr.State (webapp/train.py says why)
     polled = [chart, table, ladder_btn, ladder_stop, climbing, message, view, timer]
     gr.on([timer.tick, demo.load], poll_ladder, [climbing, shown], polled, api_visibility="private",
           concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")

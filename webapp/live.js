@@ -4,8 +4,8 @@
 //
 // One stream a browser, not a tab: the tab that holds the "gpt-live" lock holds the stream and passes what it hears
 // to the others (a BroadcastChannel); when that tab closes, the next takes the lock. Over HTTP/1.1 (`python app.py`)
-// a browser opens at most 6 connections to a server and Gradio keeps one open in every tab: with a stream each, the
-// fourth tab of the app never finished loading.
+// a browser opens at most 6 connections to a server: with a stream each (and Gradio's heartbeat, which the app no
+// longer needs: it has no gr.State), the fourth tab of the app never finished loading.
 (() => {
   let version = null;
   let lost = false;

@@ -339,7 +339,10 @@ def poll(was_running: bool, replay_began: float | None, profile: gr.OAuthProfile
     """The tab's view, and whether to poll again in a second: only while something moves (a live run, the replay
     this page is playing); else the page waits for webapp/live.py to say that something changed."""
     now = time.time()
-    began = now if replay_began is None else replay_began
+    # the page holds when its replay began (a hidden field, not a gr.State: see below); a stranger's page may send
+    # anything there, and anything but a past time starts the replay now
+    began = replay_began if isinstance(replay_began, (int, float)) and math.isfinite(replay_began) and \
+        replay_began <= now else now
     s = shown_status(now - began)
     running = s["state"] in ("running", "stopping")
     replaying = s["state"] == "replay"
@@ -470,7 +473,10 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     preset.change(None, [preset, *settings, optimizer, muon_lr], [*settings, optimizer, muon_lr],
                   js=PRESET_JS.replace("PRESET_VALUES_JSON", json.dumps({p: preset_values(p) for p in PRESETS})))
     optimizer.change(lambda o: gr.Number(visible=o != "adamw"), optimizer, muon_lr, api_visibility="private")
-    running = gr.State(False)  # whether a run goes, as this tab last saw it: its end brings the estimate back
+    # What a tab remembers between polls is held in the page (hidden fields), never in a gr.State: one State in the
+    # app makes Gradio keep a heartbeat stream open in every tab, and over HTTP/1.1 a browser has six connections to
+    # a server (python app.py's fourth or fifth tab never finished loading).
+    running = gr.Checkbox(False, visible=False)  # a run goes, as this tab last saw: its end brings the estimate back
     gr.on([demo.load, running.change, *(s.change for s in [*settings, optimizer, muon_lr, minutes])], estimate,
           [preset, *settings, optimizer, muon_lr, minutes], time_estimate,
           trigger_mode="always_last", concurrency_limit=1, concurrency_id="estimate", api_visibility="private",
@@ -509,7 +515,7 @@ def build(demo: gr.Blocks, tabs: gr.Tabs) -> None:
     to_generate.click(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
     timer = gr.Timer(1.0, active=False)  # on while something moves (poll says); else webapp/live.js wakes the tab
     refresh = gr.Button("refresh", elem_classes=["live-refresh", "gpt-hidden"])
-    replay_began = gr.State(None)  # when this page's replay of the shipped weights' training began
+    replay_began = gr.Number(None, visible=False)  # when this page's replay of the shipped weights' training began
     shown = [progress, chart, samples, start_btn, stop_btn, running, message, replay_began, timer]
     gr.on([timer.tick, demo.load], poll, [running, replay_began], shown, api_visibility="private",
           concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
