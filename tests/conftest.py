@@ -1,3 +1,4 @@
+import atexit
 import fcntl
 import os
 import shutil
@@ -22,6 +23,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["HF_HUB_DISABLE_XET"] = "1"  # the stand-in speaks classic LFS, not Xet
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
 os.environ["GPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpt-cache-")  # precision choices: shared by this run only
+for scratch in (os.environ["HF_HOME"], os.environ["GPT_CACHE_DIR"]):
+    atexit.register(shutil.rmtree, scratch, True)  # each process of a run (three with the workers) its own
 os.environ.pop("HF_TOKEN", None)  # a real token never reaches the stand-in
 # One torch thread a process (this one and every app, command line and engine it starts, before torch is
 # imported): they share two cores with Chromium, and two OpenMP threads a process spin against the others. A tiny
