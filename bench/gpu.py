@@ -73,9 +73,10 @@ def part_tests(args) -> dict:
         if args.dry_run else GPU_TESTS
     junit = args.out / "junit.xml"
     env = {**os.environ, "GPT_TEST_DEVICE": args.device}
-    # addopts left out: the GPU machine has no pytest-xdist, and its tests are few
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", f"--junitxml={junit}",
-               *tests]
+    # as on the GPU machine, which has no pytest-xdist (so the dry run checks that the suite runs without it): no
+    # workers, and pytest.ini's addopts (-n 2) left out; its tests are few
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-o", "addopts=",
+               f"--junitxml={junit}", *tests]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     print(result.stdout[-6000:], result.stderr[-3000:], sep="\n", flush=True)
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}

@@ -115,6 +115,7 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = early + [item for item in browser if item not in early] + [i for i in items if i not in browser]
 
 
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist (the bare GPU machine of bench/gpu.py) it is not a hook
 def pytest_xdist_make_scheduler(config, log):
     """The two workers of pytest.ini: every browser test on one, in the order above (one Chromium, one set of apps,
     the minute's run beside the others); each other file on whichever worker is free (its module fixtures once)."""
