@@ -100,11 +100,16 @@ def run_main(main, *argv) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
+def in_browser_file(path) -> bool:
+    """tests/test_browser*.py: the files whose tests drive Chromium (marked `browser`, run together on one worker)."""
+    return Path(path).name.startswith("test_browser")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     """Every test of a test_browser*.py file is marked `browser`: `-m "not browser"` is the quick loop."""
     for item in items:
-        if item.path.name.startswith("test_browser"):
+        if in_browser_file(item.path):
             item.add_marker(pytest.mark.browser)
     # The browser tests first, so that the rest runs beside them. The visitor's one-minute run in the browser
     # (test_browser_train.py) starts before the other browser tests and is read after them: they run in the minute
@@ -123,7 +128,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class BrowserTogether(LoadFileScheduling):
         def _split_scope(self, nodeid):
-            return "browser" if nodeid.startswith("tests/test_browser") else super()._split_scope(nodeid)
+            return "browser" if in_browser_file(nodeid.split("::")[0]) else super()._split_scope(nodeid)
 
     return BrowserTogether(config, log)
 

@@ -114,22 +114,17 @@ def test_the_tabs_of_one_browser_share_one_live_stream(browser, app_server):
     the app has no gr.State: six tabs load, the others hear the stream through the first, and when the first closes
     another takes the stream over."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    streams = []
-    context.on("request", lambda r: r.url.endswith("/live") and streams.append(r.url))
     requested = []
     context.on("request", lambda r: requested.append(r.url))
     first = open_app(context, app_server["url"])
     tabs = [open_app(context, app_server["url"]) for _ in range(5)]
     for tab in tabs:
         tab.wait_for_function("() => gptLive.heard()")  # through the first tab's stream
-    assert len(streams) == 1
-    assert not [r for r in requested if "/heartbeat/" in r]  # no tab holds a connection of its own
-    first.close()
-    for _ in range(100):
-        if len(streams) == 2:
-            break
-        tabs[0].wait_for_timeout(100)
-    assert len(streams) == 2
+    assert sum(url.endswith("/live") for url in requested) == 1  # one stream for the browser
+    assert not [url for url in requested if "/heartbeat/" in url]  # no tab holds a connection of its own
+    with context.expect_event("request", lambda r: r.url.endswith("/live"), timeout=10_000):
+        first.close()  # another tab takes the stream over
+    assert sum(url.endswith("/live") for url in requested) == 2
     context.close()
 
 
